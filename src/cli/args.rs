@@ -1,0 +1,155 @@
+//! The command line (clap derive). No option takes key material or a password as its value.
+
+use crate::keys::{Enctype, KeyType};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "afskeys",
+    version,
+    about = "Administer the server encryption keys of an AFS cell (KeyFile, KeyFileExt)",
+    long_about = None
+)]
+pub struct Cli {
+    /// The server conf dir holding KeyFile and KeyFileExt
+    /// [default: /usr/afs/etc if it exists, else /etc/openafs/server]
+    #[arg(long, global = true, env = "AFSKEYS_CONFDIR", value_name = "DIR")]
+    pub confdir: Option<PathBuf>,
+
+    /// Machine-readable output (JSON) on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the keys (kvno, type, enctype, checksum)
+    List(ListArgs),
+    /// List the rxkad keys exactly as `bos listkeys` prints them
+    Listkeys(ListkeysArgs),
+    /// Add a key (as `bos addkey`: an existing kvno is refused unless --replace)
+    #[command(alias = "addkey")]
+    Add(AddArgs),
+    /// Remove the keys at a kvno (every type and enctype unless narrowed)
+    #[command(alias = "removekey")]
+    Remove(RemoveArgs),
+    /// Derive a key from a password read on stdin and print it with its checksum
+    StringToKey(StringToKeyArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// A table
+    Table,
+    /// `bos listkeys` text
+    Bos,
+    /// `asetkey list` text
+    Asetkey,
+    /// JSON
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Show the key bytes too (never shown otherwise)
+    #[arg(long)]
+    pub showkey: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListkeysArgs {
+    /// Show the key bytes as `bos listkeys -showkey` does
+    #[arg(long)]
+    pub showkey: bool,
+}
+
+/// Where the new key comes from: never from argv.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct KeySource {
+    /// Read a password from the first line of stdin and derive the key from it
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Ask for the password on the terminal (no echo, asked twice)
+    #[arg(long)]
+    pub prompt: bool,
+    /// A random key from the operating system's RNG
+    #[arg(long)]
+    pub random: bool,
+    /// Read the key itself as hex from the first line of stdin
+    #[arg(long)]
+    pub key_hex_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Key version number
+    #[arg(long)]
+    pub kvno: i32,
+    /// Key type: rxkad (single DES, KeyFile), rxkad_krb5 or rxgk (KeyFileExt)
+    #[arg(long = "type", default_value = "rxkad", value_parser = parse_key_type)]
+    pub key_type: KeyType,
+    /// Enctype(s) of a typed key, by number or name; repeat or separate with commas
+    /// [default for rxkad_krb5 and rxgk: 18,17]
+    #[arg(long, value_delimiter = ',', value_parser = parse_enctype)]
+    pub enctype: Vec<Enctype>,
+    #[command(flatten)]
+    pub source: KeySource,
+    /// Cell whose name salts an rxkad password [default: ThisCell in the conf dir]
+    #[arg(long)]
+    pub cell: Option<String>,
+    /// Principal whose default salt derives typed keys from a password
+    /// [default: afs/<cell>@<CELL>]
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Replace a key already present at this (type, kvno, enctype)
+    #[arg(long)]
+    pub replace: bool,
+    /// Only if the key being replaced has this checksum (implies --replace); exit 3 if not
+    #[arg(long, value_delimiter = ',', value_name = "CKSUM")]
+    pub if_cksum: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Key version number
+    #[arg(long)]
+    pub kvno: i32,
+    /// Only keys of this type
+    #[arg(long = "type", value_parser = parse_key_type)]
+    pub key_type: Option<KeyType>,
+    /// Only keys of this enctype
+    #[arg(long, value_parser = parse_enctype)]
+    pub enctype: Option<Enctype>,
+    /// Only if every key removed has one of these checksums; exit 3 if not
+    #[arg(long, value_delimiter = ',', value_name = "CKSUM")]
+    pub if_cksum: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Args)]
+pub struct StringToKeyArgs {
+    /// Cell whose name salts an rxkad key [default: ThisCell in the conf dir]
+    #[arg(long)]
+    pub cell: Option<String>,
+    /// Derive a Kerberos key of this enctype (17 or 18) instead of an rxkad DES key
+    #[arg(long, value_parser = parse_enctype)]
+    pub enctype: Option<Enctype>,
+    /// Principal whose default salt derives a Kerberos key [default: afs/<cell>@<CELL>]
+    #[arg(long)]
+    pub principal: Option<String>,
+}
+
+fn parse_key_type(s: &str) -> Result<KeyType, String> {
+    s.parse()
+}
+
+fn parse_enctype(s: &str) -> Result<Enctype, String> {
+    s.parse()
+}

@@ -1,0 +1,255 @@
+//! The `afskeys` command: parse arguments, call one library function, render, map errors to
+//! exit codes (0 done, 1 failed, 2 usage, 3 refused by policy).
+
+pub mod args;
+pub mod render;
+mod secret;
+
+use crate::keygen::{self, Material};
+use crate::keys::{Enctype, KeyType};
+use crate::store::{ops, ConfDir, EditReport, StoreError};
+use args::{AddArgs, Cli, Command, ListFormat, RemoveArgs, StringToKeyArgs};
+use clap::Parser;
+use serde_json::json;
+use std::path::PathBuf;
+
+/// A failure to report: the message and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn failed(m: impl Into<String>) -> CliError {
+        CliError {
+            code: 1,
+            message: m.into(),
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> CliError {
+        CliError {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<keygen::KeygenError> for CliError {
+    fn from(e: keygen::KeygenError) -> CliError {
+        CliError::failed(e.to_string())
+    }
+}
+
+/// Run the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(out) => {
+            print!("{out}");
+            0
+        }
+        Err(e) => {
+            eprintln!("afskeys: {}", e.message);
+            e.code
+        }
+    }
+}
+
+/// The conf dir from `--confdir`/`AFSKEYS_CONFDIR`, else `/usr/afs/etc` if it exists,
+/// else Debian's `/etc/openafs/server`.
+pub fn confdir(cli: &Cli) -> PathBuf {
+    if let Some(d) = &cli.confdir {
+        return d.clone();
+    }
+    let transarc = PathBuf::from("/usr/afs/etc");
+    if transarc.is_dir() {
+        transarc
+    } else {
+        PathBuf::from("/etc/openafs/server")
+    }
+}
+
+fn warn_all(w: &[String]) {
+    for m in w {
+        eprintln!("afskeys: warning: {m}");
+    }
+}
+
+/// Run one command and return what goes to stdout.
+pub fn run(cli: &Cli) -> Result<String, CliError> {
+    let dir = ConfDir::new(confdir(cli));
+    match &cli.command {
+        Command::List(a) => {
+            let snap = dir.read()?;
+            warn_all(&snap.warnings);
+            let format = if cli.json { ListFormat::Json } else { a.format };
+            Ok(match format {
+                ListFormat::Table => render::table(&snap, a.showkey),
+                ListFormat::Bos => render::bos(&snap, a.showkey),
+                ListFormat::Asetkey => render::asetkey(&snap),
+                ListFormat::Json => json_line(render::list_json(dir.path(), &snap, a.showkey)),
+            })
+        }
+        Command::Listkeys(a) => {
+            let snap = dir.read()?;
+            warn_all(&snap.warnings);
+            Ok(if cli.json {
+                json_line(render::list_json(dir.path(), &snap, a.showkey))
+            } else {
+                render::bos(&snap, a.showkey)
+            })
+        }
+        Command::Add(a) => add(cli, &dir, a),
+        Command::Remove(a) => remove(cli, &dir, a),
+        Command::StringToKey(a) => string_to_key(cli, &dir, a),
+    }
+}
+
+fn json_line(v: serde_json::Value) -> String {
+    format!("{v}\n")
+}
+
+fn cell_of(dir: &ConfDir, given: &Option<String>) -> Result<String, CliError> {
+    match given {
+        Some(c) => Ok(c.clone()),
+        None => dir
+            .this_cell()
+            .map_err(|e| CliError::failed(format!("{e} (give --cell to name the cell instead)"))),
+    }
+}
+
+fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
+    // The cell and principal matter only when a password is derived.
+    let derives = a.source.password_stdin || a.source.prompt;
+    let cell = if derives {
+        cell_of(dir, &a.cell)?
+    } else {
+        a.cell.clone().unwrap_or_default()
+    };
+    let principal = a
+        .principal
+        .clone()
+        .unwrap_or_else(|| keygen::default_principal(&cell));
+    let secret;
+    let material = if a.source.random {
+        Material::Random
+    } else if a.source.key_hex_stdin {
+        secret = secret::stdin_hex()?;
+        Material::Raw(&secret)
+    } else {
+        secret = if a.source.prompt {
+            secret::prompt_twice()?
+        } else {
+            secret::stdin_line("password")?
+        };
+        Material::Password(&secret)
+    };
+    let keys = keygen::make_keys(a.kvno, a.key_type, &a.enctype, material, &cell, &principal)?;
+    let added: Vec<serde_json::Value> = keys.iter().map(|k| render::key_json(k, false)).collect();
+    let ids: Vec<String> = keys.iter().map(|k| k.id.to_string()).collect();
+    let (replaced, report) = ops::add_keys(dir, keys, a.replace, a.if_cksum.as_deref())?;
+    warn_all(&report.warnings);
+    if cli.json {
+        return Ok(json_line(json!({
+            "added": added,
+            "replaced": replaced.iter().map(|k| render::key_json(k, false)).collect::<Vec<_>>(),
+            "written": paths(&report),
+            "backups": report.backups.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        })));
+    }
+    let mut out = String::new();
+    for (id, v) in ids.iter().zip(&added) {
+        let verb = if replaced.iter().any(|r| r.id.to_string() == *id) {
+            "replaced"
+        } else {
+            "added"
+        };
+        out.push_str(&format!("{verb} {id} (cksum {})\n", v["cksum"]));
+    }
+    Ok(out)
+}
+
+fn paths(r: &EditReport) -> Vec<String> {
+    r.written.iter().map(|p| p.display().to_string()).collect()
+}
+
+fn remove(cli: &Cli, dir: &ConfDir, a: &RemoveArgs) -> Result<String, CliError> {
+    let sel = ops::Selector {
+        kvno: a.kvno,
+        key_type: a.key_type,
+        enctype: a.enctype.map(|e| e.0),
+    };
+    let (removed, report) = ops::remove_keys(dir, sel, a.if_cksum.as_deref())?;
+    warn_all(&report.warnings);
+    if cli.json {
+        return Ok(json_line(json!({
+            "removed": removed.iter().map(|k| render::key_json(k, false)).collect::<Vec<_>>(),
+            "written": paths(&report),
+            "backups": report.backups.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        })));
+    }
+    Ok(removed
+        .iter()
+        .map(|k| format!("removed {}\n", k.id))
+        .collect())
+}
+
+fn string_to_key(cli: &Cli, dir: &ConfDir, a: &StringToKeyArgs) -> Result<String, CliError> {
+    let cell = cell_of(dir, &a.cell)?;
+    let password = secret::stdin_line("password")?;
+    let (key_type, enctypes) = match a.enctype {
+        None => (KeyType::Rxkad, vec![]),
+        Some(e) => (KeyType::RxkadKrb5, vec![e]),
+    };
+    let principal = a
+        .principal
+        .clone()
+        .unwrap_or_else(|| keygen::default_principal(&cell));
+    let key = derive_unchecked(key_type, &enctypes, &password, &cell, &principal)?;
+    let cksum = crate::checksum::key_checksum(&key);
+    if cli.json {
+        return Ok(json_line(json!({
+            "cell": cell.to_ascii_lowercase(),
+            "principal": if key_type.is_typed() { Some(&principal) } else { None },
+            "enctype": enctypes.first().map(|e| e.0),
+            "key": hex::encode(key.bytes()),
+            "cksum": cksum,
+        })));
+    }
+    Ok(format!(
+        "key {}\ncksum {}\n",
+        hex::encode(key.bytes()),
+        cksum
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "none (weak key)".into())
+    ))
+}
+
+/// string-to-key shows what a password derives to, even a weak DES key (it refuses nothing).
+fn derive_unchecked(
+    key_type: KeyType,
+    enctypes: &[Enctype],
+    password: &[u8],
+    cell: &str,
+    principal: &str,
+) -> Result<crate::keys::Key, CliError> {
+    if key_type == KeyType::Rxkad {
+        return Ok(crate::keys::Key::rxkad(
+            0,
+            &crate::crypto::afs_string_to_key(password, cell),
+        ));
+    }
+    let mut keys = keygen::make_keys(
+        0,
+        key_type,
+        enctypes,
+        Material::Password(password),
+        cell,
+        principal,
+    )?;
+    Ok(keys.remove(0))
+}

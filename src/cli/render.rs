@@ -1,0 +1,150 @@
+//! Rendering keys as a table, as `bos listkeys` text, as `asetkey list` text, and as JSON.
+
+use crate::checksum::key_checksum;
+use crate::keys::{Enctype, Key, KeyType};
+use crate::store::Snapshot;
+use chrono::{DateTime, Local, Utc};
+use serde_json::{json, Value};
+use std::fmt::Write;
+use std::time::SystemTime;
+
+/// `bos listkeys [-showkey]` text, line for line (rxkad keys only, as bos shows).
+pub fn bos(snap: &Snapshot, showkey: bool) -> String {
+    let mut out = String::new();
+    let mut any = false;
+    for k in snap.keys.of_type(KeyType::Rxkad) {
+        any = true;
+        let kvno = k.kvno();
+        if showkey && k.bytes().iter().any(|&b| b != 0) {
+            let oct: String = k.bytes().iter().fold(String::new(), |mut s, b| {
+                let _ = write!(s, "\\{b:03o}");
+                s
+            });
+            let _ = writeln!(out, "key {kvno} is '{oct}'");
+        } else if showkey {
+            let _ = writeln!(out, "key version is {kvno}");
+        } else {
+            match key_checksum(k) {
+                Some(c) => {
+                    let _ = writeln!(out, "key {kvno} has cksum {c}");
+                }
+                None => {
+                    let _ = writeln!(out, "key version is {kvno}");
+                }
+            }
+        }
+    }
+    if any {
+        if let Some(t) = snap.keyfile_mtime {
+            let _ = writeln!(out, "Keys last changed on {}.", ctime(t));
+        }
+    }
+    out.push_str("All done.\n");
+    out
+}
+
+/// ctime(3) without its newline, in the local time zone: `Wed Nov  5 11:43:38 2026`.
+pub fn ctime(t: SystemTime) -> String {
+    DateTime::<Local>::from(t)
+        .format("%a %b %e %H:%M:%S %Y")
+        .to_string()
+}
+
+/// `asetkey list` text.
+pub fn asetkey(snap: &Snapshot) -> String {
+    let mut out = String::new();
+    for k in snap.keys.iter() {
+        let hex = hex::encode(k.bytes());
+        if k.key_type().is_typed() {
+            let _ = writeln!(
+                out,
+                "{}\tkvno {:4} enctype {}; key is: {}",
+                k.key_type(),
+                k.kvno(),
+                k.id.subtype,
+                hex
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{}\tkvno {:4}: key is: {}",
+                k.key_type(),
+                k.kvno(),
+                hex
+            );
+        }
+    }
+    out.push_str("All done.\n");
+    out
+}
+
+fn enctype_cell(k: &Key) -> String {
+    if k.key_type().is_typed() {
+        Enctype(k.id.subtype).to_string()
+    } else {
+        "des (rxkad)".to_string()
+    }
+}
+
+/// A table through prettytable.
+pub fn table(snap: &Snapshot, showkey: bool) -> String {
+    use prettytable::{format, Cell, Row, Table};
+    let mut t = Table::new();
+    t.set_format(*format::consts::FORMAT_NO_LINESEP_WITH_TITLE);
+    let mut title = vec!["kvno", "type", "enctype", "cksum"];
+    if showkey {
+        title.push("key");
+    }
+    t.set_titles(Row::new(title.into_iter().map(Cell::new).collect()));
+    for k in snap.keys.iter() {
+        let mut row = vec![
+            k.kvno().to_string(),
+            k.key_type().to_string(),
+            enctype_cell(k),
+            key_checksum(k)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ];
+        if showkey {
+            row.push(hex::encode(k.bytes()));
+        }
+        t.add_row(Row::new(row.iter().map(|s| Cell::new(s)).collect()));
+    }
+    let mut out = if snap.keys.is_empty() {
+        "no keys\n".to_string()
+    } else {
+        t.to_string()
+    };
+    if let Some(m) = snap.keyfile_mtime {
+        let _ = writeln!(out, "KeyFile last changed {}", rfc3339(m));
+    }
+    out
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    DateTime::<Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// One key as JSON; the key bytes only when asked for.
+pub fn key_json(k: &Key, showkey: bool) -> Value {
+    let mut v = json!({
+        "kvno": k.kvno(),
+        "type": k.key_type().name(),
+        "enctype": if k.key_type().is_typed() { Some(k.id.subtype) } else { None },
+        "enctype_name": if k.key_type().is_typed() { Enctype(k.id.subtype).name() } else { None },
+        "cksum": key_checksum(k),
+    });
+    if showkey {
+        v["key"] = Value::String(hex::encode(k.bytes()));
+    }
+    v
+}
+
+pub fn list_json(confdir: &std::path::Path, snap: &Snapshot, showkey: bool) -> Value {
+    json!({
+        "confdir": confdir.display().to_string(),
+        "keyfile_mtime": snap.keyfile_mtime.map(rfc3339),
+        "keys": snap.keys.iter().map(|k| key_json(k, showkey)).collect::<Vec<_>>(),
+        "warnings": snap.warnings,
+    })
+}

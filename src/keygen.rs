@@ -1,0 +1,255 @@
+//! Make the keys an `add` stores: derived from a password (AFS string-to-key for rxkad,
+//! RFC 3962 with the principal's default salt for typed keys), drawn at random, or given as
+//! raw bytes, which are checked (DES parity, weak keys, length for the enctype).
+
+use crate::crypto;
+use crate::keys::{Enctype, Key, KeyId, KeySet, KeyType};
+use zeroize::Zeroizing;
+
+/// The RFC 3962 iteration count when the principal says nothing else.
+pub const DEFAULT_ITERATIONS: u32 = 4096;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeygenError {
+    #[error("an rxkad key is single DES; --enctype applies only to rxkad_krb5 and rxgk keys")]
+    EnctypeForRxkad,
+    #[error("raw key bytes need exactly one --enctype")]
+    OneEnctypeForRaw,
+    #[error("an rxkad key is 8 bytes (16 hex digits), {0} given")]
+    DesLength(usize),
+    #[error("DES key {0} has bad parity (each byte needs an odd number of one bits); refusing it")]
+    BadParity(String),
+    #[error("the DES key is weak or semi-weak; refusing it")]
+    Weak,
+    #[error("enctype {enctype} takes a {need}-byte key, {got} bytes given")]
+    Length {
+        enctype: Enctype,
+        need: usize,
+        got: usize,
+    },
+    #[error("cannot derive a key of enctype {0} from a password (afskeys derives 17 and 18)")]
+    CannotDerive(Enctype),
+    #[error("enctype {0} has no known key length, so a random key cannot be made for it")]
+    UnknownLength(Enctype),
+    #[error("{0}")]
+    Crypto(String),
+    #[error("{0}")]
+    Key(String),
+}
+
+/// Where the key material comes from.
+pub enum Material<'a> {
+    Password(&'a [u8]),
+    Random,
+    Raw(&'a [u8]),
+}
+
+/// The default afs principal of a cell: `afs/<cell>@<CELL>`.
+pub fn default_principal(cell: &str) -> String {
+    format!(
+        "afs/{}@{}",
+        cell.to_ascii_lowercase(),
+        cell.to_ascii_uppercase()
+    )
+}
+
+/// The default enctypes of a typed key: what the afs principal gets in the KDC.
+pub fn default_enctypes() -> Vec<Enctype> {
+    vec![Enctype::AES256_SHA1, Enctype::AES128_SHA1]
+}
+
+/// Make the keys for one add. `cell` salts rxkad passwords; `principal` salts typed ones.
+pub fn make_keys(
+    kvno: i32,
+    key_type: KeyType,
+    enctypes: &[Enctype],
+    material: Material<'_>,
+    cell: &str,
+    principal: &str,
+) -> Result<Vec<Key>, KeygenError> {
+    let keys = match key_type {
+        KeyType::Rxkad => {
+            if !enctypes.is_empty() {
+                return Err(KeygenError::EnctypeForRxkad);
+            }
+            let des = match material {
+                Material::Password(pw) => crypto::afs_string_to_key(pw, cell),
+                Material::Random => {
+                    crypto::random_des_key().map_err(|e| KeygenError::Crypto(e.to_string()))?
+                }
+                Material::Raw(b) => {
+                    let arr: [u8; 8] = b.try_into().map_err(|_| KeygenError::DesLength(b.len()))?;
+                    if !crypto::has_odd_parity(&arr) {
+                        let mut fixed = arr;
+                        crypto::fix_parity(&mut fixed);
+                        return Err(KeygenError::BadParity(format!(
+                            "(with parity fixed it would be {})",
+                            hex::encode(fixed)
+                        )));
+                    }
+                    arr
+                }
+            };
+            if crypto::is_weak(&des) {
+                return Err(KeygenError::Weak);
+            }
+            vec![Key::rxkad(kvno, &des)]
+        }
+        KeyType::Rxgk | KeyType::RxkadKrb5 => {
+            let enctypes = if enctypes.is_empty() {
+                default_enctypes()
+            } else {
+                enctypes.to_vec()
+            };
+            if matches!(material, Material::Raw(_)) && enctypes.len() != 1 {
+                return Err(KeygenError::OneEnctypeForRaw);
+            }
+            let mut out = Vec::new();
+            for e in enctypes {
+                let bytes: Zeroizing<Vec<u8>> = match material {
+                    Material::Password(pw) => {
+                        if !e.is_rfc3962() {
+                            return Err(KeygenError::CannotDerive(e));
+                        }
+                        let salt = crypto::default_salt(principal)
+                            .map_err(|err| KeygenError::Crypto(err.to_string()))?;
+                        crypto::aes_string_to_key(
+                            pw,
+                            &salt,
+                            DEFAULT_ITERATIONS,
+                            e.key_len().unwrap(),
+                        )
+                    }
+                    Material::Random => {
+                        let n = e.key_len().ok_or(KeygenError::UnknownLength(e))?;
+                        crypto::random_bytes(n)
+                            .map_err(|err| KeygenError::Crypto(err.to_string()))?
+                    }
+                    Material::Raw(b) => {
+                        if let Some(need) = e.key_len() {
+                            if b.len() != need {
+                                return Err(KeygenError::Length {
+                                    enctype: e,
+                                    need,
+                                    got: b.len(),
+                                });
+                            }
+                        }
+                        Zeroizing::new(b.to_vec())
+                    }
+                };
+                out.push(Key::new(
+                    KeyId {
+                        key_type,
+                        kvno,
+                        subtype: e.0,
+                    },
+                    bytes,
+                ));
+            }
+            out
+        }
+    };
+    for k in &keys {
+        KeySet::validate_key(k).map_err(|e| KeygenError::Key(e.to_string()))?;
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_password_keys_use_the_principal_salt() {
+        let keys = make_keys(
+            5,
+            KeyType::RxkadKrb5,
+            &[],
+            Material::Password(b"secret"),
+            "example.com",
+            "afs/example.com@EXAMPLE.COM",
+        )
+        .unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].id.subtype, 18);
+        assert_eq!(keys[0].bytes().len(), 32);
+        let salt = b"EXAMPLE.COMafsexample.com";
+        assert_eq!(
+            keys[1].bytes(),
+            &crypto::aes_string_to_key(b"secret", salt, 4096, 16)[..]
+        );
+    }
+
+    #[test]
+    fn raw_des_checks() {
+        let mk = |b: &[u8]| make_keys(1, KeyType::Rxkad, &[], Material::Raw(b), "c", "p@R");
+        assert_eq!(mk(&[1; 7]).unwrap_err(), KeygenError::DesLength(7));
+        assert_eq!(mk(&[1; 8]).unwrap_err(), KeygenError::Weak);
+        assert!(matches!(
+            mk(&[0; 8]).unwrap_err(),
+            KeygenError::BadParity(_)
+        ));
+        let good = [0x80, 0xb6, 0xa7, 0xcd, 0x7a, 0x9d, 0xad, 0xb6];
+        assert_eq!(mk(&good).unwrap()[0].bytes(), &good);
+        assert_eq!(
+            make_keys(
+                1,
+                KeyType::Rxkad,
+                &[Enctype(18)],
+                Material::Random,
+                "c",
+                "p@R"
+            )
+            .unwrap_err(),
+            KeygenError::EnctypeForRxkad
+        );
+    }
+
+    #[test]
+    fn raw_typed_needs_one_enctype_and_its_length() {
+        let r = make_keys(
+            1,
+            KeyType::RxkadKrb5,
+            &[],
+            Material::Raw(&[1; 32]),
+            "c",
+            "p@R",
+        );
+        assert_eq!(r.unwrap_err(), KeygenError::OneEnctypeForRaw);
+        let r = make_keys(
+            1,
+            KeyType::RxkadKrb5,
+            &[Enctype(17)],
+            Material::Raw(&[1; 32]),
+            "c",
+            "p@R",
+        );
+        assert!(matches!(
+            r.unwrap_err(),
+            KeygenError::Length {
+                need: 16,
+                got: 32,
+                ..
+            }
+        ));
+        let r = make_keys(
+            1,
+            KeyType::RxkadKrb5,
+            &[Enctype(20)],
+            Material::Password(b"x"),
+            "c",
+            "p@R",
+        );
+        assert_eq!(r.unwrap_err(), KeygenError::CannotDerive(Enctype(20)));
+    }
+
+    #[test]
+    fn random_keys_differ_and_are_sound() {
+        let a = make_keys(1, KeyType::Rxkad, &[], Material::Random, "c", "p@R").unwrap();
+        let b = make_keys(1, KeyType::Rxkad, &[], Material::Random, "c", "p@R").unwrap();
+        assert_ne!(a[0].bytes(), b[0].bytes());
+        let d = a[0].des_bytes().unwrap();
+        assert!(crypto::has_odd_parity(&d) && !crypto::is_weak(&d));
+    }
+}

@@ -1,0 +1,96 @@
+//! Kerberos enctype numbers and names, and the key length each one requires.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A Kerberos enctype number (the subtype of a typed key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Enctype(pub i32);
+
+const TABLE: &[(i32, &str, Option<usize>)] = &[
+    (1, "des-cbc-crc", Some(8)),
+    (2, "des-cbc-md4", Some(8)),
+    (3, "des-cbc-md5", Some(8)),
+    (16, "des3-cbc-sha1", Some(24)),
+    (17, "aes128-cts-hmac-sha1-96", Some(16)),
+    (18, "aes256-cts-hmac-sha1-96", Some(32)),
+    (19, "aes128-cts-hmac-sha256-128", Some(16)),
+    (20, "aes256-cts-hmac-sha384-192", Some(32)),
+    (23, "arcfour-hmac", Some(16)),
+    (25, "camellia128-cts-cmac", Some(16)),
+    (26, "camellia256-cts-cmac", Some(32)),
+];
+
+impl Enctype {
+    pub const AES128_SHA1: Enctype = Enctype(17);
+    pub const AES256_SHA1: Enctype = Enctype(18);
+
+    /// The canonical name, when the number is a known enctype.
+    pub fn name(self) -> Option<&'static str> {
+        TABLE.iter().find(|e| e.0 == self.0).map(|e| e.1)
+    }
+
+    /// The key length this enctype requires, when known.
+    pub fn key_len(self) -> Option<usize> {
+        TABLE.iter().find(|e| e.0 == self.0).and_then(|e| e.2)
+    }
+
+    /// True for the two enctypes afskeys can derive from a password (RFC 3962).
+    pub fn is_rfc3962(self) -> bool {
+        self == Enctype::AES128_SHA1 || self == Enctype::AES256_SHA1
+    }
+}
+
+impl fmt::Display for Enctype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => write!(f, "{} ({})", self.0, n),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl FromStr for Enctype {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(n) = s.parse::<i32>() {
+            return Ok(Enctype(n));
+        }
+        let l = s.to_ascii_lowercase();
+        let alias = match l.as_str() {
+            "aes256" | "aes256-cts" => "aes256-cts-hmac-sha1-96",
+            "aes128" | "aes128-cts" => "aes128-cts-hmac-sha1-96",
+            "rc4-hmac" => "arcfour-hmac",
+            other => other,
+        };
+        TABLE
+            .iter()
+            .find(|e| e.1 == alias)
+            .map(|e| Enctype(e.0))
+            .ok_or_else(|| format!("unknown enctype {s:?} (give a number or a name such as aes256-cts-hmac-sha1-96)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers_parse() {
+        assert_eq!("18".parse::<Enctype>().unwrap(), Enctype(18));
+        assert_eq!(
+            "aes128-cts-hmac-sha1-96".parse::<Enctype>().unwrap(),
+            Enctype(17)
+        );
+        assert_eq!("AES256".parse::<Enctype>().unwrap(), Enctype(18));
+        assert!("aes512".parse::<Enctype>().is_err());
+    }
+
+    #[test]
+    fn key_lengths() {
+        assert_eq!(Enctype(17).key_len(), Some(16));
+        assert_eq!(Enctype(18).key_len(), Some(32));
+        assert_eq!(Enctype(999).key_len(), None);
+        assert_eq!(Enctype(18).to_string(), "18 (aes256-cts-hmac-sha1-96)");
+    }
+}

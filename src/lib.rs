@@ -1,0 +1,13 @@
+//! afskeys: administer the server encryption keys of an AFS cell.
+//!
+//! Layers, lowest first (a lower layer never imports a higher one):
+//! `keys` (the model), `crypto` (algorithms), `format` (bytes <-> key sets),
+//! `store` (locked atomic edits of a conf dir), `cli` (argument parsing and rendering).
+
+pub mod checksum;
+pub mod cli;
+pub mod crypto;
+pub mod format;
+pub mod keygen;
+pub mod keys;
+pub mod store;

@@ -1,0 +1,130 @@
+//! The primitives of a crash-safe edit: the dir lock, temp-file + fsync + rename, dir fsync,
+//! and the CellServDB touch that makes running servers reload their keys.
+
+use super::{StoreError, LOCKFILE};
+use fs2::FileExt;
+use std::fs::{self, File, FileTimes, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Holds the exclusive lock on the conf dir until dropped.
+pub struct DirLock {
+    file: File,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+    }
+}
+
+/// Take the exclusive lock on `<dir>/.afskeys.lock`, waiting for another editor to finish.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
+    let p = dir.join(LOCKFILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&p)
+        .map_err(|e| StoreError::io(&p, "cannot open lock file", e))?;
+    file.lock_exclusive()
+        .map_err(|e| StoreError::io(&p, "cannot lock", e))?;
+    Ok(DirLock { file })
+}
+
+/// Replace `path` with `bytes`: temp file in the same dir (0600), fsync, rename over.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| StoreError::io(dir, "cannot create a temp file", e))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| StoreError::io(tmp.path(), "cannot chmod temp file", e))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| StoreError::io(tmp.path(), "cannot write temp file", e))?;
+    tmp.persist(path)
+        .map_err(|e| StoreError::io(path, "cannot rename temp file over", e.error))?;
+    Ok(())
+}
+
+/// fsync the directory so the renames in it are durable.
+pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, "cannot fsync conf dir", e))
+}
+
+/// Move CellServDB's mtime forward to a different whole second (servers compare whole
+/// seconds, at most once a second); absent CellServDB is left absent.
+pub fn bump_cellservdb(dir: &Path) -> Result<(), StoreError> {
+    let p = dir.join("CellServDB");
+    let f = match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&p)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io(&p, "cannot open to update its mtime", e)),
+    };
+    let old = f
+        .metadata()
+        .and_then(|m| m.modified())
+        .map_err(|e| StoreError::io(&p, "cannot stat", e))?;
+    let secs = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let now = SystemTime::now();
+    let new_secs = secs(now).max(secs(old) + 1);
+    let new = UNIX_EPOCH + Duration::from_secs(new_secs);
+    f.set_times(FileTimes::new().set_modified(new).set_accessed(now))
+        .map_err(|e| StoreError::io(&p, "cannot set mtime", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn replace_is_0600_whatever_the_umask() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("KeyFile");
+        fs::write(&p, b"old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        replace_file(&p, b"new").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        // no temp file left behind
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn cellservdb_moves_to_a_new_second() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("CellServDB");
+        fs::write(&p, b">x\n").unwrap();
+        let before = fs::metadata(&p).unwrap().mtime();
+        bump_cellservdb(d.path()).unwrap();
+        let mid = fs::metadata(&p).unwrap().mtime();
+        bump_cellservdb(d.path()).unwrap();
+        let after = fs::metadata(&p).unwrap().mtime();
+        assert!(mid > before && after > mid, "{before} {mid} {after}");
+        // absent CellServDB is fine and stays absent
+        fs::remove_file(&p).unwrap();
+        bump_cellservdb(d.path()).unwrap();
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,64 @@
+//! The store's errors: each names the file and says what is wrong, and maps to an exit code.
+
+use crate::format::FormatError;
+use crate::keys::KeySetError;
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {op}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: corrupt: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: FormatError,
+    },
+    #[error("{}: {problem}", path.display())]
+    Invalid { path: PathBuf, problem: String },
+    #[error("{}: {problem}", path.display())]
+    Unsafe { path: PathBuf, problem: String },
+    #[error("{}: {source}", path.display())]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: KeySetError,
+    },
+    /// The change was refused by policy (exit 3): `--if-cksum` mismatch and the like.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The change makes no sense for these keys (exit 1): nothing to remove, and the like.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StoreError {
+    pub fn io(path: &Path, op: &'static str, source: io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
+    }
+
+    pub fn corrupt(path: &Path, source: FormatError) -> StoreError {
+        StoreError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// 3 when refused by policy, 1 for every other failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StoreError::Refused(_) => 3,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Locked, atomic read-modify-write of one conf dir's KeyFile and KeyFileExt.
+//!
+//! An edit takes an exclusive lock on `.afskeys.lock` in the dir, reads both files, applies
+//! the change, and for each file whose bytes change: keeps a backup of the old one, writes
+//! the new one to a temp file in the same dir (mode 0600), fsyncs it, renames it over the old
+//! one and fsyncs the dir. Then it bumps `CellServDB`'s mtime so running servers reload.
+
+mod atomic;
+mod backup;
+mod error;
+pub mod ops;
+
+pub use backup::MAX_BACKUPS;
+pub use error::StoreError;
+
+use crate::format::{read_keyfile, read_keyfileext, write_keyfile, write_keyfileext};
+use crate::keys::KeySet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub const KEYFILE: &str = "KeyFile";
+pub const KEYFILEEXT: &str = "KeyFileExt";
+pub const LOCKFILE: &str = ".afskeys.lock";
+
+/// One server conf dir (`/usr/afs/etc`, `/etc/openafs/server`, or a test's own dir).
+#[derive(Debug, Clone)]
+pub struct ConfDir {
+    path: PathBuf,
+}
+
+/// The keys of a conf dir as read, with what a listing needs besides.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub keys: KeySet,
+    /// The KeyFile's mtime (what `bos listkeys` prints as "Keys last changed"), if present.
+    pub keyfile_mtime: Option<SystemTime>,
+    /// Problems worth telling the operator that do not stop the read.
+    pub warnings: Vec<String>,
+}
+
+/// What an edit did.
+#[derive(Debug, Clone, Default)]
+pub struct EditReport {
+    /// Files rewritten.
+    pub written: Vec<PathBuf>,
+    /// Backups made of their previous versions.
+    pub backups: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// The bytes of one file as read, `None` when absent.
+struct Raw {
+    path: PathBuf,
+    bytes: Option<Vec<u8>>,
+    mode: Option<u32>,
+}
+
+impl ConfDir {
+    pub fn new(path: impl Into<PathBuf>) -> ConfDir {
+        ConfDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn keyfile_path(&self) -> PathBuf {
+        self.path.join(KEYFILE)
+    }
+
+    pub fn keyfileext_path(&self) -> PathBuf {
+        self.path.join(KEYFILEEXT)
+    }
+
+    /// The cell this server belongs to, from `ThisCell` in the conf dir.
+    pub fn this_cell(&self) -> Result<String, StoreError> {
+        let p = self.path.join("ThisCell");
+        let s = fs::read_to_string(&p).map_err(|e| StoreError::io(&p, "cannot read", e))?;
+        let cell = s.split_whitespace().next().unwrap_or("").to_string();
+        if cell.is_empty() {
+            return Err(StoreError::Invalid {
+                path: p,
+                problem: "is empty; it should hold the cell name".into(),
+            });
+        }
+        Ok(cell)
+    }
+
+    /// Read both key files (no lock needed: writers replace files atomically).
+    pub fn read(&self) -> Result<Snapshot, StoreError> {
+        self.check_dir(false)?;
+        let (snap, _, _) = self.read_raw()?;
+        Ok(snap)
+    }
+
+    fn read_raw(&self) -> Result<(Snapshot, Raw, Raw), StoreError> {
+        let kf = read_file(&self.keyfile_path())?;
+        let kx = read_file(&self.keyfileext_path())?;
+        let mut warnings = Vec::new();
+        let mut keys = match &kf.bytes {
+            Some(b) => read_keyfile(b).map_err(|e| StoreError::corrupt(&kf.path, e))?,
+            None => KeySet::new(),
+        };
+        if let Some(b) = &kx.bytes {
+            let ext = read_keyfileext(b).map_err(|e| StoreError::corrupt(&kx.path, e))?;
+            for k in ext.iter() {
+                // Typed keys never collide with rxkad ones; insert cannot fail here.
+                keys.insert(k.clone()).map_err(|e| {
+                    StoreError::corrupt(
+                        &kx.path,
+                        crate::format::FormatError::Key {
+                            offset: 0,
+                            source: e,
+                        },
+                    )
+                })?;
+            }
+        }
+        for raw in [&kf, &kx] {
+            if let Some(mode) = raw.mode {
+                if mode & 0o077 != 0 {
+                    warnings.push(format!(
+                        "{}: mode {:04o} lets other users read the keys (afskeys writes 0600)",
+                        raw.path.display(),
+                        mode & 0o7777
+                    ));
+                }
+            }
+        }
+        for k in keys.of_type(crate::keys::KeyType::Rxkad) {
+            if let Some(b) = k.des_bytes() {
+                if k.kvno() != crate::keys::BCRYPT_KVNO
+                    && (crate::crypto::is_weak(&b) || !crate::crypto::has_odd_parity(&b))
+                {
+                    warnings.push(format!(
+                        "{}: rxkad kvno {} is a weak or bad-parity DES key",
+                        kf.path.display(),
+                        k.kvno()
+                    ));
+                }
+            }
+        }
+        let keyfile_mtime = match &kf.bytes {
+            Some(_) => fs::metadata(&kf.path).and_then(|m| m.modified()).ok(),
+            None => None,
+        };
+        Ok((
+            Snapshot {
+                keys,
+                keyfile_mtime,
+                warnings,
+            },
+            kf,
+            kx,
+        ))
+    }
+
+    /// The conf dir must be a real directory; for writing, not writable by group or others.
+    fn check_dir(&self, for_write: bool) -> Result<(), StoreError> {
+        let md = fs::metadata(&self.path)
+            .map_err(|e| StoreError::io(&self.path, "cannot open conf dir", e))?;
+        if !md.is_dir() {
+            return Err(StoreError::Invalid {
+                path: self.path.clone(),
+                problem: "is not a directory".into(),
+            });
+        }
+        if for_write && md.mode() & 0o022 != 0 {
+            return Err(StoreError::Unsafe {
+                path: self.path.clone(),
+                problem: format!(
+                    "conf dir has mode {:04o}: other users could replace the key files; \
+                     refusing to write (chmod go-w it)",
+                    md.mode() & 0o7777
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Lock, read, apply `change`, write what changed atomically, bump CellServDB.
+    /// `change` returns an error to abandon the edit with nothing written.
+    pub fn edit<T>(
+        &self,
+        change: impl FnOnce(&mut KeySet) -> Result<T, StoreError>,
+    ) -> Result<(T, EditReport), StoreError> {
+        self.check_dir(true)?;
+        let _lock = atomic::lock_dir(&self.path)?;
+        let (snap, kf, kx) = self.read_raw()?;
+        let mut keys = snap.keys.clone();
+        let out = change(&mut keys)?;
+        let mut report = EditReport {
+            warnings: snap.warnings,
+            ..Default::default()
+        };
+        let new_kf = write_keyfile(&keys);
+        let new_kx = write_keyfileext(&keys);
+        // KeyFileExt is written whenever KeyFile is, as OpenAFS does, so both always exist.
+        let kf_changed = kf.bytes.as_deref() != Some(&new_kf[..]);
+        let kx_changed = kx.bytes.as_deref() != Some(&new_kx[..]);
+        if !kf_changed && !kx_changed {
+            return Ok((out, report));
+        }
+        for (raw, bytes) in [(&kf, &new_kf[..]), (&kx, &new_kx[..])] {
+            if raw.bytes.as_deref() == Some(bytes) {
+                continue;
+            }
+            if let Some(old) = &raw.bytes {
+                report
+                    .backups
+                    .push(backup::keep(&self.path, &raw.path, old)?);
+            }
+            atomic::replace_file(&raw.path, bytes)?;
+            report.written.push(raw.path.clone());
+        }
+        atomic::fsync_dir(&self.path)?;
+        atomic::bump_cellservdb(&self.path)?;
+        Ok((out, report))
+    }
+}
+
+/// Read a key file without following a symlink; absent is `None`.
+fn read_file(path: &Path) -> Result<Raw, StoreError> {
+    let md = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Raw {
+                path: path.to_path_buf(),
+                bytes: None,
+                mode: None,
+            })
+        }
+        Err(e) => return Err(StoreError::io(path, "cannot stat", e)),
+    };
+    if md.file_type().is_symlink() {
+        return Err(StoreError::Unsafe {
+            path: path.to_path_buf(),
+            problem: "is a symbolic link; afskeys reads and writes key files only in place \
+                      (replace the link with the file itself)"
+                .into(),
+        });
+    }
+    if !md.is_file() {
+        return Err(StoreError::Invalid {
+            path: path.to_path_buf(),
+            problem: "is not a regular file".into(),
+        });
+    }
+    let bytes = fs::read(path).map_err(|e| StoreError::io(path, "cannot read", e))?;
+    Ok(Raw {
+        path: path.to_path_buf(),
+        bytes: Some(bytes),
+        mode: Some(md.permissions().mode()),
+    })
+}
