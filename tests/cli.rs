@@ -388,3 +388,44 @@ fn missing_cell_is_explained() {
     let t = ok(run(d.path(), &["listkeys"], b""));
     assert_eq!(t, "All done.\n");
 }
+
+/// `--prompt` reads the terminal (a pty made by `script`), asks twice, and refuses a mismatch.
+#[test]
+fn prompt_asks_twice_on_the_terminal() {
+    if !have(&["script"]) {
+        return;
+    }
+    let d = confdir(CELL);
+    let dir = d.path();
+    let on_tty = |kvno: &str, input: &[u8]| {
+        let mut c = Command::new("script");
+        c.args(["-qec"])
+            .arg(format!(
+                "{} --confdir {} add --kvno {kvno} --prompt",
+                env!("CARGO_BIN_EXE_afskeys"),
+                dir.display()
+            ))
+            .arg("/dev/null");
+        pipe(c, input)
+    };
+    let o = on_tty("1", b"sekrit\nsekrit\n");
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("Retype new password:"),
+        "{}",
+        stdout(&o)
+    );
+    let o = on_tty("2", b"sekrit\nother\n");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("the two passwords differ"),
+        "{}",
+        stdout(&o)
+    );
+    let s2k = ok(run(dir, &["string-to-key"], b"sekrit\n"));
+    let c: u64 = s2k.lines().nth(1).unwrap()["cksum ".len()..]
+        .parse()
+        .unwrap();
+    assert_eq!(c, cksum_of(dir, 1));
+    assert!(ok(run(dir, &["listkeys"], b"")).starts_with("key 1 has cksum"));
+}

@@ -128,10 +128,7 @@ mod tests {
         let b = file(&[(1, K), (1, [1; 8])]);
         assert!(matches!(
             read_keyfile(&b),
-            Err(FormatError::Key {
-                offset: 16,
-                source: KeySetError::Duplicate(_)
-            })
+            Err(FormatError::Duplicate { offset: 16, .. })
         ));
         let b = file(&[(256, K)]);
         assert!(matches!(
@@ -145,7 +142,10 @@ mod tests {
         b.extend_from_slice(&[0, 0, 5]);
         assert_eq!(
             read_keyfile(&b),
-            Err(FormatError::TrailingBytes { offset: 18, len: 3 })
+            Err(FormatError::TrailingBytes {
+                offset: 18,
+                len: 19
+            })
         );
     }
 

@@ -200,10 +200,7 @@ mod tests {
         );
         assert!(matches!(
             read_keyfileext(&b),
-            Err(FormatError::Key {
-                source: KeySetError::Duplicate(_),
-                ..
-            })
+            Err(FormatError::Duplicate { offset: 40, .. })
         ));
         assert_eq!(
             read_keyfileext(&file(1, &[rec(16, 0, 5, 0, &[], &[2; 8])])),

@@ -12,7 +12,7 @@ use crate::keys::KeySetError;
 /// What is wrong with the bytes of a key file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
-    #[error("empty file (0 bytes); a KeyFile with no keys is the 4 bytes 00 00 00 00")]
+    #[error("empty file (0 bytes); a key file with no keys is the 4 bytes 00 00 00 00")]
     Empty,
     #[error("truncated: {need} bytes needed for {what} at offset {offset}, file is {len} bytes")]
     Truncated {
@@ -27,8 +27,15 @@ pub enum FormatError {
     TooManyKeys(i32),
     #[error("key count {count} is too large for a file of {len} bytes")]
     CountTooLarge { count: i32, len: usize },
-    #[error("non-zero bytes after the last key, from offset {offset} ({len} trailing bytes)")]
+    #[error(
+        "trailing data after the last key: a non-zero byte at offset {offset}, file is {len} bytes"
+    )]
     TrailingBytes { offset: usize, len: usize },
+    #[error("record at offset {offset}: duplicate {id} (it appears twice)")]
+    Duplicate {
+        offset: usize,
+        id: crate::keys::KeyId,
+    },
     #[error("record at offset {offset}: meta length {meta_len} is below 16")]
     MetaLength { offset: usize, meta_len: i32 },
     #[error("record at offset {offset}: key length {key_len} is negative")]
@@ -50,7 +57,10 @@ pub enum FormatError {
 impl FormatError {
     /// Duplicate kvnos, counts above 8, bad lengths: the key set refused the record.
     fn key(offset: usize, source: KeySetError) -> FormatError {
-        FormatError::Key { offset, source }
+        match source {
+            KeySetError::Duplicate(id) => FormatError::Duplicate { offset, id },
+            source => FormatError::Key { offset, source },
+        }
     }
 }
 
@@ -74,7 +84,7 @@ fn check_trailing(b: &[u8], end: usize) -> Result<(), FormatError> {
         None => Ok(()),
         Some(p) => Err(FormatError::TrailingBytes {
             offset: end + p,
-            len: rest.len(),
+            len: b.len(),
         }),
     }
 }

@@ -34,11 +34,13 @@ fn check_cksum(expected: Option<&[u32]>, victims: &[&Key], verb: &str) -> Result
     for k in victims {
         match key_checksum(k) {
             Some(c) if expected.contains(&c) => {}
-            Some(c) => return Err(StoreError::Refused(format!(
+            Some(c) => {
+                return Err(StoreError::Refused(format!(
                 "{} has cksum {c}, not {}: someone changed it since you looked; nothing changed",
                 k.id,
                 list(expected)
-            ))),
+            )))
+            }
             None => {
                 return Err(StoreError::Refused(format!(
                     "{} has no checksum (weak or bad-parity key), so it cannot match --if-cksum {}",
