@@ -17,6 +17,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "AFSKEYS_CONFDIR", value_name = "DIR")]
     pub confdir: Option<PathBuf>,
 
+    /// The configuration file [default: <confdir>/afskeys.toml; absent = embedded defaults]
+    #[arg(long, global = true, env = "AFSKEYS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Machine-readable output (JSON) on stdout
     #[arg(long, global = true)]
     pub json: bool,
@@ -39,6 +43,75 @@ pub enum Command {
     Remove(RemoveArgs),
     /// Derive a key from a password read on stdin and print it with its checksum
     StringToKey(StringToKeyArgs),
+    /// The Authentication Database's afs entry
+    Authdb {
+        #[command(subcommand)]
+        command: AuthdbCommand,
+    },
+    /// Change the cell's key in the one safe order (servers first, then the afs entry)
+    Rotate(RotateArgs),
+    /// Keys and their roles, the afs entry, every server, any rotation in progress
+    Status,
+    /// One line for cron and Nagios; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+    Check(CheckArgs),
+    /// Remove every key whose grace period has ended
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthdbCommand {
+    /// Create the afs entry from the control machine's keys (every server must hold them)
+    Init {
+        /// The kvno to adopt [default: the highest on the control machine]
+        #[arg(long)]
+        kvno: Option<i32>,
+    },
+    /// Show the afs entry (kvno, enctypes, checksums, when it changed)
+    Show,
+    /// Move the afs entry to the control machine's keys at a kvno (every server must hold them)
+    Set {
+        #[arg(long)]
+        kvno: i32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// A random new key (the default)
+    #[arg(long, conflicts_with_all = ["password_stdin", "resume", "abort"])]
+    pub random: bool,
+    /// Derive the new key from a password on the first line of stdin
+    #[arg(long, conflicts_with_all = ["resume", "abort"])]
+    pub password_stdin: bool,
+    /// The new kvno [default: one above every kvno in use]
+    #[arg(long, conflicts_with_all = ["resume", "abort"])]
+    pub kvno: Option<i32>,
+    /// rxkad_krb5 (default: aes256 + aes128) or rxkad (a legacy DES-only cell)
+    #[arg(long = "type", value_parser = parse_key_type, conflicts_with_all = ["resume", "abort"])]
+    pub key_type: Option<KeyType>,
+    /// Print the plan and change nothing
+    #[arg(long, conflicts_with_all = ["resume", "abort"])]
+    pub dry_run: bool,
+    /// Finish the rotation in progress
+    #[arg(long, conflicts_with = "abort")]
+    pub resume: bool,
+    /// Undo the rotation in progress (only before the afs entry changed)
+    #[arg(long)]
+    pub abort: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print nothing when OK (so cron mails only on trouble)
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Say what would be removed, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,6 +204,12 @@ pub struct RemoveArgs {
     /// Only if every key removed has one of these checksums; exit 3 if not
     #[arg(long, value_delimiter = ',', value_name = "CKSUM")]
     pub if_cksum: Option<Vec<u32>>,
+    /// Remove even a current or retiring key (tokens sealed with it stop working); logged
+    #[arg(long, requires = "reason")]
+    pub emergency: bool,
+    /// Why the emergency removal is needed (recorded in the audit log)
+    #[arg(long, requires = "emergency")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Args)]

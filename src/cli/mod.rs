@@ -2,6 +2,7 @@
 //! exit codes (0 done, 1 failed, 2 usage, 3 refused by policy).
 
 pub mod args;
+mod cellcmd;
 pub mod render;
 mod secret;
 
@@ -38,6 +39,15 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<crate::admin::AdminError> for CliError {
+    fn from(e: crate::admin::AdminError) -> CliError {
+        CliError {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
 impl From<keygen::KeygenError> for CliError {
     fn from(e: keygen::KeygenError) -> CliError {
         CliError::failed(e.to_string())
@@ -53,7 +63,9 @@ pub fn main() -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("afskeys: {}", e.message);
+            if !e.message.is_empty() {
+                eprintln!("afskeys: {}", e.message);
+            }
             e.code
         }
     }
@@ -73,7 +85,7 @@ pub fn confdir(cli: &Cli) -> PathBuf {
     }
 }
 
-fn warn_all(w: &[String]) {
+pub(crate) fn warn_all(w: &[String]) {
     for m in w {
         eprintln!("afskeys: warning: {m}");
     }
@@ -106,10 +118,15 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Add(a) => add(cli, &dir, a),
         Command::Remove(a) => remove(cli, &dir, a),
         Command::StringToKey(a) => string_to_key(cli, &dir, a),
+        Command::Authdb { command } => cellcmd::authdb(cli, dir, command),
+        Command::Rotate(a) => cellcmd::rotate(cli, dir, a),
+        Command::Status => cellcmd::status(cli, dir),
+        Command::Check(a) => cellcmd::check(cli, dir, a),
+        Command::Prune(a) => cellcmd::prune(cli, dir, a),
     }
 }
 
-fn json_line(v: serde_json::Value) -> String {
+pub(crate) fn json_line(v: serde_json::Value) -> String {
     format!("{v}\n")
 }
 
@@ -151,7 +168,8 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
     let keys = keygen::make_keys(a.kvno, a.key_type, &a.enctype, material, &cell, &principal)?;
     let added: Vec<serde_json::Value> = keys.iter().map(|k| render::key_json(k, false)).collect();
     let ids: Vec<String> = keys.iter().map(|k| k.id.to_string()).collect();
-    let (replaced, report) = ops::add_keys(dir, keys, a.replace, a.if_cksum.as_deref())?;
+    let cell = cellcmd::open(cli, dir.clone())?;
+    let (replaced, report) = crate::admin::add(&cell, keys, a.replace, a.if_cksum.as_deref())?;
     warn_all(&report.warnings);
     if cli.json {
         return Ok(json_line(json!({
@@ -183,8 +201,18 @@ fn remove(cli: &Cli, dir: &ConfDir, a: &RemoveArgs) -> Result<String, CliError> 
         key_type: a.key_type,
         enctype: a.enctype.map(|e| e.0),
     };
-    let (removed, report) = ops::remove_keys(dir, sel, a.if_cksum.as_deref())?;
+    let cell = cellcmd::open(cli, dir.clone())?;
+    let (removed, report, overridden) = crate::admin::remove(
+        &cell,
+        sel,
+        a.if_cksum.as_deref(),
+        a.reason.as_deref(),
+        chrono::Utc::now(),
+    )?;
     warn_all(&report.warnings);
+    if let Some(why) = &overridden {
+        warn_all(&[format!("EMERGENCY removal (logged): {why}")]);
+    }
     if cli.json {
         return Ok(json_line(json!({
             "removed": removed.iter().map(|k| render::key_json(k, false)).collect::<Vec<_>>(),

@@ -5,7 +5,7 @@
 //! the new one to a temp file in the same dir (mode 0600), fsyncs it, renames it over the old
 //! one and fsyncs the dir. Then it bumps `CellServDB`'s mtime so running servers reload.
 
-mod atomic;
+pub mod atomic;
 mod backup;
 mod error;
 pub mod ops;

@@ -94,12 +94,13 @@ pub fn write_cell_files(dir: &Path, cell: &str) {
     .unwrap();
 }
 
-/// SHA-like fingerprint of every file in a dir (names and bytes), to prove nothing changed.
+/// Every file in a dir (name, bytes, mode) but the empty lock files, to prove nothing changed.
 pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>, u32)> {
     let mut v: Vec<_> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
         .filter(|e| e.file_type().unwrap().is_file())
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".lock"))
         .map(|e| {
             let md = e.metadata().unwrap();
             (

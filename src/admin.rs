@@ -1,0 +1,273 @@
+//! The cell-aware edits behind the CLI: add and remove with the audit log and the grace
+//! policy, prune, and setting the afs entry by hand under the same servers-first guard
+//! that `rotate` uses.
+
+use crate::authdb::{AfsEntry, AuthDbError, KeyMaterial};
+use crate::cell::Cell;
+use crate::checksum::key_checksum;
+use crate::fleet;
+use crate::keys::{Key, KeyType};
+use crate::rotation::policy::{removal_refusal, role, Role};
+use crate::rotation::{lock_cell, RotateError};
+use crate::store::ops::{self, Selector};
+use crate::store::{EditReport, StoreError};
+use chrono::{DateTime, Utc};
+
+/// A failure with its exit code (1 failed, 3 refused by policy).
+#[derive(Debug)]
+pub struct AdminError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn failed(m: impl Into<String>) -> AdminError {
+        AdminError {
+            code: 1,
+            message: m.into(),
+        }
+    }
+    pub fn refused(m: impl Into<String>) -> AdminError {
+        AdminError {
+            code: 3,
+            message: format!("refused: {}", m.into()),
+        }
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        AdminError {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<RotateError> for AdminError {
+    fn from(e: RotateError) -> Self {
+        AdminError {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<AuthDbError> for AdminError {
+    fn from(e: AuthDbError) -> Self {
+        AdminError {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn describe(keys: &[Key]) -> String {
+    keys.iter()
+        .map(|k| {
+            format!(
+                "{} cksum {}",
+                k.id,
+                key_checksum(k)
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn audit(cell: &Cell, command: &str, detail: &str) -> Result<(), AdminError> {
+    cell.audit
+        .record(command, detail)
+        .map_err(AdminError::failed)
+}
+
+/// Add keys on the control machine (see `store::ops::add_keys`), logged.
+pub fn add(
+    cell: &Cell,
+    keys: Vec<Key>,
+    replace: bool,
+    if_cksum: Option<&[u32]>,
+) -> Result<(Vec<Key>, EditReport), AdminError> {
+    let what = describe(&keys);
+    let (replaced, report) = ops::add_keys(&cell.control, keys, replace, if_cksum)?;
+    let mut detail = format!("added {what}");
+    if !replaced.is_empty() {
+        detail.push_str(&format!(" replacing {}", describe(&replaced)));
+    }
+    audit(cell, "add", &detail)?;
+    Ok((replaced, report))
+}
+
+/// Remove the keys `sel` picks, unless the grace policy forbids it. `emergency` (the reason)
+/// overrides the policy and is logged.
+pub fn remove(
+    cell: &Cell,
+    sel: Selector,
+    if_cksum: Option<&[u32]>,
+    emergency: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Key>, EditReport, Option<String>), AdminError> {
+    let _lock = lock_cell(cell, true)?;
+    let entry = cell.authdb.get()?;
+    let state = cell.state.load().map_err(AdminError::failed)?;
+    let refusal = removal_refusal(sel.kvno, entry.as_ref(), &state, &cell.policy, now);
+    if let (Some(why), None) = (&refusal, emergency) {
+        return Err(AdminError::refused(format!(
+            "{why}. To remove it anyway: --emergency --reason \"...\""
+        )));
+    }
+    let (removed, report) = ops::remove_keys(&cell.control, sel, if_cksum)?;
+    let overridden = refusal.filter(|_| emergency.is_some());
+    match (&overridden, emergency) {
+        (Some(why), Some(reason)) => audit(
+            cell,
+            "remove --emergency",
+            &format!(
+                "removed {} despite: {why}; reason: {reason}",
+                describe(&removed)
+            ),
+        )?,
+        _ => audit(cell, "remove", &format!("removed {}", describe(&removed)))?,
+    }
+    Ok((removed, report, overridden))
+}
+
+/// Remove every key whose grace has ended (never the current or incoming key, never a key of
+/// unknown role). With `dry_run`, only says which.
+pub fn prune(cell: &Cell, now: DateTime<Utc>, dry_run: bool) -> Result<Vec<Key>, AdminError> {
+    let _lock = lock_cell(cell, true)?;
+    let entry = cell.authdb.get()?;
+    let state = cell.state.load().map_err(AdminError::failed)?;
+    if entry.is_none() {
+        return Err(AdminError::refused(format!(
+            "{} has no afs entry, so no key is known to be out of use (run `afskeys authdb init`)",
+            cell.authdb.describe()
+        )));
+    }
+    let snap = cell.control.read()?;
+    let doomed: Vec<Key> = snap
+        .keys
+        .iter()
+        .filter(|k| role(k.kvno(), entry.as_ref(), &state, &cell.policy, now) == Role::Removable)
+        .cloned()
+        .collect();
+    if dry_run || doomed.is_empty() {
+        return Ok(doomed);
+    }
+    let ids: Vec<_> = doomed.iter().map(|k| k.id).collect();
+    let (removed, _) = cell.control.edit(|set| {
+        Ok(ids
+            .iter()
+            .filter_map(|id| set.remove(id))
+            .collect::<Vec<_>>())
+    })?;
+    audit(cell, "prune", &format!("removed {}", describe(&removed)))?;
+    Ok(removed)
+}
+
+/// The control machine's keys at `kvno` that the afs entry would use (rxkad_krb5 first).
+fn keys_at(cell: &Cell, kvno: Option<i32>) -> Result<Vec<Key>, AdminError> {
+    let snap = cell.control.read()?;
+    let kvno = match kvno {
+        Some(k) => k,
+        None => snap.keys.max_kvno().ok_or_else(|| {
+            AdminError::failed(format!("{}: no keys to use", cell.control.path().display()))
+        })?,
+    };
+    let typed: Vec<Key> = snap
+        .keys
+        .of_type(KeyType::RxkadKrb5)
+        .filter(|k| k.kvno() == kvno)
+        .cloned()
+        .collect();
+    if !typed.is_empty() {
+        return Ok(typed);
+    }
+    let des: Vec<Key> = snap
+        .keys
+        .of_type(KeyType::Rxkad)
+        .filter(|k| k.kvno() == kvno)
+        .cloned()
+        .collect();
+    if des.is_empty() {
+        return Err(AdminError::failed(format!(
+            "{}: no rxkad_krb5 or rxkad key at kvno {kvno}",
+            cell.control.path().display()
+        )));
+    }
+    Ok(des)
+}
+
+/// The servers-first guard: every machine must hold `keys` before the afs entry may use them.
+fn guard(cell: &Cell, keys: &[Key]) -> Result<(), AdminError> {
+    let lacking = fleet::lacking(&cell.all_servers(), keys);
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = lacking.iter().map(|(n, w)| format!("{n} ({w})")).collect();
+    Err(AdminError::refused(format!(
+        "servers first: {} lack kvno {}; push the key to them before the afs entry uses it",
+        names.join("; "),
+        keys[0].kvno()
+    )))
+}
+
+fn raw_backend(cell: &Cell) -> Result<(), AdminError> {
+    match cell.authdb.key_material() {
+        KeyMaterial::Raw => Ok(()),
+        KeyMaterial::Passphrase { .. } => Err(AdminError::refused(format!(
+            "{} takes keys only from a passphrase: use `afskeys rotate`",
+            cell.authdb.describe()
+        ))),
+    }
+}
+
+/// Create the auth DB's afs entry from the control machine's keys at `kvno` (default:
+/// the highest), once every server holds them.
+pub fn authdb_init(
+    cell: &Cell,
+    kvno: Option<i32>,
+    now: DateTime<Utc>,
+) -> Result<AfsEntry, AdminError> {
+    raw_backend(cell)?;
+    let _lock = lock_cell(cell, true)?;
+    let keys = keys_at(cell, kvno)?;
+    guard(cell, &keys)?;
+    let e = cell.authdb.init(keys[0].kvno(), &keys, now)?;
+    audit(
+        cell,
+        "authdb init",
+        &format!("afs entry at kvno {}: {}", e.kvno, describe(&keys)),
+    )?;
+    Ok(e)
+}
+
+/// Move the afs entry to the control machine's keys at `kvno` by hand (what step 4 of a
+/// rotation does), refused unless every server holds them; the old kvno's grace starts now.
+pub fn authdb_set(cell: &Cell, kvno: i32, now: DateTime<Utc>) -> Result<AfsEntry, AdminError> {
+    raw_backend(cell)?;
+    let _lock = lock_cell(cell, true)?;
+    let mut state = cell.state.load().map_err(AdminError::failed)?;
+    if let Some(r) = &state.rotation {
+        return Err(AdminError::refused(format!(
+            "a rotation to kvno {} is in progress; finish or abort it first",
+            r.kvno
+        )));
+    }
+    let keys = keys_at(cell, Some(kvno))?;
+    guard(cell, &keys)?;
+    let old = cell.authdb.get()?;
+    let e = cell.authdb.set(kvno, &keys, None, now)?;
+    if let Some(o) = old {
+        state.retire(o.kvno, now);
+        cell.state.save(&state).map_err(AdminError::failed)?;
+    }
+    audit(
+        cell,
+        "authdb set",
+        &format!("afs entry at kvno {}: {}", e.kvno, describe(&keys)),
+    )?;
+    Ok(e)
+}

@@ -1,0 +1,100 @@
+//! The audit log: one line appended per mutation (time, user, command, what changed: kvnos and
+//! checksums, never key material). Opened O_APPEND, mode 0600, fsynced after each line.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub const AUDIT_FILE: &str = "afskeys-audit.log";
+
+#[derive(Debug, Clone)]
+pub struct Audit {
+    path: PathBuf,
+}
+
+impl Audit {
+    pub fn new(path: impl Into<PathBuf>) -> Audit {
+        Audit { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append one line: `<UTC time> user=<name> uid=<uid> <command>: <detail>`.
+    pub fn record(&self, command: &str, detail: &str) -> Result<(), String> {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let user = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| user_name(uid));
+        let line = format!(
+            "{} user={} uid={} {}: {}\n",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            clean(&user),
+            uid,
+            clean(command),
+            clean(detail)
+        );
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+            .map_err(|e| format!("audit log {}: cannot open: {e}", self.path.display()))?;
+        f.write_all(line.as_bytes())
+            .and_then(|_| f.sync_data())
+            .map_err(|e| format!("audit log {}: cannot write: {e}", self.path.display()))
+    }
+}
+
+/// The login name of `uid` from the password database, or the number.
+fn user_name(uid: libc::uid_t) -> String {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: all-zero is a valid `passwd` value to be filled in.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes only into `pw` and `buf` (whose length we pass), and sets `out`.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() || pw.pw_name.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
+    unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// One line per record: control characters become spaces.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn appends_private_single_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let a = Audit::new(d.path().join(AUDIT_FILE));
+        a.record("add", "rxkad kvno 3 cksum 1").unwrap();
+        a.record("remove", "kvno 3\nforged line").unwrap();
+        let t = std::fs::read_to_string(a.path()).unwrap();
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(t
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(" add: rxkad kvno 3 cksum 1"));
+        assert!(t.contains("kvno 3 forged line"));
+        let m = std::fs::metadata(a.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600);
+    }
+}

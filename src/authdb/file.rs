@@ -1,0 +1,311 @@
+//! The embedded auth DB: one JSON file (mode 0600) holding the afs entry, kept with the same
+//! lock / temp file / fsync / rename discipline as the KeyFile. Needs no configuration.
+
+use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial};
+use crate::keys::{Key, KeyId, KeyType};
+use crate::store::atomic;
+use chrono::{DateTime, Utc};
+use fs2::FileExt;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+pub const DEFAULT_NAME: &str = "afskeys-authdb.json";
+
+/// The file auth DB at `path`.
+#[derive(Debug, Clone)]
+pub struct FileAuthDb {
+    path: PathBuf,
+    principal: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnDisk {
+    version: u32,
+    principal: String,
+    kvno: i32,
+    changed: DateTime<Utc>,
+    keys: Vec<DiskKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiskKey {
+    #[serde(rename = "type")]
+    key_type: String,
+    enctype: i32,
+    key: String,
+}
+
+impl FileAuthDb {
+    pub fn new(path: impl Into<PathBuf>, principal: impl Into<String>) -> FileAuthDb {
+        FileAuthDb {
+            path: path.into(),
+            principal: principal.into(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, op: &'static str) -> impl FnOnce(std::io::Error) -> AuthDbError + '_ {
+        move |source| AuthDbError::Io {
+            path: self.path.clone(),
+            op,
+            source,
+        }
+    }
+
+    fn corrupt(&self, message: impl Into<String>) -> AuthDbError {
+        AuthDbError::Corrupt {
+            path: self.path.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Parse the file's bytes (exposed for fuzzing and tests).
+    pub fn parse(&self, bytes: &[u8]) -> Result<AfsEntry, AuthDbError> {
+        let d: OnDisk = serde_json::from_slice(bytes).map_err(|e| self.corrupt(e.to_string()))?;
+        if d.version != 1 {
+            return Err(self.corrupt(format!(
+                "version {} (this afskeys reads version 1)",
+                d.version
+            )));
+        }
+        if d.keys.is_empty() {
+            return Err(self.corrupt("the afs entry has no keys"));
+        }
+        let mut keys = Vec::new();
+        for k in &d.keys {
+            let key_type: KeyType = k.key_type.parse().map_err(|e: String| self.corrupt(e))?;
+            let bytes = Zeroizing::new(
+                hex::decode(&k.key)
+                    .map_err(|_| self.corrupt(format!("kvno {}: key is not hex", d.kvno)))?,
+            );
+            let key = Key::new(
+                KeyId {
+                    key_type,
+                    kvno: d.kvno,
+                    subtype: k.enctype,
+                },
+                bytes,
+            );
+            crate::keys::KeySet::validate_key(&key).map_err(|e| self.corrupt(e.to_string()))?;
+            keys.push(key);
+        }
+        Ok(AfsEntry {
+            principal: d.principal,
+            kvno: d.kvno,
+            keys,
+            changed: d.changed,
+        })
+    }
+
+    fn encode(&self, e: &AfsEntry) -> Zeroizing<Vec<u8>> {
+        let d = OnDisk {
+            version: 1,
+            principal: e.principal.clone(),
+            kvno: e.kvno,
+            changed: e.changed,
+            keys: e
+                .keys
+                .iter()
+                .map(|k| DiskKey {
+                    key_type: k.key_type().name().to_string(),
+                    enctype: k.id.subtype,
+                    key: hex::encode(k.bytes()),
+                })
+                .collect(),
+        };
+        let mut v = Zeroizing::new(serde_json::to_vec_pretty(&d).expect("serializable"));
+        v.push(b'\n');
+        for k in d.keys {
+            let mut s = k.key;
+            zeroize::Zeroize::zeroize(&mut s);
+        }
+        v
+    }
+
+    fn read(&self) -> Result<Option<AfsEntry>, AuthDbError> {
+        match fs::symlink_metadata(&self.path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(self.corrupt("is a symbolic link; refusing to follow it"))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io("cannot stat")(e)),
+        }
+        let bytes = Zeroizing::new(fs::read(&self.path).map_err(self.io("cannot read"))?);
+        self.parse(&bytes).map(Some)
+    }
+
+    /// Create the entry (the first key of a cell, or adoption of an existing KeyFile's key).
+    /// Refused when the entry exists.
+    fn create(&self, kvno: i32, keys: &[Key], now: DateTime<Utc>) -> Result<AfsEntry, AuthDbError> {
+        let _lock = self.lock()?;
+        if let Some(e) = self.read()? {
+            return Err(AuthDbError::Refused(format!(
+                "{} already holds the afs entry (kvno {}); use rotate or authdb set",
+                self.path.display(),
+                e.kvno
+            )));
+        }
+        self.write_entry(kvno, keys, now)
+    }
+
+    fn write_entry(
+        &self,
+        kvno: i32,
+        keys: &[Key],
+        now: DateTime<Utc>,
+    ) -> Result<AfsEntry, AuthDbError> {
+        let entry = AfsEntry {
+            principal: self.principal.clone(),
+            kvno,
+            keys: keys.to_vec(),
+            changed: now,
+        };
+        let bytes = self.encode(&entry);
+        atomic::replace_file(&self.path, &bytes)
+            .map_err(|e| AuthDbError::Backend(e.to_string()))?;
+        if let Some(dir) = self.path.parent() {
+            atomic::fsync_dir(dir).map_err(|e| AuthDbError::Backend(e.to_string()))?;
+        }
+        let back = self
+            .read()?
+            .ok_or_else(|| AuthDbError::Mismatch("the entry vanished after writing".into()))?;
+        verify_entry(&back, kvno, keys)?;
+        Ok(back)
+    }
+
+    fn lock(&self) -> Result<fs::File, AuthDbError> {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".lock");
+        let p = PathBuf::from(p);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+            .map_err(|source| AuthDbError::Io {
+                path: p.clone(),
+                op: "cannot open lock file",
+                source,
+            })?;
+        f.lock_exclusive().map_err(|source| AuthDbError::Io {
+            path: p,
+            op: "cannot lock",
+            source,
+        })?;
+        Ok(f)
+    }
+}
+
+impl AuthDb for FileAuthDb {
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    fn get(&self) -> Result<Option<AfsEntry>, AuthDbError> {
+        self.read()
+    }
+
+    fn key_material(&self) -> KeyMaterial {
+        KeyMaterial::Raw
+    }
+
+    fn set(
+        &self,
+        kvno: i32,
+        keys: &[Key],
+        _passphrase: Option<&[u8]>,
+        now: DateTime<Utc>,
+    ) -> Result<AfsEntry, AuthDbError> {
+        let _lock = self.lock()?;
+        let cur = self.read()?;
+        if let Some(c) = &cur {
+            if kvno <= c.kvno {
+                return Err(AuthDbError::Refused(format!(
+                    "the afs entry is at kvno {}; a new key needs a higher kvno than {kvno}",
+                    c.kvno
+                )));
+            }
+        }
+        if keys.is_empty() || keys.iter().any(|k| k.kvno() != kvno) {
+            return Err(AuthDbError::Refused(format!(
+                "no keys at kvno {kvno} to set"
+            )));
+        }
+        self.write_entry(kvno, keys, now)
+    }
+
+    fn init(&self, kvno: i32, keys: &[Key], now: DateTime<Utc>) -> Result<AfsEntry, AuthDbError> {
+        self.create(kvno, keys, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn typed(kvno: i32, e: i32, b: u8) -> Key {
+        let len = if e == 18 { 32 } else { 16 };
+        Key::new(
+            KeyId {
+                key_type: KeyType::RxkadKrb5,
+                kvno,
+                subtype: e,
+            },
+            Zeroizing::new(vec![b; len]),
+        )
+    }
+
+    #[test]
+    fn init_set_get_and_monotonic_kvno() {
+        let d = tempfile::tempdir().unwrap();
+        let db = FileAuthDb::new(d.path().join(DEFAULT_NAME), "afs/x@X");
+        assert!(db.get().unwrap().is_none());
+        let t0 = Utc::now();
+        db.init(3, &[typed(3, 18, 1), typed(3, 17, 2)], t0).unwrap();
+        assert!(matches!(
+            db.create(4, &[typed(4, 18, 1)], t0),
+            Err(AuthDbError::Refused(_))
+        ));
+        let e = db.get().unwrap().unwrap();
+        assert_eq!((e.kvno, e.keys.len()), (3, 2));
+        assert!(matches!(
+            db.set(3, &[typed(3, 18, 9)], None, t0),
+            Err(AuthDbError::Refused(_))
+        ));
+        let e = db.set(5, &[typed(5, 18, 9)], None, t0).unwrap();
+        assert_eq!(e.kvno, 5);
+        assert_eq!(e.keys[0].bytes(), &[9; 32]);
+        let m = fs::metadata(db.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600);
+    }
+
+    #[test]
+    fn corrupt_files_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(DEFAULT_NAME);
+        let db = FileAuthDb::new(&p, "afs");
+        for (text, needle) in [
+            ("", "EOF"),
+            ("{\"version\":2,\"principal\":\"a\",\"kvno\":1,\"changed\":\"2026-01-01T00:00:00Z\",\"keys\":[]}", "version 2"),
+            ("{\"version\":1,\"principal\":\"a\",\"kvno\":1,\"changed\":\"2026-01-01T00:00:00Z\",\"keys\":[]}", "no keys"),
+            ("{\"version\":1,\"principal\":\"a\",\"kvno\":1,\"changed\":\"2026-01-01T00:00:00Z\",\"keys\":[{\"type\":\"rxkad_krb5\",\"enctype\":18,\"key\":\"00\"}]}", "32 expected"),
+        ] {
+            fs::write(&p, text).unwrap();
+            let e = db.get().unwrap_err().to_string();
+            assert!(e.starts_with(&format!("auth DB {}: corrupt: ", p.display())), "{e}");
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The Authentication Database's `afs` entry: the key the ticket service seals new tokens
+//! with. A trait with two backends: an embedded file (the default) and a real MIT Kerberos
+//! database driven through `kadmin.local`.
+
+pub mod file;
+pub mod kadmin;
+
+use crate::keys::{Key, KeyType};
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
+/// The afs entry as the auth DB holds it now.
+#[derive(Debug, Clone)]
+pub struct AfsEntry {
+    /// The principal (`afs/<cell>@<REALM>`) or, for the file backend, what it stands for.
+    pub principal: String,
+    /// The current kvno: what new tokens carry.
+    pub kvno: i32,
+    /// The keys at that kvno (one rxkad key, or rxkad_krb5 keys of several enctypes).
+    pub keys: Vec<Key>,
+    /// When the entry last changed.
+    pub changed: DateTime<Utc>,
+}
+
+impl AfsEntry {
+    /// The key type of the entry's keys (rxkad or rxkad_krb5).
+    pub fn key_type(&self) -> Option<KeyType> {
+        self.keys.first().map(|k| k.key_type())
+    }
+}
+
+/// How a backend takes a new key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyMaterial {
+    /// Raw key bytes (the file backend).
+    Raw,
+    /// Only a passphrase, from which the backend derives keys with this principal's default
+    /// salt (a KDC: `cpw` has no way to set raw key bytes).
+    Passphrase { principal: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthDbError {
+    #[error("auth DB {}: {op}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("auth DB {}: corrupt: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    /// The afs entry does not exist yet.
+    #[error("{0}")]
+    Missing(String),
+    /// The backend's tool failed; the message carries what it said.
+    #[error("{0}")]
+    Backend(String),
+    /// After a change, reading back gave something else: the change is not trusted.
+    #[error("auth DB verification failed: {0}")]
+    Mismatch(String),
+    /// Refused: the change would break an invariant (exit 3).
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl AuthDbError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AuthDbError::Refused(_) => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// The afs entry of one Authentication Database.
+pub trait AuthDb: Send + Sync {
+    /// What and where, for messages: `file /usr/afs/etc/afskeys-authdb.json`.
+    fn describe(&self) -> String;
+
+    /// The afs entry, or `None` when it does not exist yet.
+    fn get(&self) -> Result<Option<AfsEntry>, AuthDbError>;
+
+    /// How this backend takes new keys.
+    fn key_material(&self) -> KeyMaterial;
+
+    /// Make `keys` at `kvno` the current key of the afs entry. When `key_material()` is
+    /// `Passphrase`, `passphrase` is what derives `keys`. `kvno` must be above the current
+    /// one. Reads the entry back and checks kvno and keys; a mismatch is an error.
+    fn set(
+        &self,
+        kvno: i32,
+        keys: &[Key],
+        passphrase: Option<&[u8]>,
+        now: DateTime<Utc>,
+    ) -> Result<AfsEntry, AuthDbError>;
+
+    /// Create the afs entry from keys already on every server (adopting a cell's existing
+    /// key). Only backends that take raw keys can; a KDC holds its own entry.
+    fn init(&self, kvno: i32, keys: &[Key], now: DateTime<Utc>) -> Result<AfsEntry, AuthDbError> {
+        let _ = (kvno, keys, now);
+        Err(AuthDbError::Refused(format!(
+            "{} keeps its own afs entry; there is nothing to initialize (use `afskeys rotate`)",
+            self.describe()
+        )))
+    }
+}
+
+/// Check that an entry read back holds exactly `keys` at `kvno`.
+pub fn verify_entry(entry: &AfsEntry, kvno: i32, keys: &[Key]) -> Result<(), AuthDbError> {
+    if entry.kvno != kvno {
+        return Err(AuthDbError::Mismatch(format!(
+            "{}: kvno is {} after setting {kvno}",
+            entry.principal, entry.kvno
+        )));
+    }
+    for k in keys {
+        let found = entry
+            .keys
+            .iter()
+            .find(|e| e.id.subtype == k.id.subtype && e.key_type() == k.key_type());
+        match found {
+            Some(e) if e.bytes() == k.bytes() => {}
+            Some(_) => {
+                return Err(AuthDbError::Mismatch(format!(
+                    "{}: the key read back for {} differs from the one set",
+                    entry.principal, k.id
+                )))
+            }
+            None => {
+                return Err(AuthDbError::Mismatch(format!(
+                    "{}: no key for {} after setting it",
+                    entry.principal, k.id
+                )))
+            }
+        }
+    }
+    Ok(())
+}

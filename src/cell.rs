@@ -1,0 +1,114 @@
+//! Everything the administration of one cell touches, assembled from the conf dir and
+//! `afskeys.toml`: the control machine's conf dir, the other servers, the auth DB, the
+//! rotation state file, the audit log and the grace/interval policy.
+
+use crate::audit::{Audit, AUDIT_FILE};
+use crate::authdb::file::{FileAuthDb, DEFAULT_NAME};
+use crate::authdb::AuthDb;
+use crate::config::{Backend, Config};
+use crate::fleet::local::LocalServer;
+use crate::fleet::Server;
+use crate::keygen::default_principal;
+use crate::rotation::policy::Policy;
+use crate::rotation::state::{StateFile, STATE_FILE};
+use crate::store::ConfDir;
+
+/// The name the control machine goes by in reports.
+pub const CONTROL: &str = "control";
+
+pub struct Cell {
+    /// The cell name.
+    pub name: String,
+    /// The system control machine's conf dir: where every change starts.
+    pub control: ConfDir,
+    /// The other server machines.
+    pub servers: Vec<Box<dyn Server>>,
+    /// The control machine's conf dir seen as a server.
+    pub control_server: LocalServer,
+    pub authdb: Box<dyn AuthDb>,
+    pub state: StateFile,
+    pub audit: Audit,
+    pub policy: Policy,
+    /// The principal whose default salt derives typed keys from a password.
+    pub principal: String,
+}
+
+impl Cell {
+    /// Assemble a cell from its conf dir and config. The cell name comes from the config or
+    /// ThisCell. `[[servers]]` entries without `host` are local directories; SSH servers are
+    /// not built here yet (they are refused with a clear error).
+    pub fn open(control: ConfDir, config: &Config) -> Result<Cell, String> {
+        // Without ThisCell or `cell`, key edits still work; only what needs the name fails.
+        let name = match &config.cell {
+            Some(c) => c.clone(),
+            None => control.this_cell().unwrap_or_default(),
+        };
+        let principal = match (&config.authdb.principal, name.is_empty()) {
+            (Some(p), _) => p.clone(),
+            (None, false) => default_principal(&name),
+            (None, true) if config.authdb.backend == Backend::Kadmin => {
+                return Err(format!(
+                    "{}: no ThisCell, and afskeys.toml names neither `cell` nor `authdb.principal`",
+                    control.path().display()
+                ))
+            }
+            (None, true) => "afs".to_string(),
+        };
+        let authdb: Box<dyn AuthDb> = match config.authdb.backend {
+            Backend::File => Box::new(FileAuthDb::new(
+                config
+                    .authdb
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| control.path().join(DEFAULT_NAME)),
+                principal.clone(),
+            )),
+            Backend::Kadmin => return Err("KADMIN-PENDING".into()),
+        };
+        let mut servers: Vec<Box<dyn Server>> = Vec::new();
+        for s in &config.servers {
+            match &s.host {
+                None => servers.push(Box::new(LocalServer::new(
+                    s.name.clone(),
+                    ConfDir::new(s.confdir.clone()),
+                ))),
+                Some(h) => {
+                    return Err(format!(
+                        "server {} ({h}): SSH servers are not supported by this build yet",
+                        s.name
+                    ))
+                }
+            }
+        }
+        Ok(Cell {
+            name,
+            state: StateFile::new(control.path().join(STATE_FILE)),
+            audit: Audit::new(
+                config
+                    .audit
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| control.path().join(AUDIT_FILE)),
+            ),
+            policy: Policy::from_config(config),
+            control_server: LocalServer::new(CONTROL, control.clone()),
+            control,
+            servers,
+            authdb,
+            principal,
+        })
+    }
+
+    /// The control machine as a server, followed by the others: every machine that must hold
+    /// the auth DB's key.
+    pub fn all_servers(&self) -> Vec<&dyn Server> {
+        let mut v: Vec<&dyn Server> = vec![&self.control_server];
+        v.extend(self.servers.iter().map(|s| s.as_ref()));
+        v
+    }
+
+    /// The other servers only.
+    pub fn other_servers(&self) -> Vec<&dyn Server> {
+        self.servers.iter().map(|s| s.as_ref()).collect()
+    }
+}

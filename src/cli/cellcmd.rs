@@ -1,0 +1,343 @@
+//! The commands that need the whole cell (config, auth DB, servers, rotation state):
+//! authdb, rotate, status, check, prune — argument handling and rendering only.
+
+use super::args::{AuthdbCommand, CheckArgs, Cli, PruneArgs, RotateArgs};
+use super::{json_line, render, secret, warn_all, CliError};
+use crate::admin;
+use crate::authdb::AfsEntry;
+use crate::cell::Cell;
+use crate::checksum::key_checksum;
+use crate::config::{Config, CONFIG_FILE};
+use crate::rotation::policy::fmt_time;
+use crate::rotation::state::Step;
+use crate::rotation::status::{gather, judge, Level};
+use crate::rotation::{self, RotateError, RotateOptions};
+use crate::store::ConfDir;
+use chrono::Utc;
+use serde_json::json;
+use std::fmt::Write;
+
+/// Load the config (explicit `--config` must exist; the default may be absent).
+pub fn config(cli: &Cli, dir: &ConfDir) -> Result<Config, CliError> {
+    let (path, required) = match &cli.config {
+        Some(p) => (p.clone(), true),
+        None => (dir.path().join(CONFIG_FILE), false),
+    };
+    Config::load(&path, required).map_err(|e| CliError::failed(e.to_string()))
+}
+
+pub fn open(cli: &Cli, dir: ConfDir) -> Result<Cell, CliError> {
+    let c = config(cli, &dir)?;
+    Cell::open(dir, &c).map_err(CliError::failed)
+}
+
+impl From<RotateError> for CliError {
+    fn from(e: RotateError) -> CliError {
+        CliError {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn entry_json(e: &AfsEntry) -> serde_json::Value {
+    json!({
+        "principal": e.principal,
+        "kvno": e.kvno,
+        "changed": fmt_time(e.changed),
+        "keys": e.keys.iter().map(|k| render::key_json(k, false)).collect::<Vec<_>>(),
+    })
+}
+
+fn entry_text(e: &AfsEntry) -> String {
+    let mut out = format!(
+        "afs entry {}: kvno {} (set {})\n",
+        e.principal,
+        e.kvno,
+        fmt_time(e.changed)
+    );
+    for k in &e.keys {
+        let _ = writeln!(
+            out,
+            "  {} cksum {}",
+            k.id,
+            key_checksum(k)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    out
+}
+
+pub fn authdb(cli: &Cli, dir: ConfDir, cmd: &AuthdbCommand) -> Result<String, CliError> {
+    let cell = open(cli, dir)?;
+    let e = match cmd {
+        AuthdbCommand::Show => cell
+            .authdb
+            .get()
+            .map_err(|e| CliError::failed(e.to_string()))?
+            .ok_or_else(|| {
+                CliError::failed(format!(
+                    "{} has no afs entry (run `afskeys authdb init` or `afskeys rotate`)",
+                    cell.authdb.describe()
+                ))
+            })?,
+        AuthdbCommand::Init { kvno } => admin::authdb_init(&cell, *kvno, Utc::now())?,
+        AuthdbCommand::Set { kvno } => admin::authdb_set(&cell, *kvno, Utc::now())?,
+    };
+    Ok(if cli.json {
+        json_line(entry_json(&e))
+    } else {
+        entry_text(&e)
+    })
+}
+
+/// A test hook: `AFSKEYS_CRASH_AT=<step>` kills the process (SIGKILL) right after that step is
+/// saved, so tests can prove a crash between steps is finished by `--resume`.
+fn crash_hook() -> impl FnMut(Step) {
+    let at = std::env::var("AFSKEYS_CRASH_AT").ok();
+    move |step: Step| {
+        if at.as_deref() == Some(step.name()) {
+            // SAFETY: kill(getpid(), SIGKILL) has no preconditions; it does not return.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+pub fn rotate(cli: &Cli, dir: ConfDir, a: &RotateArgs) -> Result<String, CliError> {
+    let cell = open(cli, dir)?;
+    let mut hook = crash_hook();
+    if a.abort {
+        let warnings = rotation::abort(&cell)?;
+        warn_all(&warnings);
+        return Ok(if cli.json {
+            json_line(json!({"aborted": true, "warnings": warnings}))
+        } else {
+            "rotation aborted: the new key is gone from the control machine and the servers that had it\n".into()
+        });
+    }
+    let report = if a.resume {
+        rotation::resume(&cell, &mut hook)?
+    } else {
+        let opts = RotateOptions {
+            kvno: a.kvno,
+            key_type: a.key_type,
+            password: if a.password_stdin {
+                Some(secret::stdin_line("password")?)
+            } else {
+                None
+            },
+        };
+        if a.dry_run {
+            let plan = rotation::dry_run(&cell, &opts)?;
+            return Ok(if cli.json {
+                json_line(json!({
+                    "dry_run": true,
+                    "kvno": plan.kvno,
+                    "type": plan.key_type.name(),
+                    "enctypes": plan.enctypes,
+                    "old_kvno": plan.old_kvno,
+                    "servers": plan.servers,
+                    "authdb": plan.authdb,
+                    "steps": plan.steps(),
+                }))
+            } else {
+                let mut out = String::from("dry run: nothing changed. The rotation would:\n");
+                for s in plan.steps() {
+                    let _ = writeln!(out, "  {s}");
+                }
+                out
+            });
+        }
+        rotation::rotate(&cell, &opts, &mut hook)?
+    };
+    if cli.json {
+        return Ok(json_line(json!({
+            "kvno": report.kvno,
+            "old_kvno": report.old_kvno,
+            "cksums": report.checksums.iter().map(|(e, c)| json!({"enctype": e, "cksum": c})).collect::<Vec<_>>(),
+            "servers": report.servers,
+            "activated": fmt_time(report.activated),
+            "old_key_removable": report.old_kvno.map(|_| fmt_time(report.activated + cell.policy.token_lifetime)),
+        })));
+    }
+    let mut out = format!(
+        "kvno {} is on every server ({}) and the afs entry uses it since {}\n",
+        report.kvno,
+        report.servers.join(", "),
+        fmt_time(report.activated)
+    );
+    if let Some(old) = report.old_kvno {
+        let _ = writeln!(
+            out,
+            "kvno {old} is retiring: removable after {} (`afskeys prune`)",
+            fmt_time(report.activated + cell.policy.token_lifetime)
+        );
+    }
+    Ok(out)
+}
+
+pub fn status(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
+    let cell = open(cli, dir)?;
+    let s = gather(&cell, Utc::now());
+    let v = judge(&s);
+    if cli.json {
+        return Ok(json_line(json!({
+            "cell": s.cell,
+            "authdb": s.authdb,
+            "afs_entry": match &s.entry {
+                Ok(Some(e)) => entry_json(e),
+                Ok(None) => serde_json::Value::Null,
+                Err(e) => json!({"error": e}),
+            },
+            "keys": s.keys.iter().map(|(k, r)| {
+                let mut v = render::key_json(k, false);
+                v["role"] = json!(r.name());
+                if let crate::rotation::policy::Role::Retiring { until } = r {
+                    v["removable_after"] = json!(fmt_time(*until));
+                }
+                v
+            }).collect::<Vec<_>>(),
+            "servers": s.servers.iter().map(|srv| match &srv.keys {
+                Ok(keys) => json!({"name": srv.name, "ok": true, "disagrees": s.disagrees(srv),
+                    "keys": keys.iter().map(|(id, c)| json!({"kvno": id.kvno, "type": id.key_type.name(), "enctype": if id.key_type.is_typed() { Some(id.subtype) } else { None }, "cksum": c})).collect::<Vec<_>>()}),
+                Err(e) => json!({"name": srv.name, "ok": false, "error": e}),
+            }).collect::<Vec<_>>(),
+            "rotation": s.rotation().map(|r| json!({"kvno": r.kvno, "step": r.step.name(), "started": fmt_time(r.started), "updated": fmt_time(r.updated), "missing": r.missing})),
+            "next_rotation_due": s.next_due().map(fmt_time),
+            "check": {"level": v.level.name(), "line": v.line()},
+        })));
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cell {}",
+        if s.cell.is_empty() {
+            "(unknown)"
+        } else {
+            &s.cell
+        }
+    );
+    let _ = writeln!(out, "auth DB {}", s.authdb);
+    match &s.entry {
+        Ok(Some(e)) => {
+            out.push_str(&entry_text(e));
+            if let Some(d) = s.next_due() {
+                let _ = writeln!(out, "next rotation due {}", fmt_time(d));
+            }
+        }
+        Ok(None) => {
+            out.push_str("afs entry: none yet (run `afskeys authdb init` or `afskeys rotate`)\n")
+        }
+        Err(e) => {
+            let _ = writeln!(out, "afs entry: unreadable: {e}");
+        }
+    }
+    out.push_str("keys on the control machine:\n");
+    if s.keys.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for (k, r) in &s.keys {
+        let _ = writeln!(
+            out,
+            "  {:<48} cksum {:<10} {}",
+            k.id.to_string(),
+            key_checksum(k)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.describe()
+        );
+    }
+    out.push_str("servers:\n");
+    for srv in &s.servers {
+        match &srv.keys {
+            Ok(keys) => {
+                let kvnos: std::collections::BTreeSet<i32> =
+                    keys.iter().map(|(id, _)| id.kvno).collect();
+                let _ = writeln!(
+                    out,
+                    "  {:<16} {} key(s), kvnos {}{}",
+                    srv.name,
+                    keys.len(),
+                    kvnos
+                        .iter()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    if s.disagrees(srv) {
+                        "  DISAGREES with the control machine"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  {:<16} UNREADABLE: {e}", srv.name);
+            }
+        }
+    }
+    match s.rotation() {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "rotation in progress: kvno {}, step {} (started {}, last step {})",
+                r.kvno,
+                r.step.name(),
+                fmt_time(r.started),
+                fmt_time(r.updated)
+            );
+            for (n, why) in &r.missing {
+                let _ = writeln!(out, "  waiting for {n}: {why}");
+            }
+        }
+        None => out.push_str("rotation in progress: none\n"),
+    }
+    let _ = writeln!(out, "{}", v.line());
+    Ok(out)
+}
+
+/// `check`: the line, and the exit code as the level. Errors opening the cell are UNKNOWN.
+pub fn check(cli: &Cli, dir: ConfDir, a: &CheckArgs) -> Result<String, CliError> {
+    let (level, line) = match open(cli, dir) {
+        Err(e) => (Level::Unknown, format!("AFSKEYS UNKNOWN - {}", e.message)),
+        Ok(cell) => {
+            let v = judge(&gather(&cell, Utc::now()));
+            (v.level, v.line())
+        }
+    };
+    let text = if cli.json {
+        json_line(json!({"level": level.name(), "line": line}))
+    } else if a.quiet && level == Level::Ok {
+        String::new()
+    } else {
+        format!("{line}\n")
+    };
+    if level == Level::Ok {
+        Ok(text)
+    } else {
+        // The line goes to stdout (Nagios reads it there); the exit code carries the level.
+        print!("{text}");
+        Err(CliError {
+            code: level as i32,
+            message: String::new(),
+        })
+    }
+}
+
+pub fn prune(cli: &Cli, dir: ConfDir, a: &PruneArgs) -> Result<String, CliError> {
+    let cell = open(cli, dir)?;
+    let keys = admin::prune(&cell, Utc::now(), a.dry_run)?;
+    if cli.json {
+        return Ok(json_line(json!({
+            "dry_run": a.dry_run,
+            "removed": keys.iter().map(|k| render::key_json(k, false)).collect::<Vec<_>>(),
+        })));
+    }
+    if keys.is_empty() {
+        return Ok("nothing to prune: no key's grace has ended\n".into());
+    }
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    Ok(keys.iter().map(|k| format!("{verb} {}\n", k.id)).collect())
+}

@@ -1,0 +1,286 @@
+//! `afskeys.toml`: the cell, the token lifetime and rotation interval, the auth DB backend,
+//! SSH settings and the other server machines. An absent file means the embedded defaults:
+//! one local server (the conf dir itself) and the file auth DB.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const CONFIG_FILE: &str = "afskeys.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The cell name; default: ThisCell in the conf dir.
+    pub cell: Option<String>,
+    /// Maximum token lifetime: the grace before an old key may be removed.
+    #[serde(with = "humantime_serde_shim", default = "default_lifetime")]
+    pub token_lifetime: Duration,
+    /// `check` warns when the current key is older than this.
+    #[serde(with = "humantime_serde_shim", default = "default_interval")]
+    pub rotation_interval: Duration,
+    #[serde(default)]
+    pub authdb: AuthDbConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub ssh: SshConfig,
+    #[serde(default)]
+    pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    File,
+    Kadmin,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthDbConfig {
+    #[serde(default)]
+    pub backend: Backend,
+    /// file backend: where the auth DB file is [default: <confdir>/afskeys-authdb.json]
+    pub path: Option<PathBuf>,
+    /// kadmin backend: the afs principal [default: afs/<cell>@<CELL>]
+    pub principal: Option<String>,
+    /// kadmin backend: the command to run [default: kadmin.local]
+    pub kadmin: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// [default: <confdir>/afskeys-audit.log]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    pub identity: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    #[serde(default = "default_parallel")]
+    pub parallel: usize,
+    #[serde(with = "humantime_serde_shim", default = "default_timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            identity: None,
+            known_hosts: None,
+            parallel: default_parallel(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+/// Another server machine. Without `host` it is a directory on this machine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub name: String,
+    pub host: Option<String>,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default = "default_user")]
+    pub user: String,
+    #[serde(default = "default_server_confdir")]
+    pub confdir: PathBuf,
+}
+
+fn default_lifetime() -> Duration {
+    Duration::from_secs(25 * 3600)
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(30 * 86400)
+}
+fn default_parallel() -> usize {
+    16
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_port() -> u16 {
+    22
+}
+fn default_user() -> String {
+    "root".into()
+}
+fn default_server_confdir() -> PathBuf {
+    PathBuf::from("/usr/afs/etc")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cell: None,
+            token_lifetime: default_lifetime(),
+            rotation_interval: default_interval(),
+            authdb: AuthDbConfig::default(),
+            audit: AuditConfig::default(),
+            ssh: SshConfig::default(),
+            servers: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parse the text of a config file; `path` is for the error message.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string()
+                + &e.span()
+                    .map(|s| format!(" (at line {})", line_of(text, s.start)))
+                    .unwrap_or_default(),
+        })?;
+        c.validate(path)?;
+        Ok(c)
+    }
+
+    /// Load `path`; an absent file gives the embedded defaults when `required` is false.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => Config::parse(&t, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |m: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        if self.token_lifetime.is_zero() {
+            return Err(bad("token_lifetime must be more than zero".into()));
+        }
+        if self.rotation_interval.is_zero() {
+            return Err(bad("rotation_interval must be more than zero".into()));
+        }
+        if self.ssh.parallel == 0 {
+            return Err(bad("ssh.parallel must be at least 1".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &self.servers {
+            if s.name.is_empty() {
+                return Err(bad("a [[servers]] entry has an empty name".into()));
+            }
+            if !names.insert(&s.name) {
+                return Err(bad(format!("server {:?} is listed twice", s.name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Durations written as "25h", "30d", "10s" (humantime).
+mod humantime_serde_shim {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration ({e}); write e.g. \"25h\" or \"30d\""
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_empty() {
+        let c = Config::parse("", Path::new("x")).unwrap();
+        assert_eq!(c.token_lifetime, Duration::from_secs(25 * 3600));
+        assert_eq!(c.rotation_interval, Duration::from_secs(30 * 86400));
+        assert_eq!(c.authdb.backend, Backend::File);
+        assert!(c.servers.is_empty());
+    }
+
+    #[test]
+    fn the_documented_shape_parses() {
+        let t = r#"
+cell = "example.com"
+token_lifetime = "25h"
+rotation_interval = "30d"
+
+[authdb]
+backend = "kadmin"
+principal = "afs/example.com@EXAMPLE.COM"
+kadmin = "kadmin.local"
+
+[ssh]
+identity = "/root/.ssh/id_ed25519"
+known_hosts = "/root/.ssh/known_hosts"
+parallel = 16
+timeout = "10s"
+
+[[servers]]
+name = "fs1"
+host = "fs1.example.com"
+port = 22
+user = "root"
+confdir = "/usr/afs/etc"
+"#;
+        let c = Config::parse(t, Path::new("x")).unwrap();
+        assert_eq!(c.cell.as_deref(), Some("example.com"));
+        assert_eq!(c.authdb.backend, Backend::Kadmin);
+        assert_eq!(c.servers[0].host.as_deref(), Some("fs1.example.com"));
+        assert_eq!(c.ssh.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = Config::parse("token_lifetime = \"soon\"", Path::new("/x/afskeys.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/x/afskeys.toml: "), "{e}");
+        assert!(e.contains("not a duration"), "{e}");
+        let e = Config::parse("colour = 1", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
+        let e = Config::parse(
+            "[[servers]]\nname=\"a\"\n[[servers]]\nname=\"a\"\n",
+            Path::new("c"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let e = Config::parse("[authdb]\nbackend = \"ldap\"", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ldap"), "{e}");
+    }
+}

@@ -1,0 +1,103 @@
+//! The server machines of a cell: a `Server` is the KeyFiles of one machine. A local-directory
+//! implementation lives here; SSH plugs into the same trait. The control machine's conf dir is
+//! where every change starts; `distribute` copies its files to the others and confirms.
+
+pub mod local;
+
+use crate::keys::{Key, KeySet};
+
+#[derive(Debug, thiserror::Error)]
+#[error("server {server}: {message}")]
+pub struct FleetError {
+    pub server: String,
+    pub message: String,
+}
+
+impl FleetError {
+    pub fn new(server: &str, message: impl Into<String>) -> FleetError {
+        FleetError {
+            server: server.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The KeyFile and KeyFileExt bytes of a conf dir, as they are copied between machines.
+#[derive(Clone)]
+pub struct KeyFiles {
+    pub keyfile: Vec<u8>,
+    pub keyfileext: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl KeyFiles {
+    pub fn of(set: &KeySet) -> KeyFiles {
+        KeyFiles {
+            keyfile: crate::format::write_keyfile(set),
+            keyfileext: crate::format::write_keyfileext(set),
+        }
+    }
+}
+
+/// One server machine's keys.
+pub trait Server: Send + Sync {
+    /// The name reports and `--server` use.
+    fn name(&self) -> &str;
+    /// The keys the server holds now.
+    fn read_keys(&self) -> Result<KeySet, FleetError>;
+    /// Replace the server's KeyFile and KeyFileExt with these, atomically, keeping a backup.
+    fn install(&self, files: &KeyFiles) -> Result<(), FleetError>;
+}
+
+/// Does `set` hold exactly these keys (same id, same bytes)?
+pub fn holds(set: &KeySet, keys: &[Key]) -> bool {
+    keys.iter()
+        .all(|k| set.get(&k.id).is_some_and(|h| h.bytes() == k.bytes()))
+}
+
+/// What happened on each server when keys were distributed.
+#[derive(Debug, Default)]
+pub struct Distribution {
+    /// Servers that hold the keys (already did, or now do).
+    pub confirmed: Vec<String>,
+    /// Servers that do not, with why.
+    pub missing: Vec<(String, String)>,
+}
+
+/// Make every server hold `keys`: a server that lacks them gets the control machine's files,
+/// and is then read back and compared. Servers that already hold them are left alone.
+pub fn distribute(servers: &[&dyn Server], files: &KeyFiles, keys: &[Key]) -> Distribution {
+    let mut d = Distribution::default();
+    for s in servers {
+        let r = (|| -> Result<(), FleetError> {
+            if holds(&s.read_keys()?, keys) {
+                return Ok(());
+            }
+            s.install(files)?;
+            if holds(&s.read_keys()?, keys) {
+                Ok(())
+            } else {
+                Err(FleetError::new(
+                    s.name(),
+                    "still lacks the new key after installing it",
+                ))
+            }
+        })();
+        match r {
+            Ok(()) => d.confirmed.push(s.name().to_string()),
+            Err(e) => d.missing.push((s.name().to_string(), e.message)),
+        }
+    }
+    d
+}
+
+/// Which servers lack `keys` (or cannot be read): the order invariant's check.
+pub fn lacking(servers: &[&dyn Server], keys: &[Key]) -> Vec<(String, String)> {
+    servers
+        .iter()
+        .filter_map(|s| match s.read_keys() {
+            Ok(set) if holds(&set, keys) => None,
+            Ok(_) => Some((s.name().to_string(), "lacks the key".to_string())),
+            Err(e) => Some((s.name().to_string(), e.message)),
+        })
+        .collect()
+}

@@ -1,0 +1,211 @@
+//! The grace and interval policy (chrono, UTC): which role each kvno plays — current, new in a
+//! rotation, retiring until the token lifetime has passed since the afs entry moved off it,
+//! or removable — and whether a removal is allowed.
+
+use super::state::State;
+use crate::authdb::AfsEntry;
+use crate::config::Config;
+use chrono::{DateTime, Duration, Utc};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Max token lifetime: the grace an old key keeps after the afs entry moves off it.
+    pub token_lifetime: Duration,
+    /// How often keys should change.
+    pub rotation_interval: Duration,
+}
+
+impl Policy {
+    pub fn from_config(c: &Config) -> Policy {
+        Policy {
+            token_lifetime: Duration::from_std(c.token_lifetime).unwrap_or(Duration::MAX),
+            rotation_interval: Duration::from_std(c.rotation_interval).unwrap_or(Duration::MAX),
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::from_config(&Config::default())
+    }
+}
+
+/// What a kvno is to the cell right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The afs entry's key: new tokens are sealed with it.
+    Current,
+    /// The new key of the rotation in progress, not yet current.
+    Incoming,
+    /// Tokens sealed with it may still be alive until then.
+    Retiring { until: DateTime<Utc> },
+    /// No live token can need it.
+    Removable,
+    /// There is no afs entry, so nothing is known to depend on it.
+    Unknown,
+}
+
+impl Role {
+    pub fn describe(&self) -> String {
+        match self {
+            Role::Current => "current".into(),
+            Role::Incoming => "incoming (rotation in progress)".into(),
+            Role::Retiring { until } => format!("retiring until {}", fmt_time(*until)),
+            Role::Removable => "removable".into(),
+            Role::Unknown => "unknown (no afs entry)".into(),
+        }
+    }
+
+    /// A short machine name: current, incoming, retiring, removable, unknown.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Current => "current",
+            Role::Incoming => "incoming",
+            Role::Retiring { .. } => "retiring",
+            Role::Removable => "removable",
+            Role::Unknown => "unknown",
+        }
+    }
+}
+
+pub fn fmt_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The role of `kvno`. A kvno below the current one with no grace record is taken to have
+/// been retired when the afs entry last changed (the latest it can have been); a kvno above
+/// the current one that no rotation is bringing in was never current, so no token needs it.
+pub fn role(
+    kvno: i32,
+    entry: Option<&AfsEntry>,
+    state: &State,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Role {
+    if let Some(r) = &state.rotation {
+        if r.kvno == kvno && entry.is_none_or(|e| e.kvno != kvno) {
+            return Role::Incoming;
+        }
+    }
+    let Some(e) = entry else {
+        return match state.retired_since(kvno) {
+            Some(since) => grace(since, policy, now),
+            None => Role::Unknown,
+        };
+    };
+    if kvno == e.kvno {
+        return Role::Current;
+    }
+    let since = match state.retired_since(kvno) {
+        Some(s) => Some(s),
+        None if kvno < e.kvno => Some(e.changed),
+        None => None,
+    };
+    match since {
+        Some(s) => grace(s, policy, now),
+        None => Role::Removable,
+    }
+}
+
+fn grace(since: DateTime<Utc>, policy: &Policy, now: DateTime<Utc>) -> Role {
+    let until = since + policy.token_lifetime;
+    if now < until {
+        Role::Retiring { until }
+    } else {
+        Role::Removable
+    }
+}
+
+/// Why `kvno` may not be removed now, or `None` when it may.
+pub fn removal_refusal(
+    kvno: i32,
+    entry: Option<&AfsEntry>,
+    state: &State,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    match role(kvno, entry, state, policy, now) {
+        Role::Current => Some(format!(
+            "kvno {kvno} is the afs entry's current key: every new token is sealed with it"
+        )),
+        Role::Incoming => Some(format!(
+            "kvno {kvno} is the new key of the rotation in progress (finish or abort it first)"
+        )),
+        Role::Retiring { until } => Some(format!(
+            "kvno {kvno} is retiring: tokens sealed with it may be alive until {} \
+             (token lifetime {} after the afs entry moved off it); removable then",
+            fmt_time(until),
+            fmt_duration(policy.token_lifetime)
+        )),
+        Role::Removable | Role::Unknown => None,
+    }
+}
+
+/// As the config writes durations: "25h", "30d", "90m", "45s".
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.num_seconds();
+    for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
+        if s != 0 && s % n == 0 {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    format!("{s}s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotation::state::{Retired, State};
+
+    fn entry(kvno: i32, changed: DateTime<Utc>) -> AfsEntry {
+        AfsEntry {
+            principal: "afs".into(),
+            kvno,
+            keys: vec![],
+            changed,
+        }
+    }
+
+    fn t(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap() + Duration::hours(h)
+    }
+
+    #[test]
+    fn grace_runs_from_when_the_entry_moved_off() {
+        let p = Policy::default(); // 25 h
+        let mut s = State::default();
+        s.retired.push(Retired {
+            kvno: 4,
+            since: t(0),
+        });
+        let e = entry(5, t(0));
+        assert_eq!(role(5, Some(&e), &s, &p, t(1)), Role::Current);
+        assert_eq!(
+            role(4, Some(&e), &s, &p, t(24)),
+            Role::Retiring { until: t(25) }
+        );
+        assert!(removal_refusal(4, Some(&e), &s, &p, t(24))
+            .unwrap()
+            .contains("until"));
+        assert_eq!(role(4, Some(&e), &s, &p, t(25)), Role::Removable);
+        assert!(removal_refusal(4, Some(&e), &s, &p, t(25)).is_none());
+        // no record: the entry's change time bounds it
+        assert_eq!(
+            role(3, Some(&e), &s, &p, t(2)),
+            Role::Retiring { until: t(25) }
+        );
+        // above the current and not incoming: never current
+        assert_eq!(role(9, Some(&e), &s, &p, t(2)), Role::Removable);
+        assert!(removal_refusal(5, Some(&e), &s, &p, t(100))
+            .unwrap()
+            .contains("current key"));
+    }
+
+    #[test]
+    fn no_entry_means_unknown() {
+        let p = Policy::default();
+        let s = State::default();
+        assert_eq!(role(1, None, &s, &p, t(0)), Role::Unknown);
+        assert!(removal_refusal(1, None, &s, &p, t(0)).is_none());
+    }
+}

@@ -1,0 +1,267 @@
+//! The rotation journal and grace records: one JSON file (mode 0600, written atomically)
+//! holding the rotation in progress (each step as it completes, and the new key material so a
+//! crash can be finished by `--resume`), and when each old kvno stopped being current.
+
+use crate::keys::{Key, KeyId, KeyType};
+use crate::store::atomic;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+use zeroize::{Zeroize, Zeroizing};
+
+pub const STATE_FILE: &str = "afskeys-state.json";
+
+/// The steps of a rotation, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// kvno and key chosen, nothing changed yet.
+    Planned,
+    /// The new key is on the control machine.
+    Added,
+    /// Every configured server holds it (checksums confirmed).
+    Distributed,
+    /// The auth DB's afs entry uses it.
+    Activated,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Planned => "planned",
+            Step::Added => "added",
+            Step::Distributed => "distributed",
+            Step::Activated => "activated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalKey {
+    pub enctype: i32,
+    pub key: String,
+}
+
+/// A rotation in progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    pub started: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    pub step: Step,
+    pub kvno: i32,
+    #[serde(rename = "type")]
+    pub key_type: String,
+    /// The new keys (hex): the auth DB must get exactly these, so a resume needs them.
+    pub keys: Vec<JournalKey>,
+    /// The passphrase a KDC derives the keys from (kadmin backend only).
+    pub passphrase: Option<String>,
+    /// The afs entry's kvno before the rotation.
+    pub old_kvno: Option<i32>,
+    /// Servers confirmed to hold the new key.
+    #[serde(default)]
+    pub confirmed: Vec<String>,
+    /// Servers that lacked it at the last attempt, with why.
+    #[serde(default)]
+    pub missing: Vec<(String, String)>,
+    pub activated: Option<DateTime<Utc>>,
+}
+
+impl Drop for Rotation {
+    fn drop(&mut self) {
+        for k in &mut self.keys {
+            k.key.zeroize();
+        }
+        if let Some(p) = &mut self.passphrase {
+            p.zeroize();
+        }
+    }
+}
+
+impl Rotation {
+    pub fn key_type(&self) -> Result<KeyType, String> {
+        self.key_type.parse()
+    }
+
+    /// The new keys as keys.
+    pub fn keys(&self) -> Result<Vec<Key>, String> {
+        let t = self.key_type()?;
+        self.keys
+            .iter()
+            .map(|k| {
+                let bytes = Zeroizing::new(
+                    hex::decode(&k.key)
+                        .map_err(|_| format!("journal: kvno {} key is not hex", self.kvno))?,
+                );
+                Ok(Key::new(
+                    KeyId {
+                        key_type: t,
+                        kvno: self.kvno,
+                        subtype: k.enctype,
+                    },
+                    bytes,
+                ))
+            })
+            .collect()
+    }
+
+    pub fn journal_keys(keys: &[Key]) -> Vec<JournalKey> {
+        keys.iter()
+            .map(|k| JournalKey {
+                enctype: k.id.subtype,
+                key: hex::encode(k.bytes()),
+            })
+            .collect()
+    }
+}
+
+/// When the afs entry moved off a kvno: its grace started then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retired {
+    pub kvno: i32,
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    pub rotation: Option<Rotation>,
+    #[serde(default)]
+    pub retired: Vec<Retired>,
+    pub last_rotation: Option<DateTime<Utc>>,
+}
+
+impl State {
+    /// Parse the state file's bytes; `path` names it in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<State, String> {
+        let s: State = serde_json::from_slice(bytes)
+            .map_err(|e| format!("{}: corrupt: {e}", path.display()))?;
+        if s.version != 1 {
+            return Err(format!(
+                "{}: corrupt: version {} (this afskeys reads version 1)",
+                path.display(),
+                s.version
+            ));
+        }
+        if let Some(r) = &s.rotation {
+            r.keys()
+                .map_err(|e| format!("{}: corrupt: {e}", path.display()))?;
+        }
+        Ok(s)
+    }
+
+    /// When kvno's grace started, if recorded.
+    pub fn retired_since(&self, kvno: i32) -> Option<DateTime<Utc>> {
+        self.retired
+            .iter()
+            .find(|r| r.kvno == kvno)
+            .map(|r| r.since)
+    }
+
+    pub fn retire(&mut self, kvno: i32, since: DateTime<Utc>) {
+        self.retired.retain(|r| r.kvno != kvno);
+        self.retired.push(Retired { kvno, since });
+        self.retired.sort_by_key(|r| r.kvno);
+    }
+}
+
+/// The state file of a conf dir.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(path: impl Into<PathBuf>) -> StateFile {
+        StateFile { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn load(&self) -> Result<State, String> {
+        match fs::symlink_metadata(&self.path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "{}: is a symbolic link; refusing to follow it",
+                    self.path.display()
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State {
+                    version: 1,
+                    ..Default::default()
+                })
+            }
+            Err(e) => return Err(format!("{}: cannot stat: {e}", self.path.display())),
+        }
+        let bytes = Zeroizing::new(
+            fs::read(&self.path)
+                .map_err(|e| format!("{}: cannot read: {e}", self.path.display()))?,
+        );
+        State::parse(&bytes, &self.path)
+    }
+
+    /// Write atomically (temp file, fsync, rename, fsync dir).
+    pub fn save(&self, s: &State) -> Result<(), String> {
+        let mut bytes = Zeroizing::new(serde_json::to_vec_pretty(s).expect("serializable"));
+        bytes.push(b'\n');
+        atomic::replace_file(&self.path, &bytes).map_err(|e| e.to_string())?;
+        if let Some(d) = self.path.parent() {
+            atomic::fsync_dir(d).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corruption() {
+        let d = tempfile::tempdir().unwrap();
+        let f = StateFile::new(d.path().join(STATE_FILE));
+        let mut s = f.load().unwrap();
+        assert!(s.rotation.is_none());
+        let now = Utc::now();
+        s.retire(4, now);
+        s.rotation = Some(Rotation {
+            started: now,
+            updated: now,
+            step: Step::Added,
+            kvno: 5,
+            key_type: "rxkad_krb5".into(),
+            keys: vec![JournalKey {
+                enctype: 17,
+                key: "00".repeat(16),
+            }],
+            passphrase: None,
+            old_kvno: Some(4),
+            confirmed: vec![],
+            missing: vec![("fs2".into(), "down".into())],
+            activated: None,
+        });
+        f.save(&s).unwrap();
+        let back = f.load().unwrap();
+        assert_eq!(back.retired_since(4), Some(now));
+        assert_eq!(back.rotation.as_ref().unwrap().step, Step::Added);
+        assert_eq!(
+            back.rotation.as_ref().unwrap().keys().unwrap()[0].bytes(),
+            &[0; 16]
+        );
+        fs::write(
+            f.path(),
+            b"{\"version\":1,\"rotation\":null,\"retired\":[],\"last_rotation\":null,\"x\":1}",
+        )
+        .unwrap();
+        let e = f.load().unwrap_err();
+        assert!(e.contains("corrupt") && e.contains("unknown field"), "{e}");
+    }
+}

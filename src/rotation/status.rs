@@ -1,0 +1,293 @@
+//! `status` and `check`: gather the cell's state (keys with their roles, the afs entry, every
+//! server, the rotation in progress) and judge it for cron and Nagios.
+
+use super::policy::{fmt_time, role, Role};
+use super::state::{Rotation, State};
+use crate::authdb::AfsEntry;
+use crate::cell::Cell;
+use crate::checksum::key_checksum;
+use crate::keys::{Key, KeyId, KeyType};
+use chrono::{DateTime, Duration, Utc};
+
+/// One server's view.
+pub struct ServerState {
+    pub name: String,
+    /// (key id, checksum) of every key it holds, or why it could not be read.
+    pub keys: Result<Vec<(KeyId, Option<u32>)>, String>,
+}
+
+pub struct Status {
+    pub cell: String,
+    pub authdb: String,
+    pub entry: Result<Option<AfsEntry>, String>,
+    /// The control machine's keys and their roles (empty when unreadable: see servers[0]).
+    pub keys: Vec<(Key, Role)>,
+    pub servers: Vec<ServerState>,
+    pub state: Result<State, String>,
+    pub now: DateTime<Utc>,
+    pub interval: Duration,
+}
+
+fn summary(keys: &crate::keys::KeySet) -> Vec<(KeyId, Option<u32>)> {
+    keys.iter().map(|k| (k.id, key_checksum(k))).collect()
+}
+
+/// Read everything `status` shows. Never fails: what cannot be read is recorded as such.
+pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
+    let entry = cell.authdb.get().map_err(|e| e.to_string());
+    let state = cell.state.load();
+    let empty = State::default();
+    let st = state.as_ref().unwrap_or(&empty);
+    let keys = match cell.control.read() {
+        Ok(snap) => snap
+            .keys
+            .iter()
+            .map(|k| {
+                let r = role(
+                    k.kvno(),
+                    entry.as_ref().ok().and_then(|e| e.as_ref()),
+                    st,
+                    &cell.policy,
+                    now,
+                );
+                (k.clone(), r)
+            })
+            .collect(),
+        Err(_) => vec![],
+    };
+    let servers = cell
+        .all_servers()
+        .iter()
+        .map(|s| ServerState {
+            name: s.name().to_string(),
+            keys: s.read_keys().map(|k| summary(&k)).map_err(|e| e.message),
+        })
+        .collect();
+    Status {
+        cell: cell.name.clone(),
+        authdb: cell.authdb.describe(),
+        entry,
+        keys,
+        servers,
+        state,
+        now,
+        interval: cell.policy.rotation_interval,
+    }
+}
+
+impl Status {
+    pub fn rotation(&self) -> Option<&Rotation> {
+        self.state.as_ref().ok().and_then(|s| s.rotation.as_ref())
+    }
+
+    pub fn current(&self) -> Option<&AfsEntry> {
+        self.entry.as_ref().ok().and_then(|e| e.as_ref())
+    }
+
+    /// When the next rotation is due (the current key's age reaches the interval).
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.current().map(|e| e.changed + self.interval)
+    }
+
+    /// The control machine's view, to compare the others against.
+    fn control_keys(&self) -> Option<&Vec<(KeyId, Option<u32>)>> {
+        self.servers.first().and_then(|s| s.keys.as_ref().ok())
+    }
+
+    /// Does `name`'s key set differ from the control machine's, beyond the incoming kvno?
+    pub fn disagrees(&self, s: &ServerState) -> bool {
+        let (Some(control), Ok(theirs)) = (self.control_keys(), &s.keys) else {
+            return false;
+        };
+        let incoming = self.rotation().map(|r| r.kvno);
+        let strip = |v: &Vec<(KeyId, Option<u32>)>| -> Vec<(KeyId, Option<u32>)> {
+            v.iter()
+                .filter(|(id, _)| Some(id.kvno) != incoming)
+                .cloned()
+                .collect()
+        };
+        strip(control) != strip(theirs)
+    }
+}
+
+/// The Nagios levels, with their exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+            Level::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The verdict: the worst level found and every problem, worst first.
+pub struct Verdict {
+    pub level: Level,
+    pub problems: Vec<(Level, String)>,
+    pub summary: String,
+}
+
+impl Verdict {
+    /// `AFSKEYS <LEVEL> - <what>`: one line.
+    pub fn line(&self) -> String {
+        let what = if self.problems.is_empty() {
+            self.summary.clone()
+        } else {
+            self.problems
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        format!("AFSKEYS {} - {what}", self.level.name())
+    }
+}
+
+/// How long a rotation may sit unfinished before `check` warns.
+pub fn stuck_after() -> Duration {
+    Duration::hours(1)
+}
+
+/// Judge the cell.
+pub fn judge(s: &Status) -> Verdict {
+    let mut p: Vec<(Level, String)> = Vec::new();
+    let entry = match &s.entry {
+        Err(e) => {
+            p.push((Level::Unknown, format!("auth DB unreadable: {e}")));
+            None
+        }
+        Ok(None) => {
+            p.push((
+                Level::Unknown,
+                format!(
+                    "{} has no afs entry (run `afskeys authdb init` or `afskeys rotate`)",
+                    s.authdb
+                ),
+            ));
+            None
+        }
+        Ok(Some(e)) => Some(e),
+    };
+    if let Err(e) = &s.state {
+        p.push((Level::Unknown, format!("rotation state unreadable: {e}")));
+    }
+    for srv in &s.servers {
+        match &srv.keys {
+            Err(e) => p.push((
+                Level::Critical,
+                format!("{}: KeyFile unreadable: {e}", srv.name),
+            )),
+            Ok(keys) => {
+                if let Some(e) = entry {
+                    let missing: Vec<&Key> = e
+                        .keys
+                        .iter()
+                        .filter(|k| {
+                            !keys
+                                .iter()
+                                .any(|(id, c)| *id == k.id && *c == key_checksum(k))
+                        })
+                        .collect();
+                    if !missing.is_empty() {
+                        p.push((
+                            Level::Critical,
+                            format!("{} lacks the afs entry's kvno {}", srv.name, e.kvno),
+                        ));
+                    }
+                }
+                if s.disagrees(srv) {
+                    p.push((
+                        Level::Critical,
+                        format!("{} disagrees with the control machine's keys", srv.name),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(e) = entry {
+        if s.now > e.changed + s.interval {
+            p.push((
+                Level::Warning,
+                format!(
+                    "current key kvno {} is older than the rotation interval (set {})",
+                    e.kvno,
+                    fmt_time(e.changed)
+                ),
+            ));
+        }
+        if e.key_type() == Some(KeyType::Rxkad) {
+            p.push((
+                Level::Warning,
+                format!(
+                    "the afs entry uses a single-DES key (kvno {}): rotate to rxkad_krb5",
+                    e.kvno
+                ),
+            ));
+        }
+    }
+    let removable: Vec<i32> = {
+        let mut v: Vec<i32> = s
+            .keys
+            .iter()
+            .filter(|(_, r)| *r == Role::Removable)
+            .map(|(k, _)| k.kvno())
+            .collect();
+        v.dedup();
+        v
+    };
+    if !removable.is_empty() {
+        p.push((
+            Level::Warning,
+            format!(
+                "removable keys waiting: kvno {} (run `afskeys prune`)",
+                removable
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if let Some(r) = s.rotation() {
+        if s.now > r.updated + stuck_after() {
+            p.push((
+                Level::Warning,
+                format!(
+                    "rotation to kvno {} stuck at step {} since {} (run `afskeys rotate --resume`)",
+                    r.kvno,
+                    r.step.name(),
+                    fmt_time(r.updated)
+                ),
+            ));
+        }
+    }
+    p.sort_by_key(|x| std::cmp::Reverse(x.0));
+    let level = p.first().map(|x| x.0).unwrap_or(Level::Ok);
+    // Report only the problems at the worst level in the one line; status shows all.
+    let worst: Vec<(Level, String)> = p.iter().filter(|x| x.0 == level).cloned().collect();
+    let summary = match entry {
+        Some(e) => format!(
+            "kvno {} current since {}, {} server(s) agree, next rotation due {}",
+            e.kvno,
+            fmt_time(e.changed),
+            s.servers.len(),
+            fmt_time(e.changed + s.interval)
+        ),
+        None => String::new(),
+    };
+    Verdict {
+        level,
+        problems: if level == Level::Ok { vec![] } else { worst },
+        summary,
+    }
+}
