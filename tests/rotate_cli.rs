@@ -1,0 +1,409 @@
+//! rotate, status, check, prune and the grace policy through the real binary: a control
+//! machine and three other servers (local conf dirs named in afskeys.toml), a process killed
+//! (SIGKILL) after each step, a server gone, and the clock moved with libfaketime.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const CELL: &str = "rot.example.com";
+
+struct Cell {
+    control: tempfile::TempDir,
+    servers: Vec<tempfile::TempDir>,
+}
+
+impl Cell {
+    fn new() -> Cell {
+        let control = confdir(CELL);
+        let servers: Vec<_> = (0..3).map(|_| confdir(CELL)).collect();
+        let mut toml = String::from("token_lifetime = \"25h\"\nrotation_interval = \"30d\"\n");
+        for (i, s) in servers.iter().enumerate() {
+            toml.push_str(&format!(
+                "[[servers]]\nname = \"fs{}\"\nconfdir = \"{}\"\n",
+                i + 1,
+                s.path().display()
+            ));
+        }
+        fs::write(control.path().join("afskeys.toml"), toml).unwrap();
+        Cell { control, servers }
+    }
+
+    fn dir(&self) -> &Path {
+        self.control.path()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run(self.dir(), args, b"")
+    }
+
+    /// Run with the clock moved by `offset` (libfaketime, e.g. "+26h").
+    fn at(&self, offset: &str, args: &[&str]) -> Output {
+        let mut c = Command::new("faketime");
+        c.args(["-f", offset, env!("CARGO_BIN_EXE_afskeys"), "--confdir"])
+            .arg(self.dir())
+            .args(args);
+        pipe(c, b"")
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&ok(self.run(&["--json", "status"]))).unwrap()
+    }
+
+    fn entry_kvno(&self) -> Option<i64> {
+        self.status()["afs_entry"]["kvno"].as_i64()
+    }
+
+    /// The invariant, checked by reading every conf dir directly.
+    #[track_caller]
+    fn assert_invariant(&self) {
+        let Some(kvno) = self.entry_kvno() else {
+            return;
+        };
+        let entry: Value =
+            serde_json::from_str(&ok(self.run(&["--json", "authdb", "show"]))).unwrap();
+        let want: Vec<(i64, u64)> = entry["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["enctype"].as_i64().unwrap_or(0),
+                    k["cksum"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let mut dirs: Vec<PathBuf> = vec![self.dir().to_path_buf()];
+        dirs.extend(self.servers.iter().map(|s| s.path().to_path_buf()));
+        for d in dirs {
+            let v: Value = serde_json::from_str(&ok(run(&d, &["--json", "list"], b""))).unwrap();
+            for (enctype, cksum) in &want {
+                let found = v["keys"].as_array().unwrap().iter().any(|k| {
+                    k["kvno"] == kvno
+                        && k["enctype"].as_i64().unwrap_or(0) == *enctype
+                        && k["cksum"] == *cksum
+                });
+                assert!(found, "{} lacks the afs entry's kvno {kvno}", d.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn rotation_reaches_every_server_and_the_grace_is_enforced() {
+    if !have(&["faketime"]) {
+        return;
+    }
+    let c = Cell::new();
+    let out = ok(c.run(&["rotate", "--dry-run"]));
+    assert!(out.contains("choose kvno 1"), "{out}");
+    assert!(out.contains("control, fs1, fs2, fs3"), "{out}");
+    assert!(c.entry_kvno().is_none(), "dry run changed the auth DB");
+    ok(c.run(&["rotate"]));
+    c.assert_invariant();
+    let out = ok(c.run(&["rotate"]));
+    assert!(out.contains("kvno 1 is retiring: removable after"), "{out}");
+    c.assert_invariant();
+    assert_eq!(c.entry_kvno(), Some(2));
+    for s in &c.servers {
+        let l = ok(run(s.path(), &["list", "--format", "asetkey"], b""));
+        assert_eq!(l.lines().count(), 5, "{l}"); // kvno 1 and 2, two enctypes each, All done.
+    }
+
+    // The old key is retiring: remove and prune refuse, and say when.
+    let o = c.run(&["remove", "--kvno", "1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("kvno 1 is retiring"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("removable then"), "{}", stderr(&o));
+    let o = c.run(&["remove", "--kvno", "2"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("current key"), "{}", stderr(&o));
+    assert!(ok(c.run(&["prune"])).contains("nothing to prune"));
+    // 24 h later: still retiring; 26 h later: prune takes it.
+    let o = c.at("+24h", &["remove", "--kvno", "1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let out = ok(c.at("+26h", &["prune", "--dry-run"]));
+    assert!(out.contains("would remove rxkad_krb5 kvno 1"), "{out}");
+    let out = ok(c.at("+26h", &["prune"]));
+    assert!(
+        out.contains("removed rxkad_krb5 kvno 1 enctype 17"),
+        "{out}"
+    );
+    assert!(
+        out.contains("removed rxkad_krb5 kvno 1 enctype 18"),
+        "{out}"
+    );
+    let keys: Value = serde_json::from_str(&ok(c.run(&["--json", "list"]))).unwrap();
+    assert!(keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["kvno"] == 2));
+    // audit log: every mutation, no key material
+    let log = fs::read_to_string(c.dir().join("afskeys-audit.log")).unwrap();
+    assert!(log.contains("rotate: done: kvno 2 current"), "{log}");
+    assert!(log.contains("prune: removed"), "{log}");
+}
+
+#[test]
+fn emergency_removal_overrides_and_is_logged() {
+    let c = Cell::new();
+    ok(c.run(&["rotate"]));
+    ok(c.run(&["rotate"]));
+    let o = c.run(&["remove", "--kvno", "1", "--emergency"]);
+    assert_eq!(o.status.code(), Some(2), "--emergency needs --reason");
+    let o = c.run(&[
+        "remove",
+        "--kvno",
+        "1",
+        "--emergency",
+        "--reason",
+        "key leaked in a backup",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("EMERGENCY removal (logged)"),
+        "{}",
+        stderr(&o)
+    );
+    let log = fs::read_to_string(c.dir().join("afskeys-audit.log")).unwrap();
+    assert!(
+        log.contains("remove --emergency: removed rxkad_krb5 kvno 1"),
+        "{log}"
+    );
+    assert!(log.contains("reason: key leaked in a backup"), "{log}");
+}
+
+#[test]
+fn a_process_killed_after_each_step_is_resumed() {
+    for step in ["planned", "added", "distributed", "activated"] {
+        let c = Cell::new();
+        ok(c.run(&["rotate"]));
+        let mut cmd = afskeys();
+        cmd.env("AFSKEYS_CRASH_AT", step)
+            .arg("--confdir")
+            .arg(c.dir())
+            .arg("rotate");
+        let o = pipe(cmd, b"");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(9),
+            "{step}: not killed: {}",
+            stderr(&o)
+        );
+        c.assert_invariant();
+        let st = c.status();
+        assert_eq!(st["rotation"]["step"], step, "{step}");
+        assert_eq!(st["rotation"]["kvno"], 2);
+        // A new rotate is refused while this one is unfinished; it says how to go on.
+        let o = c.run(&["rotate"]);
+        assert_eq!(o.status.code(), Some(3), "{step}");
+        assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+        ok(c.run(&["rotate", "--resume"]));
+        c.assert_invariant();
+        assert_eq!(c.entry_kvno(), Some(2), "{step}");
+        assert!(c.status()["rotation"].is_null());
+    }
+}
+
+#[test]
+fn a_missing_server_holds_the_auth_db_back_until_resume() {
+    let c = Cell::new();
+    ok(c.run(&["rotate"]));
+    let fs2 = c.servers[1].path().to_path_buf();
+    let parked = fs2.with_extension("away");
+    fs::rename(&fs2, &parked).unwrap();
+    let o = c.run(&["rotate"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("servers lack kvno 2: fs2"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("afskeys rotate --resume"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        c.entry_kvno(),
+        Some(1),
+        "the afs entry moved while fs2 lacked the key"
+    );
+    let st = c.status();
+    assert_eq!(st["rotation"]["missing"][0][0], "fs2");
+    let text = ok(c.run(&["status"]));
+    assert!(text.contains("waiting for fs2"), "{text}");
+    let o = c.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("AFSKEYS CRITICAL - fs2: KeyFile unreadable"),
+        "{}",
+        stdout(&o)
+    );
+    fs::rename(&parked, &fs2).unwrap();
+    ok(c.run(&["rotate", "--resume"]));
+    c.assert_invariant();
+    assert_eq!(c.entry_kvno(), Some(2));
+}
+
+#[test]
+fn abort_undoes_an_unfinished_rotation() {
+    let c = Cell::new();
+    ok(c.run(&["rotate"]));
+    let mut cmd = afskeys();
+    cmd.env("AFSKEYS_CRASH_AT", "distributed")
+        .arg("--confdir")
+        .arg(c.dir())
+        .arg("rotate");
+    let _ = pipe(cmd, b"");
+    ok(c.run(&["rotate", "--abort"]));
+    for d in std::iter::once(c.dir()).chain(c.servers.iter().map(|s| s.path())) {
+        let v: Value = serde_json::from_str(&ok(run(d, &["--json", "list"], b""))).unwrap();
+        assert!(
+            v["keys"].as_array().unwrap().iter().all(|k| k["kvno"] == 1),
+            "{}",
+            d.display()
+        );
+    }
+    assert_eq!(c.entry_kvno(), Some(1));
+    // past activation abort is refused
+    let mut cmd = afskeys();
+    cmd.env("AFSKEYS_CRASH_AT", "activated")
+        .arg("--confdir")
+        .arg(c.dir())
+        .arg("rotate");
+    let _ = pipe(cmd, b"");
+    let o = c.run(&["rotate", "--abort"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("already uses kvno"), "{}", stderr(&o));
+    ok(c.run(&["rotate", "--resume"]));
+}
+
+fn check(c: &Cell, offset: Option<&str>) -> (i32, String) {
+    let o = match offset {
+        Some(off) => c.at(off, &["check"]),
+        None => c.run(&["check"]),
+    };
+    (o.status.code().unwrap(), stdout(&o))
+}
+
+#[test]
+fn check_lines_and_exit_codes() {
+    if !have(&["faketime"]) {
+        return;
+    }
+    let c = Cell::new();
+    // UNKNOWN: no afs entry yet
+    let (code, line) = check(&c, None);
+    assert_eq!(code, 3, "{line}");
+    assert!(line.starts_with("AFSKEYS UNKNOWN - file "), "{line}");
+    ok(c.run(&["rotate"]));
+    // OK, and --quiet prints nothing
+    let (code, line) = check(&c, None);
+    assert_eq!(code, 0, "{line}");
+    assert!(
+        line.starts_with("AFSKEYS OK - kvno 1 current since "),
+        "{line}"
+    );
+    assert!(line.contains("4 server(s) agree"), "{line}");
+    let o = c.run(&["check", "--quiet"]);
+    assert_eq!((o.status.code(), stdout(&o)), (Some(0), String::new()));
+    // WARNING: the current key is older than the interval
+    let (code, line) = check(&c, Some("+31d"));
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.contains("current key kvno 1 is older than the rotation interval"),
+        "{line}"
+    );
+    ok(c.run(&["rotate"]));
+    // WARNING: removable keys waiting (26 h after kvno 1 retired)
+    let (code, line) = check(&c, Some("+26h"));
+    assert_eq!(code, 1, "{line}");
+    assert_eq!(
+        line,
+        "AFSKEYS WARNING - removable keys waiting: kvno 1 (run `afskeys prune`)\n"
+    );
+    // WARNING: a rotation stuck for over an hour
+    let mut cmd = afskeys();
+    cmd.env("AFSKEYS_CRASH_AT", "added")
+        .arg("--confdir")
+        .arg(c.dir())
+        .arg("rotate");
+    let _ = pipe(cmd, b"");
+    let (code, line) = check(&c, None);
+    assert_eq!(code, 0, "fresh rotation in progress is fine: {line}");
+    let (code, line) = check(&c, Some("+2h"));
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.contains("rotation to kvno 3 stuck at step added since"),
+        "{line}"
+    );
+    ok(c.run(&["rotate", "--resume"]));
+    // CRITICAL: a server lacks the afs entry's kvno (an operator edited it directly)
+    let fs1 = c.servers[0].path();
+    ok(run(fs1, &["remove", "--kvno", "3"], b""));
+    let (code, line) = check(&c, None);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("fs1 lacks the afs entry's kvno 3"), "{line}");
+    assert!(
+        line.contains("fs1 disagrees with the control machine's keys"),
+        "{line}"
+    );
+    ok(c.run(&["rotate"])); // pushes the full set to fs1 again
+    let (code, line) = check(&c, None);
+    assert_eq!(code, 0, "{line}");
+    // CRITICAL: a KeyFile unreadable
+    fs::write(c.servers[2].path().join("KeyFile"), b"\x00\x00\x00\x09").unwrap();
+    let (code, line) = check(&c, None);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("fs3: KeyFile unreadable:"), "{line}");
+    assert!(line.contains("key count 9 is too large"), "{line}");
+    // UNKNOWN: a configuration error
+    fs::write(c.dir().join("afskeys.toml"), "token_lifetime = \"soon\"\n").unwrap();
+    let (code, line) = check(&c, None);
+    assert_eq!(code, 3, "{line}");
+    assert!(line.starts_with("AFSKEYS UNKNOWN - "), "{line}");
+    assert!(line.contains("not a duration"), "{line}");
+}
+
+#[test]
+fn a_legacy_des_cell_rotates_and_is_warned_about() {
+    let c = Cell::new();
+    ok(c.run(&["rotate", "--type", "rxkad"]));
+    let text = ok(c.run(&["listkeys"]));
+    assert!(text.starts_with("key 1 has cksum "), "{text}");
+    let (code, line) = check(&c, None);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("single-DES key"), "{line}");
+    for s in &c.servers {
+        assert_eq!(ok(run(s.path(), &["listkeys"], b"")), text);
+    }
+}
+
+#[test]
+fn authdb_init_adopts_an_existing_key_servers_first() {
+    let c = Cell::new();
+    ok(c.run(&["add", "--kvno", "4", "--type", "rxkad_krb5", "--random"]));
+    // fs1..3 lack kvno 4: init is refused
+    let o = c.run(&["authdb", "init"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("servers first: fs1"), "{}", stderr(&o));
+    for s in &c.servers {
+        fs::copy(c.dir().join("KeyFile"), s.path().join("KeyFile")).unwrap();
+        fs::copy(c.dir().join("KeyFileExt"), s.path().join("KeyFileExt")).unwrap();
+    }
+    let out = ok(c.run(&["authdb", "init"]));
+    assert!(
+        out.starts_with("afs entry afs/rot.example.com@ROT.EXAMPLE.COM: kvno 4"),
+        "{out}"
+    );
+    let o = c.run(&["authdb", "init"]);
+    assert_eq!(o.status.code(), Some(3));
+    ok(c.run(&["rotate"]));
+    assert_eq!(c.entry_kvno(), Some(5));
+}
