@@ -4,6 +4,7 @@
 
 use crate::audit::{Audit, AUDIT_FILE};
 use crate::authdb::file::{FileAuthDb, DEFAULT_NAME};
+use crate::authdb::kadmin::{KadminAuthDb, DEFAULT_KADMIN};
 use crate::authdb::AuthDb;
 use crate::config::{Backend, Config};
 use crate::fleet::local::LocalServer;
@@ -63,7 +64,14 @@ impl Cell {
                     .unwrap_or_else(|| control.path().join(DEFAULT_NAME)),
                 principal.clone(),
             )),
-            Backend::Kadmin => return Err("KADMIN-PENDING".into()),
+            Backend::Kadmin => Box::new(KadminAuthDb::new(
+                principal.clone(),
+                config
+                    .authdb
+                    .kadmin
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_KADMIN.into()),
+            )),
         };
         let mut servers: Vec<Box<dyn Server>> = Vec::new();
         for s in &config.servers {

@@ -1,2 +1,1250 @@
 //! The MIT Kerberos backend: the afs principal in a real KDC database, driven through
-//! `kadmin.local`. (Being written.)
+//! `kadmin.local` (MIT krb5 1.20; no daemon needed).
+//!
+//! How the entry is read:
+//! - `getprinc -terse P`: the canonical name, the current kvno (9th field), the last
+//!   password change (3rd) and the last modification (7th), the key data held.
+//! - `ktadd -norandkey -k WRFILE:<tmp> P`: every key held, exported without changing
+//!   anything into a keytab in a private temporary directory (mode 0700). The keytab is
+//!   parsed here ([`keytab`]), overwritten with zeros and deleted, on every path.
+//!
+//! How a new key is set: MIT has no command that takes raw key bytes, so the KDC derives
+//! the keys itself from a passphrase with the principal's default salt:
+//! `cpw -e aes256-cts-hmac-sha1-96:normal,aes128-cts-hmac-sha1-96:normal -keepold P`
+//! (or `addprinc -e … P` the first time), the command in `-q` and only the two password
+//! lines on stdin. Before touching the KDC the keys the caller gives are compared with the
+//! ones the passphrase derives locally (RFC 3962), so a passphrase that does not match the
+//! keys the servers already hold never reaches the KDC; after the change the entry is read
+//! back and compared again.
+//!
+//! Facts about MIT 1.20 this relies on (verified on Debian 12, krb5 1.20.1):
+//! - `kadmin.local` exits 0 when a query fails: success is a line on stdout
+//!   (`Password for "P" changed.`, `Principal "P" created.`, `Principal "P" modified.`),
+//!   failures are on stderr. Messages are translated, so the child runs with `LC_ALL=C`.
+//! - Each `cpw` sets the kvno to the highest held + 1; `-keepold` keeps the older keys.
+//! - `modprinc -kvno N` rewrites the kvno of *every* key held (old ones included) to N,
+//!   so it cannot move an existing principal's kvno without mislabelling the keys kept
+//!   by `-keepold`; a kvno other than current + 1 is refused for an existing principal.
+//!   A new principal has no older keys: it is created with tickets disallowed, then moved
+//!   to the requested kvno and allowed tickets in one `modprinc`.
+//! - The password prompt reads at most 1022 bytes and silently truncates a longer line.
+//! - The database keeps a key's kvno in 16 bits: above 65535 it wraps (refused here).
+
+use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial};
+use crate::crypto;
+use crate::keys::{Enctype, Key, KeyId, KeySet, KeyType};
+use chrono::{DateTime, Utc};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use zeroize::Zeroizing;
+
+/// The command run when the configuration names none.
+pub const DEFAULT_KADMIN: &str = "kadmin.local";
+
+/// The `-e` argument of every `cpw` / `addprinc`: the enctypes a rotation makes (18, 17),
+/// with the principal's default salt.
+pub const KEYSALT_LIST: &str = "aes256-cts-hmac-sha1-96:normal,aes128-cts-hmac-sha1-96:normal";
+
+/// The longest passphrase MIT's password prompt reads whole (longer lines are truncated).
+pub const MAX_PASSPHRASE_LEN: usize = 1022;
+
+/// The highest kvno an MIT database stores: `key_data_kvno` is 16 bits, and
+/// `modprinc -kvno 65536` reads back as 0 (a `cpw` past 65535 wraps too).
+pub const MAX_KDC_KVNO: i32 = 65535;
+
+/// Where a bare command name is looked for after `PATH` (kadmin.local lives in /usr/sbin,
+/// which cron's PATH lacks).
+const SBIN_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/local/sbin"];
+
+/// The RFC 3962 iteration count MIT uses for aes*-cts-hmac-sha1-96 with no s2kparams.
+const AES_ITERATIONS: u32 = 4096;
+
+/// The afs entry in an MIT Kerberos database, through `kadmin.local`.
+///
+/// The child inherits this process's environment (`KRB5_CONFIG`, `KRB5_KDC_PROFILE`, …)
+/// plus whatever [`KadminAuthDb::with_env`] adds, and always runs with `LC_ALL=C` so its
+/// messages can be parsed.
+#[derive(Debug, Clone)]
+pub struct KadminAuthDb {
+    principal: String,
+    kadmin_cmd: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// One key held by a principal, as `getprinc -terse` lists it (no key bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyData {
+    pub kvno: i32,
+    pub enctype: i32,
+    pub salt_type: i32,
+}
+
+/// What `getprinc -terse` says about a principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalInfo {
+    /// The canonical name (with its realm).
+    pub principal: String,
+    /// The current kvno: the highest kvno of the keys held (0 when none).
+    pub kvno: i32,
+    /// Seconds since the epoch; 0 = never.
+    pub last_pwd_change: i64,
+    /// Seconds since the epoch.
+    pub mod_date: i64,
+    /// The principal's attribute flags (`DISALLOW_ALL_TIX` is 0x40).
+    pub attributes: u32,
+    /// Every key held, newest first, as the KDC stores them.
+    pub keys: Vec<KeyData>,
+}
+
+impl PrincipalInfo {
+    /// When the key last changed: the last password change, else the last modification.
+    pub fn changed(&self) -> DateTime<Utc> {
+        let t = if self.last_pwd_change > 0 {
+            self.last_pwd_change
+        } else {
+            self.mod_date
+        };
+        DateTime::from_timestamp(t, 0).unwrap_or_default()
+    }
+
+    /// The kvnos the KDC still holds keys for, highest first.
+    pub fn kvnos_held(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self.keys.iter().map(|k| k.kvno).collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v.dedup();
+        v
+    }
+}
+
+/// What one kadmin.local run printed.
+struct Ran {
+    stdout: String,
+    stderr: String,
+}
+
+impl KadminAuthDb {
+    /// The afs entry `principal` (`afs/<cell>@<REALM>`), edited with `kadmin_cmd`
+    /// (normally [`DEFAULT_KADMIN`]; a bare name is looked up in `PATH`, then /usr/sbin and
+    /// /sbin).
+    pub fn new(principal: String, kadmin_cmd: String) -> KadminAuthDb {
+        KadminAuthDb {
+            principal,
+            kadmin_cmd,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Set an environment variable on every kadmin.local child (e.g. `KRB5_CONFIG`,
+    /// `KRB5_KDC_PROFILE`), without touching this process's environment.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> KadminAuthDb {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// [`KadminAuthDb::with_env`] for several variables.
+    pub fn with_envs<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> KadminAuthDb
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Arguments put before `-q` on every run (e.g. `-r REALM`, `-d DBNAME`). Never a
+    /// secret: they are visible in the process list. Not `-m` (prompting for the master key
+    /// would read the first password line as the master key): the stash file is needed.
+    pub fn with_args(mut self, args: Vec<String>) -> KadminAuthDb {
+        self.args = args;
+        self
+    }
+
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    pub fn kadmin_cmd(&self) -> &str {
+        &self.kadmin_cmd
+    }
+
+    /// `getprinc -terse`: the principal, or `None` when it does not exist.
+    pub fn principal_info(&self) -> Result<Option<PrincipalInfo>, AuthDbError> {
+        let p = checked_principal(&self.principal)?;
+        let query = format!("getprinc -terse {p}");
+        let ran = self.run(&query, None)?;
+        match parse_terse(&ran.stdout) {
+            Ok(Some(info)) => Ok(Some(info)),
+            Ok(None) => {
+                if ran.stderr.contains("Principal does not exist") {
+                    Ok(None)
+                } else {
+                    Err(self.failed(&query, &ran, None))
+                }
+            }
+            Err(e) => Err(AuthDbError::Backend(format!(
+                "{}: cannot parse the output of `{query}`: {e}",
+                self.describe()
+            ))),
+        }
+    }
+
+    /// The only kvno [`AuthDb::set`] can give the principal next: `Some(current + 1)`, or
+    /// `None` when the principal does not exist yet (then any kvno from 1 up works).
+    pub fn next_kvno(&self) -> Result<Option<i32>, AuthDbError> {
+        Ok(self.principal_info()?.map(|i| i.kvno.saturating_add(1)))
+    }
+
+    /// The command line for one query: `<kadmin_cmd> <args…> -q <query>`, with the
+    /// environment set. Secrets never go here (they go on stdin).
+    fn command(&self, query: &str) -> Command {
+        let mut c = Command::new(self.program());
+        c.args(&self.args).arg("-q").arg(query);
+        c.env("LC_ALL", "C").env_remove("LANGUAGE");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// The program to run: `kadmin_cmd` as given when it has a `/`, else found in `PATH`
+    /// (the one given with `with_env`, if any) or in the sbin directories.
+    fn program(&self) -> PathBuf {
+        if self.kadmin_cmd.contains('/') {
+            return PathBuf::from(&self.kadmin_cmd);
+        }
+        let path: Option<OsString> = self
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| OsString::from(v))
+            .or_else(|| std::env::var_os("PATH"));
+        let dirs = path
+            .as_deref()
+            .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
+            .unwrap_or_default();
+        dirs.into_iter()
+            .chain(SBIN_DIRS.iter().map(PathBuf::from))
+            .map(|d| d.join(&self.kadmin_cmd))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from(&self.kadmin_cmd))
+    }
+
+    /// Run one query. `stdin`: the password lines, or nothing (stdin is then /dev/null).
+    fn run(&self, query: &str, stdin: Option<&[u8]>) -> Result<Ran, AuthDbError> {
+        let mut c = self.command(query);
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                " (install krb5-admin-server, or name the command with `kadmin` in [authdb])"
+            } else {
+                ""
+            };
+            AuthDbError::Backend(format!(
+                "cannot run {}: {e}{hint}",
+                self.program().display()
+            ))
+        })?;
+        if let Some(input) = stdin {
+            if let Some(mut w) = child.stdin.take() {
+                // kadmin.local may exit without reading (e.g. the principal is missing):
+                // a broken pipe is not an error, what it printed says what happened.
+                match w.write_all(input) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(AuthDbError::Backend(format!(
+                            "cannot write to {}: {e}",
+                            self.kadmin_cmd
+                        )));
+                    }
+                }
+            }
+        }
+        let out = child.wait_with_output().map_err(|e| {
+            AuthDbError::Backend(format!("{}: waiting for `{query}`: {e}", self.kadmin_cmd))
+        })?;
+        let ran = Ran {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if !out.status.success() {
+            let status = match out.status.code() {
+                Some(c) => format!("exit {c}"),
+                None => "killed by a signal".to_string(),
+            };
+            let mut e = self.failed(query, &ran, None);
+            if let AuthDbError::Backend(m) = &mut e {
+                m.push_str(&format!(" ({status})"));
+            }
+            return Err(e);
+        }
+        Ok(ran)
+    }
+
+    /// A Backend error carrying kadmin's own message, withheld if it contains the
+    /// passphrase (it never should: the passphrase only goes on stdin).
+    fn failed(&self, query: &str, ran: &Ran, passphrase: Option<&[u8]>) -> AuthDbError {
+        let msg = kadmin_message(ran);
+        let msg = match passphrase {
+            Some(pw) if contains(msg.as_bytes(), pw) => {
+                "(its message is withheld because it contains the passphrase)".to_string()
+            }
+            _ => msg,
+        };
+        AuthDbError::Backend(format!("{} `{query}` failed: {msg}", self.kadmin_cmd))
+    }
+
+    /// Every key of the current kvno, exported with `ktadd -norandkey` (changes nothing).
+    fn current_keys(&self, info: &PrincipalInfo) -> Result<Vec<Key>, AuthDbError> {
+        let p = checked_principal(&self.principal)?;
+        if info.keys.is_empty() {
+            return Ok(Vec::new()); // `addprinc -nokey`: nothing to export
+        }
+        let tmp = TempKeytab::new()?;
+        let query = format!("ktadd -norandkey -k WRFILE:{} {p}", tmp.path_str()?);
+        let ran = self.run(&query, None)?;
+        let bytes = tmp.read()?;
+        let Some(bytes) = bytes else {
+            return Err(self.failed(&query, &ran, None));
+        };
+        let entries = keytab::parse(&bytes).map_err(|e| {
+            AuthDbError::Backend(format!(
+                "{}: the keytab `ktadd -norandkey` wrote is unreadable: {e}",
+                self.describe()
+            ))
+        })?;
+        drop(tmp);
+        let mut keys: Vec<Key> = Vec::new();
+        for e in entries {
+            if e.principal() != info.principal {
+                return Err(AuthDbError::Backend(format!(
+                    "{}: `ktadd -norandkey` exported keys of {:?}, not of {:?}",
+                    self.describe(),
+                    e.principal(),
+                    info.principal
+                )));
+            }
+            let kvno = i32::try_from(e.kvno).map_err(|_| {
+                AuthDbError::Backend(format!(
+                    "{}: kvno {} is out of range",
+                    self.describe(),
+                    e.kvno
+                ))
+            })?;
+            if kvno > info.kvno {
+                return Err(AuthDbError::Backend(format!(
+                    "{}: the principal changed while it was read (kvno {kvno} appeared after \
+                     getprinc said {}); try again",
+                    self.describe(),
+                    info.kvno
+                )));
+            }
+            let enctype = i32::from(e.enctype);
+            if kvno != info.kvno || is_single_des(enctype) {
+                continue;
+            }
+            // modprinc -kvno can leave two keys of one enctype at one kvno; the first is
+            // the newest, the one the KDC seals tickets with.
+            if keys.iter().any(|k| k.id.subtype == enctype) {
+                continue;
+            }
+            let key = Key::new(
+                KeyId {
+                    key_type: KeyType::RxkadKrb5,
+                    kvno,
+                    subtype: enctype,
+                },
+                e.key,
+            );
+            KeySet::validate_key(&key).map_err(|err| {
+                AuthDbError::Backend(format!(
+                    "{}: the KDC holds an unusable key: {err}",
+                    self.describe()
+                ))
+            })?;
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
+    /// Check what `set` was given before anything runs.
+    fn check_set_input(
+        &self,
+        kvno: i32,
+        keys: &[Key],
+        passphrase: Option<&[u8]>,
+    ) -> Result<(), AuthDbError> {
+        let Some(pw) = passphrase else {
+            return Err(AuthDbError::Refused(format!(
+                "{}: a KDC takes a new key only as a passphrase (it derives the keys itself); \
+                 none was given",
+                self.describe()
+            )));
+        };
+        check_passphrase(pw)?;
+        if kvno < 1 {
+            return Err(AuthDbError::Refused(format!(
+                "kvno {kvno}: a Kerberos kvno starts at 1"
+            )));
+        }
+        if kvno > MAX_KDC_KVNO {
+            return Err(AuthDbError::Refused(format!(
+                "kvno {kvno}: an MIT Kerberos database stores kvnos in 16 bits (at most \
+                 {MAX_KDC_KVNO})"
+            )));
+        }
+        if keys.is_empty() {
+            return Err(AuthDbError::Refused(format!(
+                "no keys at kvno {kvno} to set"
+            )));
+        }
+        for k in keys {
+            if k.key_type() != KeyType::RxkadKrb5
+                || k.kvno() != kvno
+                || !Enctype(k.id.subtype).is_rfc3962()
+            {
+                return Err(AuthDbError::Refused(format!(
+                    "{}: {} cannot be set: the KDC makes rxkad_krb5 keys of enctypes 18 and 17 \
+                     at kvno {kvno}",
+                    self.describe(),
+                    k.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys `passphrase` derives for `principal` (default salt) must be `keys`.
+    fn check_derivation(
+        &self,
+        principal: &str,
+        kvno: i32,
+        keys: &[Key],
+        passphrase: &[u8],
+    ) -> Result<(), AuthDbError> {
+        let salt = Zeroizing::new(crypto::default_salt(principal).map_err(|e| {
+            AuthDbError::Refused(format!(
+                "{e}; give the afs principal with its realm (afs/<cell>@<REALM>)"
+            ))
+        })?);
+        for k in keys {
+            let len = Enctype(k.id.subtype).key_len().unwrap_or(0);
+            let derived = crypto::aes_string_to_key(passphrase, &salt, AES_ITERATIONS, len);
+            if derived.as_slice() != k.bytes() {
+                return Err(AuthDbError::Mismatch(format!(
+                    "{principal}: the key given for {} is not the one the passphrase derives \
+                     with the principal's default salt; the KDC was not changed (setting it \
+                     would seal new tokens with a key the servers do not have at kvno {kvno})",
+                    k.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Run a password-taking query with the two password lines on stdin and expect the
+    /// success line `<prefix>"P"<suffix>`.
+    fn run_with_password(
+        &self,
+        query: &str,
+        passphrase: &[u8],
+        prefix: &str,
+        suffix: &str,
+    ) -> Result<(), AuthDbError> {
+        let mut input = Zeroizing::new(Vec::with_capacity(2 * passphrase.len() + 2));
+        input.extend_from_slice(passphrase);
+        input.push(b'\n');
+        input.extend_from_slice(passphrase);
+        input.push(b'\n');
+        let ran = self
+            .run(query, Some(&input))
+            .map_err(|e| scrub(e, passphrase))?;
+        if success_line(&ran.stdout, prefix, suffix) {
+            Ok(())
+        } else {
+            Err(self.failed(query, &ran, Some(passphrase)))
+        }
+    }
+
+    fn run_expect(&self, query: &str, prefix: &str, suffix: &str) -> Result<(), AuthDbError> {
+        let ran = self.run(query, None)?;
+        if success_line(&ran.stdout, prefix, suffix) {
+            Ok(())
+        } else {
+            Err(self.failed(query, &ran, None))
+        }
+    }
+}
+
+impl AuthDb for KadminAuthDb {
+    fn describe(&self) -> String {
+        format!("kadmin {} ({})", self.principal, self.kadmin_cmd)
+    }
+
+    fn next_kvno(&self) -> Result<Option<i32>, AuthDbError> {
+        KadminAuthDb::next_kvno(self)
+    }
+
+    fn get(&self) -> Result<Option<AfsEntry>, AuthDbError> {
+        let Some(info) = self.principal_info()? else {
+            return Ok(None);
+        };
+        let keys = self.current_keys(&info)?;
+        Ok(Some(AfsEntry {
+            principal: info.principal.clone(),
+            kvno: info.kvno,
+            keys,
+            changed: info.changed(),
+        }))
+    }
+
+    fn key_material(&self) -> KeyMaterial {
+        KeyMaterial::Passphrase {
+            principal: self.principal.clone(),
+        }
+    }
+
+    fn set(
+        &self,
+        kvno: i32,
+        keys: &[Key],
+        passphrase: Option<&[u8]>,
+        _now: DateTime<Utc>,
+    ) -> Result<AfsEntry, AuthDbError> {
+        self.check_set_input(kvno, keys, passphrase)?;
+        let pw = passphrase.unwrap_or_default();
+        let p = checked_principal(&self.principal)?;
+        let cur = self.principal_info()?;
+        if let Some(c) = &cur {
+            if kvno <= c.kvno {
+                return Err(AuthDbError::Refused(format!(
+                    "{} is at kvno {}; a new key needs a higher kvno than {kvno}",
+                    c.principal, c.kvno
+                )));
+            }
+            if kvno != c.kvno + 1 {
+                return Err(AuthDbError::Refused(format!(
+                    "{} is at kvno {}, so the KDC's next kvno is {}, not {kvno}: each cpw adds \
+                     one, and MIT's `modprinc -kvno` would relabel every key kept by -keepold; \
+                     choose kvno {} (servers first)",
+                    c.principal,
+                    c.kvno,
+                    c.kvno + 1,
+                    c.kvno + 1
+                )));
+            }
+        }
+        let salt_principal = cur
+            .as_ref()
+            .map(|c| c.principal.clone())
+            .unwrap_or_else(|| self.principal.clone());
+        self.check_derivation(&salt_principal, kvno, keys, pw)?;
+
+        match &cur {
+            Some(_) => {
+                let q = format!("cpw -e {KEYSALT_LIST} -keepold {p}");
+                self.run_with_password(&q, pw, "Password for \"", "\" changed.")?;
+            }
+            None if kvno == 1 => {
+                let q = format!("addprinc -e {KEYSALT_LIST} {p}");
+                self.run_with_password(&q, pw, "Principal \"", "\" created.")?;
+            }
+            None => {
+                // Created with tickets disallowed, so the KDC never issues one at kvno 1,
+                // then moved to `kvno` and allowed tickets in one modprinc.
+                let q = format!("addprinc -allow_tix -e {KEYSALT_LIST} {p}");
+                self.run_with_password(&q, pw, "Principal \"", "\" created.")?;
+                let q = format!("modprinc -kvno {kvno} +allow_tix {p}");
+                self.run_expect(&q, "Principal \"", "\" modified.")
+                    .map_err(|e| {
+                        AuthDbError::Backend(format!(
+                            "{e}; {p} now exists at kvno 1 with tickets disallowed: run \
+                             `{q}` or delete it"
+                        ))
+                    })?;
+            }
+        }
+
+        let back = self.get()?.ok_or_else(|| {
+            AuthDbError::Mismatch(format!(
+                "{p}: the principal is missing after {} it",
+                if cur.is_some() {
+                    "changing"
+                } else {
+                    "creating"
+                }
+            ))
+        })?;
+        verify_entry(&back, kvno, keys).map_err(|e| match e {
+            AuthDbError::Mismatch(m) => AuthDbError::Mismatch(format!(
+                "{m}; the KDC was changed and now seals new tokens at kvno {} with keys that \
+                 differ from the ones given",
+                back.kvno
+            )),
+            other => other,
+        })?;
+        Ok(back)
+    }
+}
+
+/// The principal as it goes into a query: one token kadmin's parser keeps whole.
+fn checked_principal(p: &str) -> Result<&str, AuthDbError> {
+    let bad = p.is_empty()
+        || p.starts_with('-')
+        || p.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\'));
+    if bad {
+        return Err(AuthDbError::Backend(format!(
+            "principal {p:?}: afskeys passes only plain names (no spaces, quotes, backslashes \
+             or leading '-') to kadmin.local"
+        )));
+    }
+    Ok(p)
+}
+
+/// A passphrase kadmin.local reads whole from one line. Never quoted in the message.
+fn check_passphrase(pw: &[u8]) -> Result<(), AuthDbError> {
+    let problem = if pw.is_empty() {
+        Some("is empty".to_string())
+    } else if pw.iter().any(|&b| b == b'\n' || b == b'\r' || b == 0) {
+        Some("contains a newline, carriage return or NUL byte".to_string())
+    } else if pw.len() > MAX_PASSPHRASE_LEN {
+        Some(format!(
+            "is {} bytes; kadmin.local reads at most {MAX_PASSPHRASE_LEN} and would truncate it",
+            pw.len()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(AuthDbError::Refused(format!("the passphrase {p}"))),
+        None => Ok(()),
+    }
+}
+
+/// Replace any error whose text contains the passphrase.
+fn scrub(e: AuthDbError, pw: &[u8]) -> AuthDbError {
+    if contains(e.to_string().as_bytes(), pw) {
+        AuthDbError::Backend(
+            "kadmin.local failed (its message is withheld because it contains the passphrase)"
+                .into(),
+        )
+    } else {
+        e
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// True when stdout has a line `<prefix><name><suffix>`.
+fn success_line(stdout: &str, prefix: &str, suffix: &str) -> bool {
+    stdout.lines().any(|l| {
+        let l = l.trim_end();
+        l.len() > prefix.len() + suffix.len() && l.starts_with(prefix) && l.ends_with(suffix)
+    })
+}
+
+/// kadmin's own message: stderr without its harmless notices, else stdout's last line.
+fn kadmin_message(ran: &Ran) -> String {
+    let lines: Vec<&str> = ran
+        .stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("No policy specified for"))
+        .collect();
+    if !lines.is_empty() {
+        return lines.join("; ");
+    }
+    ran.stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with("Authenticating as principal"))
+        .map(str::to_string)
+        .unwrap_or_else(|| "no message, no success line".to_string())
+}
+
+/// Enctypes that are single DES (kept out of the afs entry; they belong in KeyFile).
+fn is_single_des(enctype: i32) -> bool {
+    matches!(enctype, 1..=4 | 8)
+}
+
+/// Parse `getprinc -terse` output: `Ok(None)` when there is no record line.
+///
+/// Fields (tab-separated): 1 "name", 2 expiration, 3 last password change, 4 password
+/// expiration, 5 max life, 6 "modified by", 7 modification date, 8 attributes, 9 kvno,
+/// 10 master kvno, 11 "policy", 12 max renewable life, 13 last success, 14 last failure,
+/// 15 failed count, 16 number of keys, then 4 per key: version, kvno, enctype, salt type.
+fn parse_terse(stdout: &str) -> Result<Option<PrincipalInfo>, String> {
+    let Some(line) = stdout
+        .lines()
+        .find(|l| l.starts_with('"') && l.contains('\t'))
+    else {
+        return Ok(None);
+    };
+    let f: Vec<&str> = line.trim_end_matches(['\r', '\n']).split('\t').collect();
+    if f.len() < 16 {
+        return Err(format!("{} fields, at least 16 expected", f.len()));
+    }
+    let unquote = |s: &str| -> Result<String, String> {
+        s.strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .map(str::to_string)
+            .ok_or_else(|| format!("{s:?} is not a quoted name"))
+    };
+    fn num<T: std::str::FromStr>(f: &[&str], i: usize, what: &str) -> Result<T, String> {
+        f[i - 1]
+            .parse()
+            .map_err(|_| format!("field {i} ({what}) is {:?}, not a number", f[i - 1]))
+    }
+    let n_keys: usize = num(&f, 16, "number of keys")?;
+    if f.len() != 16 + 4 * n_keys {
+        return Err(format!(
+            "{} fields for {n_keys} keys, {} expected",
+            f.len(),
+            16 + 4 * n_keys
+        ));
+    }
+    let mut keys = Vec::with_capacity(n_keys);
+    for k in 0..n_keys {
+        let base = 16 + 4 * k;
+        keys.push(KeyData {
+            kvno: num(&f, base + 2, "key kvno")?,
+            enctype: num(&f, base + 3, "key enctype")?,
+            salt_type: num(&f, base + 4, "key salt type")?,
+        });
+    }
+    let attributes: i64 = num(&f, 8, "attributes")?;
+    Ok(Some(PrincipalInfo {
+        principal: unquote(f[0])?,
+        last_pwd_change: num(&f, 3, "last password change")?,
+        mod_date: num(&f, 7, "modification date")?,
+        attributes: attributes as u32,
+        kvno: num(&f, 9, "kvno")?,
+        keys,
+    }))
+}
+
+/// A private directory (mode 0700) for one exported keytab. On drop the keytab is
+/// overwritten with zeros, then the directory and everything in it is removed.
+struct TempKeytab {
+    path: PathBuf,
+    // Dropped after `Drop::drop` ran: removes the directory.
+    _dir: tempfile::TempDir,
+}
+
+impl TempKeytab {
+    fn new() -> Result<TempKeytab, AuthDbError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("afskeys-kadmin-")
+            .tempdir()
+            .map_err(|source| AuthDbError::Io {
+                path: std::env::temp_dir(),
+                op: "cannot make a private directory for the exported keytab",
+                source,
+            })?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| AuthDbError::Io {
+                path: dir.path().to_path_buf(),
+                op: "cannot make the keytab directory private",
+                source,
+            },
+        )?;
+        Ok(TempKeytab {
+            path: dir.path().join("afs.keytab"),
+            _dir: dir,
+        })
+    }
+
+    /// The path as it goes into a query (one token, no quoting possible).
+    fn path_str(&self) -> Result<&str, AuthDbError> {
+        match self.path.to_str() {
+            Some(s)
+                if !s
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '"' || c == '\'') =>
+            {
+                Ok(s)
+            }
+            _ => Err(AuthDbError::Backend(format!(
+                "temporary directory {}: its path cannot be passed to kadmin.local (set \
+                 TMPDIR to a path without spaces or quotes)",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// The keytab's bytes, `None` when kadmin wrote none.
+    fn read(&self) -> Result<Option<Zeroizing<Vec<u8>>>, AuthDbError> {
+        match std::fs::read(&self.path) {
+            Ok(b) => Ok(Some(Zeroizing::new(b))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(AuthDbError::Io {
+                path: self.path.clone(),
+                op: "cannot read the exported keytab",
+                source,
+            }),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempKeytab {
+    fn drop(&mut self) {
+        let p = self.path();
+        if let Ok(m) = std::fs::symlink_metadata(p) {
+            if m.is_file() {
+                if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(p) {
+                    let _ = f.write_all(&vec![0u8; m.len() as usize]);
+                    let _ = f.sync_all();
+                }
+            }
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// MIT keytab files (version 0x0502), read only.
+///
+/// ```text
+/// 05 02
+/// entries of: int32 length (negative: a hole of that many bytes; 0 or end of file: the end)
+///   uint16 component count (realm not counted) · counted realm · counted components
+///   uint32 name type · uint32 timestamp · uint8 kvno · uint16 enctype
+///   uint16 key length · key · [uint32 kvno, when the entry has room; overrides if non-zero]
+/// ```
+/// All integers big-endian; a counted string is a uint16 length and the bytes.
+mod keytab {
+    use zeroize::Zeroizing;
+
+    #[derive(Debug)]
+    pub struct Entry {
+        pub realm: Vec<u8>,
+        pub components: Vec<Vec<u8>>,
+        pub kvno: u32,
+        pub enctype: u16,
+        pub key: Zeroizing<Vec<u8>>,
+    }
+
+    impl Entry {
+        /// The name as MIT prints it: components joined by `/`, then `@` and the realm,
+        /// with `/`, `@` and `\` escaped.
+        pub fn principal(&self) -> String {
+            fn esc(out: &mut String, b: &[u8]) {
+                for c in String::from_utf8_lossy(b).chars() {
+                    if matches!(c, '/' | '@' | '\\') {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+            }
+            let mut s = String::new();
+            for (i, c) in self.components.iter().enumerate() {
+                if i > 0 {
+                    s.push('/');
+                }
+                esc(&mut s, c);
+            }
+            s.push('@');
+            esc(&mut s, &self.realm);
+            s
+        }
+    }
+
+    struct Cursor<'a> {
+        b: &'a [u8],
+        pos: usize,
+        end: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+            if self.end - self.pos < n {
+                return Err(format!(
+                    "offset {}: {what} runs past the end of its entry",
+                    self.pos
+                ));
+            }
+            let s = &self.b[self.pos..self.pos + n];
+            self.pos += n;
+            Ok(s)
+        }
+        fn u8(&mut self, what: &str) -> Result<u8, String> {
+            Ok(self.take(1, what)?[0])
+        }
+        fn u16(&mut self, what: &str) -> Result<u16, String> {
+            let s = self.take(2, what)?;
+            Ok(u16::from_be_bytes([s[0], s[1]]))
+        }
+        fn u32(&mut self, what: &str) -> Result<u32, String> {
+            let s = self.take(4, what)?;
+            Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        }
+        fn counted(&mut self, what: &str) -> Result<Vec<u8>, String> {
+            let n = self.u16(what)? as usize;
+            Ok(self.take(n, what)?.to_vec())
+        }
+    }
+
+    pub fn parse(b: &[u8]) -> Result<Vec<Entry>, String> {
+        match b {
+            [0x05, 0x02, ..] => {}
+            [0x05, 0x01, ..] => {
+                return Err("keytab version 0x0501 (host byte order) is not supported".into())
+            }
+            [a, c, ..] => return Err(format!("not a keytab (starts {a:02x} {c:02x})")),
+            _ => return Err("not a keytab (shorter than 2 bytes)".into()),
+        }
+        let mut out = Vec::new();
+        let mut pos = 2usize;
+        while b.len() - pos >= 4 {
+            let len = i32::from_be_bytes([b[pos], b[pos + 1], b[pos + 2], b[pos + 3]]);
+            let start = pos + 4;
+            if len == 0 {
+                break;
+            }
+            if len == i32::MIN {
+                return Err(format!("offset {pos}: entry length {len} is invalid"));
+            }
+            let n = len.unsigned_abs() as usize;
+            if b.len() - start < n {
+                return Err(format!(
+                    "offset {pos}: entry of {n} bytes runs past the end of the file ({} bytes)",
+                    b.len()
+                ));
+            }
+            pos = start + n;
+            if len < 0 {
+                continue; // a hole left by a deleted entry
+            }
+            let mut c = Cursor {
+                b,
+                pos: start,
+                end: start + n,
+            };
+            let count = c.u16("component count")?;
+            let realm = c.counted("realm")?;
+            let mut components = Vec::with_capacity(count as usize);
+            for _ in 0..count {
+                components.push(c.counted("name component")?);
+            }
+            let _name_type = c.u32("name type")?;
+            let _timestamp = c.u32("timestamp")?;
+            let kvno8 = c.u8("kvno")?;
+            let enctype = c.u16("enctype")?;
+            let klen = c.u16("key length")? as usize;
+            let key = Zeroizing::new(c.take(klen, "key")?.to_vec());
+            let mut kvno = u32::from(kvno8);
+            if c.end - c.pos >= 4 {
+                let kvno32 = c.u32("32-bit kvno")?;
+                if kvno32 != 0 {
+                    kvno = kvno32;
+                }
+            }
+            out.push(Entry {
+                realm,
+                components,
+                kvno,
+                enctype,
+                key,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One keytab entry as MIT writes it; `kvno32`: the trailing 32-bit kvno, if any;
+    /// `pad`: extra bytes inside the entry after it.
+    fn entry(
+        comps: &[&str],
+        realm: &str,
+        kvno8: u8,
+        kvno32: Option<u32>,
+        enctype: u16,
+        key: &[u8],
+        pad: usize,
+    ) -> Vec<u8> {
+        let mut e = Vec::new();
+        e.extend_from_slice(&(comps.len() as u16).to_be_bytes());
+        e.extend_from_slice(&(realm.len() as u16).to_be_bytes());
+        e.extend_from_slice(realm.as_bytes());
+        for c in comps {
+            e.extend_from_slice(&(c.len() as u16).to_be_bytes());
+            e.extend_from_slice(c.as_bytes());
+        }
+        e.extend_from_slice(&1u32.to_be_bytes()); // KRB5_NT_PRINCIPAL
+        e.extend_from_slice(&0x6b06_cc49u32.to_be_bytes());
+        e.push(kvno8);
+        e.extend_from_slice(&enctype.to_be_bytes());
+        e.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        e.extend_from_slice(key);
+        if let Some(k) = kvno32 {
+            e.extend_from_slice(&k.to_be_bytes());
+        }
+        e.extend(std::iter::repeat_n(0u8, pad));
+        let mut out = (e.len() as i32).to_be_bytes().to_vec();
+        out.extend(e);
+        out
+    }
+
+    #[test]
+    fn keytab_entries_holes_and_32bit_kvno() {
+        let mut kt = vec![0x05, 0x02];
+        // kvno 300: the 8-bit field holds 300 & 0xff, the 32-bit one the real value.
+        kt.extend(entry(
+            &["afs", "x.org"],
+            "X.ORG",
+            44,
+            Some(300),
+            18,
+            &[7; 32],
+            0,
+        ));
+        // A hole of 20 bytes left by a deleted entry.
+        kt.extend((-20i32).to_be_bytes());
+        kt.extend([0xee; 20]);
+        // No 32-bit field (an old writer): the 8-bit kvno counts.
+        kt.extend(entry(&["afs", "x.org"], "X.ORG", 5, None, 17, &[8; 16], 0));
+        // A 32-bit field of zero does not override; trailing room inside the entry is skipped.
+        kt.extend(entry(&["afs"], "X.ORG", 6, Some(0), 17, &[9; 16], 3));
+        // Length 0 ends the file even with bytes after it.
+        kt.extend(0i32.to_be_bytes());
+        kt.extend([1, 2, 3]);
+
+        let es = keytab::parse(&kt).unwrap();
+        assert_eq!(es.len(), 3);
+        assert_eq!(es[0].principal(), "afs/x.org@X.ORG");
+        assert_eq!((es[0].kvno, es[0].enctype), (300, 18));
+        assert_eq!(es[0].key.as_slice(), &[7; 32]);
+        assert_eq!((es[1].kvno, es[1].enctype), (5, 17));
+        assert_eq!(es[1].key.as_slice(), &[8; 16]);
+        assert_eq!(es[2].principal(), "afs@X.ORG");
+        assert_eq!(es[2].kvno, 6);
+        assert_eq!(es[2].key.as_slice(), &[9; 16]);
+    }
+
+    #[test]
+    fn keytab_errors() {
+        assert!(keytab::parse(b"").unwrap_err().contains("shorter"));
+        assert!(keytab::parse(&[5, 1, 0, 0]).unwrap_err().contains("0x0501"));
+        assert!(keytab::parse(&[1, 2]).unwrap_err().contains("not a keytab"));
+        // Only the version: an empty keytab.
+        assert!(keytab::parse(&[5, 2]).unwrap().is_empty());
+        // An entry longer than the file.
+        let mut kt = vec![5, 2];
+        kt.extend(entry(&["afs"], "R", 1, Some(1), 17, &[1; 16], 0));
+        let cut = &kt[..kt.len() - 1];
+        assert!(keytab::parse(cut)
+            .unwrap_err()
+            .contains("past the end of the file"));
+        // A hole longer than the file.
+        let mut kt = vec![5, 2];
+        kt.extend((-100i32).to_be_bytes());
+        assert!(keytab::parse(&kt).unwrap_err().contains("past the end"));
+        // A key length beyond its entry.
+        let mut kt = vec![5, 2];
+        let mut e = entry(&["afs"], "R", 1, None, 17, &[1; 16], 0);
+        let n = e.len();
+        e[n - 18] = 0x01; // key length 16 -> 0x0110
+        kt.extend(e);
+        assert!(keytab::parse(&kt).unwrap_err().contains("key runs past"));
+        // i32::MIN is not a hole.
+        let mut kt = vec![5, 2];
+        kt.extend(i32::MIN.to_be_bytes());
+        assert!(keytab::parse(&kt).unwrap_err().contains("invalid"));
+    }
+
+    /// Real MIT 1.20 output (kadmin.local -q 'getprinc -terse P').
+    const TERSE: &str = "Authenticating as principal root/admin@TEST.REALM with password.\n\
+        \"afs/b@TEST.REALM\"\t0\t1795607625\t0\t86400\t\"root/admin@TEST.REALM\"\t1795607630\t0\t2\t1\t\"[none]\"\t0\t0\t0\t0\t4\t1\t2\t18\t0\t1\t2\t17\t0\t1\t1\t18\t0\t1\t1\t17\t0\n";
+
+    #[test]
+    fn terse_fields() {
+        let i = parse_terse(TERSE).unwrap().unwrap();
+        assert_eq!(i.principal, "afs/b@TEST.REALM");
+        assert_eq!(i.kvno, 2);
+        assert_eq!(i.last_pwd_change, 1795607625);
+        assert_eq!(i.mod_date, 1795607630);
+        assert_eq!(i.attributes, 0);
+        assert_eq!(i.keys.len(), 4);
+        assert_eq!(
+            i.keys[2],
+            KeyData {
+                kvno: 1,
+                enctype: 18,
+                salt_type: 0
+            }
+        );
+        assert_eq!(i.kvnos_held(), vec![2, 1]);
+        assert_eq!(i.changed().timestamp(), 1795607625);
+    }
+
+    #[test]
+    fn terse_no_keys_missing_and_garbage() {
+        let none = "\"afs/d@R\"\t0\t0\t0\t86400\t\"root/admin@R\"\t1795607632\t64\t0\t1\t\"[none]\"\t0\t0\t0\t0\t0\n";
+        let i = parse_terse(none).unwrap().unwrap();
+        assert_eq!((i.kvno, i.attributes, i.keys.len()), (0, 64, 0));
+        // Never changed its password: the modification date stands in.
+        assert_eq!(i.changed().timestamp(), 1795607632);
+        assert!(
+            parse_terse("Authenticating as principal root/admin@R with password.\n")
+                .unwrap()
+                .is_none()
+        );
+        let short = "\"a@R\"\t0\t0\n";
+        assert!(parse_terse(short).unwrap_err().contains("at least 16"));
+        let wrong_count = none.replace("\t0\n", "\t1\n");
+        assert!(parse_terse(&wrong_count).unwrap_err().contains("expected"));
+        let bad_kvno = none.replace("\t64\t0\t", "\t64\tx\t");
+        assert!(parse_terse(&bad_kvno)
+            .unwrap_err()
+            .contains("field 9 (kvno)"));
+    }
+
+    #[test]
+    fn argv_never_holds_the_secret_and_queries_are_exact() {
+        let db = KadminAuthDb::new("afs/x.org@X.ORG".into(), "/bin/kadmin.local".into())
+            .with_env("KRB5_CONFIG", "/tmp/k")
+            .with_args(vec!["-r".into(), "X.ORG".into()]);
+        let q = format!("cpw -e {KEYSALT_LIST} -keepold afs/x.org@X.ORG");
+        let c = db.command(&q);
+        let args: Vec<_> = c.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "-r",
+                "X.ORG",
+                "-q",
+                "cpw -e aes256-cts-hmac-sha1-96:normal,aes128-cts-hmac-sha1-96:normal -keepold afs/x.org@X.ORG"
+            ]
+        );
+        assert_eq!(c.get_program(), "/bin/kadmin.local");
+        let envs: Vec<_> = c.get_envs().collect();
+        assert!(envs.contains(&("LC_ALL".as_ref(), Some("C".as_ref()))));
+        assert!(envs.contains(&("KRB5_CONFIG".as_ref(), Some("/tmp/k".as_ref()))));
+    }
+
+    #[test]
+    fn inputs_are_checked_before_anything_runs() {
+        // A command that does not exist: any attempt to run it would fail differently.
+        let db = KadminAuthDb::new("afs/x.org@X.ORG".into(), "/nonexistent/kadmin".into());
+        let key = |kvno, e: i32, len| {
+            Key::new(
+                KeyId {
+                    key_type: KeyType::RxkadKrb5,
+                    kvno,
+                    subtype: e,
+                },
+                Zeroizing::new(vec![1; len]),
+            )
+        };
+        let ks = [key(2, 18, 32)];
+        let now = Utc::now();
+        let refused = |r: Result<AfsEntry, AuthDbError>| match r {
+            Err(AuthDbError::Refused(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(db.set(2, &ks, None, now)).contains("passphrase"));
+        let m = refused(db.set(2, &ks, Some(b"sec\nret"), now));
+        assert!(m.contains("newline") && !m.contains("sec"), "{m}");
+        assert!(refused(db.set(2, &ks, Some(b""), now)).contains("empty"));
+        let long = vec![b'a'; MAX_PASSPHRASE_LEN + 1];
+        assert!(refused(db.set(2, &ks, Some(&long), now)).contains("truncate"));
+        assert!(refused(db.set(2, &[], Some(b"pw"), now)).contains("no keys"));
+        assert!(refused(db.set(3, &ks, Some(b"pw"), now)).contains("kvno 2"));
+        assert!(refused(db.set(2, &[key(2, 20, 32)], Some(b"pw"), now)).contains("18 and 17"));
+        assert!(refused(db.set(0, &[key(0, 18, 32)], Some(b"pw"), now)).contains("starts at 1"));
+        let big = [key(65536, 18, 32)];
+        assert!(refused(db.set(65536, &big, Some(b"pw"), now)).contains("16 bits"));
+        // Valid input reaches the command, which is missing: a Backend error naming it.
+        match db.get() {
+            Err(AuthDbError::Backend(m)) => assert!(m.contains("/nonexistent/kadmin"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            db.key_material(),
+            KeyMaterial::Passphrase {
+                principal: "afs/x.org@X.ORG".into()
+            }
+        );
+    }
+
+    #[test]
+    fn odd_principals_are_refused() {
+        for p in ["", "-randkey", "afs/a b@R", "afs\"@R", "a\\/b@R", "a\n@R"] {
+            assert!(checked_principal(p).is_err(), "{p:?}");
+        }
+        assert!(checked_principal("afs/example.com@EXAMPLE.COM").is_ok());
+    }
+
+    #[test]
+    fn messages_and_success_lines() {
+        let ran = Ran {
+            stdout: "Authenticating as principal root/admin@R with password.\nEnter password for principal \"afs@R\": \n".into(),
+            stderr: "No policy specified for afs@R; defaulting to no policy\nchange_password: Password mismatch while reading password for \"afs@R\".\n".into(),
+        };
+        assert_eq!(
+            kadmin_message(&ran),
+            "change_password: Password mismatch while reading password for \"afs@R\"."
+        );
+        assert!(!success_line(&ran.stdout, "Password for \"", "\" changed."));
+        assert!(success_line(
+            "x\nPassword for \"afs@R\" changed.\n",
+            "Password for \"",
+            "\" changed."
+        ));
+        let db = KadminAuthDb::new("afs@R".into(), "kadmin.local".into());
+        let leak = Ran {
+            stdout: String::new(),
+            stderr: "kadmin.local: Unknown request \"hunter22\".\n".into(),
+        };
+        let e = db.failed("cpw afs@R", &leak, Some(b"hunter22")).to_string();
+        assert!(!e.contains("hunter22") && e.contains("withheld"), "{e}");
+    }
+
+    #[test]
+    fn temp_keytab_is_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = TempKeytab::new().unwrap();
+        let dir = t.path().parent().unwrap().to_path_buf();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::write(t.path(), [0xaa; 40]).unwrap();
+        assert_eq!(t.read().unwrap().unwrap().len(), 40);
+        drop(t);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn single_des_is_left_out() {
+        for e in [1, 2, 3, 4, 8] {
+            assert!(is_single_des(e));
+        }
+        for e in [16, 17, 18, 19, 20, 23] {
+            assert!(!is_single_des(e));
+        }
+    }
+}

@@ -95,6 +95,12 @@ pub trait AuthDb: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<AfsEntry, AuthDbError>;
 
+    /// The only kvno the next `set` can use, when the backend decides it (a KDC bumps the
+    /// kvno by one per change); `None` when any kvno above the current one will do.
+    fn next_kvno(&self) -> Result<Option<i32>, AuthDbError> {
+        Ok(None)
+    }
+
     /// Create the afs entry from keys already on every server (adopting a cell's existing
     /// key). Only backends that take raw keys can; a KDC holds its own entry.
     fn init(&self, kvno: i32, keys: &[Key], now: DateTime<Utc>) -> Result<AfsEntry, AuthDbError> {

@@ -218,7 +218,26 @@ fn plan(cell: &Cell, opts: &RotateOptions) -> Result<(Plan, Rotation), RotateErr
             highest = highest.max(set.max_kvno());
         }
     }
-    let next = highest.map(|h| h + 1).unwrap_or(1);
+    let mut next = highest.map(|h| h + 1).unwrap_or(1);
+    // A KDC moves the kvno by one per change: the rotation must land exactly there.
+    let forced = cell
+        .authdb
+        .next_kvno()
+        .map_err(|e| RotateError::Failed(format!("{}: {e}", cell.authdb.describe())))?;
+    if let Some(n) = forced {
+        if next > n || opts.kvno.is_some_and(|k| k != n) {
+            return Err(RotateError::Refused(format!(
+                "{} can only move the afs entry to kvno {n}, but {} (remove the stray keys \
+                 at kvno {n} and above, or rotate to kvno {n})",
+                cell.authdb.describe(),
+                match opts.kvno {
+                    Some(k) if k != n => format!("kvno {k} was asked for"),
+                    _ => format!("kvno {} is already in use on a server", next - 1),
+                }
+            )));
+        }
+        next = n;
+    }
     let kvno = match opts.kvno {
         Some(k) if k < next => {
             return Err(RotateError::Refused(format!(
