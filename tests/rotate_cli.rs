@@ -407,3 +407,32 @@ fn authdb_init_adopts_an_existing_key_servers_first() {
     ok(c.run(&["rotate"]));
     assert_eq!(c.entry_kvno(), Some(5));
 }
+
+#[test]
+fn cron_wrapper_is_silent_when_ok_and_mails_status_on_trouble() {
+    if !have(&["faketime"]) {
+        return;
+    }
+    let c = Cell::new();
+    ok(c.run(&["rotate"]));
+    let cron = concat!(env!("CARGO_MANIFEST_DIR"), "/bin/afskeys-cron");
+    let mut cmd = Command::new(cron);
+    cmd.env("AFSKEYS", env!("CARGO_BIN_EXE_afskeys"))
+        .arg(c.dir());
+    let o = pipe(cmd, b"");
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty() && o.stderr.is_empty(), "{}", stdout(&o));
+    // 31 days later the key is due: a warning and the status, exit 1
+    let mut cmd = Command::new("faketime");
+    cmd.args(["-f", "+31d", cron])
+        .env("AFSKEYS", env!("CARGO_BIN_EXE_afskeys"))
+        .arg(c.dir());
+    let o = pipe(cmd, b"");
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("AFSKEYS WARNING - current key kvno 1 is older"),
+        "{out}"
+    );
+    assert!(out.contains("keys on the control machine:"), "{out}");
+}

@@ -407,12 +407,16 @@ fn stopped(
         "rotate",
         &format!("stopped at kvno {kvno} step {}: {why}", step.name()),
     );
+    let now_at = match cell.authdb.get() {
+        Ok(Some(e)) => format!("the afs entry is at kvno {}", e.kvno),
+        Ok(None) => "the afs entry does not exist yet".to_string(),
+        Err(e) => format!("the afs entry could not be read back ({e})"),
+    };
     match saved {
         Err(e) => e,
         Ok(()) => RotateError::Stopped(format!(
-            "rotation to kvno {kvno} stopped after step \"{}\": {why}. The afs entry was not \
-             changed unless the step says so. Fix it and run `afskeys rotate --resume` \
-             (or `--abort` to undo)",
+            "rotation to kvno {kvno} stopped after step \"{}\": {why}; {now_at}. Fix it and \
+             run `afskeys rotate --resume` (or `--abort` to undo)",
             step.name()
         )),
     }
