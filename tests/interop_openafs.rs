@@ -169,6 +169,15 @@ fn bos_listkeys_matches_afskeys_listkeys_under_a_running_bosserver() {
     let ours = ok(run(&dir, &["listkeys"], b""));
     let waited2 = wait_for(|| bos(false) == ours);
     eprintln!("bosserver noticed the changes after {waited:?} and {waited2:?}");
+    // A change to KeyFileExt alone: "Keys last changed" still agrees.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(run(
+        &dir,
+        &["add", "--kvno", "40", "--type", "rxkad_krb5", "--random"],
+        b"",
+    ));
+    let ours = ok(run(&dir, &["listkeys"], b""));
+    wait_for(|| bos(false) == ours);
 }
 
 /// Poll `f` for up to 5 s (a server re-reads at most once a second); panic if never true.

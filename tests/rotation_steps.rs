@@ -8,7 +8,7 @@ use afskeys::authdb::file::FileAuthDb;
 use afskeys::authdb::{AfsEntry, AuthDb, AuthDbError, KeyMaterial};
 use afskeys::cell::Cell;
 use afskeys::config::{Config, ServerConfig};
-use afskeys::fleet::{FleetError, KeyFiles, Server};
+use afskeys::fleet::{FleetError, KeyFiles, Server, Staged};
 use afskeys::keys::{Key, KeySet};
 use afskeys::rotation::state::Step;
 use afskeys::rotation::{self, RotateError, RotateOptions};
@@ -34,11 +34,11 @@ impl Server for Flaky {
         }
         self.inner.read_keys()
     }
-    fn install(&self, f: &KeyFiles) -> Result<(), FleetError> {
+    fn stage(&self, f: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(FleetError::new(self.name(), "connection refused"));
         }
-        self.inner.install(f)
+        self.inner.stage(f)
     }
 }
 

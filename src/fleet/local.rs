@@ -1,8 +1,7 @@
 //! A server whose conf dir is a directory on this machine (the control machine itself, or a
 //! test's stand-in for another machine).
 
-use super::{FleetError, KeyFiles, Server};
-use crate::format::{read_keyfile, read_keyfileext};
+use super::{FleetError, KeyFiles, Server, Staged};
 use crate::keys::KeySet;
 use crate::store::ConfDir;
 
@@ -32,22 +31,32 @@ impl Server for LocalServer {
             .map_err(|e| FleetError::new(&self.name, e.to_string()))
     }
 
-    fn install(&self, files: &KeyFiles) -> Result<(), FleetError> {
-        let err = |m: String| FleetError::new(&self.name, m);
-        // Parse what we were given first: never install bytes we could not read back.
-        let mut new =
-            read_keyfile(&files.keyfile).map_err(|e| err(format!("KeyFile to install: {e}")))?;
-        let ext = read_keyfileext(&files.keyfileext)
-            .map_err(|e| err(format!("KeyFileExt to install: {e}")))?;
-        for k in ext.iter() {
-            new.insert(k.clone()).map_err(|e| err(e.to_string()))?;
-        }
-        self.dir
-            .edit(|set| {
-                *set = new;
-                Ok(())
-            })
+    fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError> {
+        let staged = self
+            .dir
+            .stage(&files.keyfile, &files.keyfileext)
+            .map_err(|e| FleetError::new(&self.name, e.to_string()))?;
+        Ok(Box::new(LocalStaged {
+            name: &self.name,
+            staged,
+        }))
+    }
+}
+
+struct LocalStaged<'a> {
+    name: &'a str,
+    staged: crate::store::Staged,
+}
+
+impl Staged for LocalStaged<'_> {
+    fn commit(self: Box<Self>) -> Result<(), FleetError> {
+        self.staged
+            .commit()
             .map(|_| ())
-            .map_err(|e| err(e.to_string()))
+            .map_err(|e| FleetError::new(self.name, e.to_string()))
+    }
+
+    fn discard(self: Box<Self>) {
+        self.staged.discard()
     }
 }

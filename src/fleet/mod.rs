@@ -44,8 +44,22 @@ pub trait Server: Send + Sync {
     fn name(&self) -> &str;
     /// The keys the server holds now.
     fn read_keys(&self) -> Result<KeySet, FleetError>;
+    /// Phase one of a two-phase push: put the files on the server as fsynced temp files
+    /// beside the live ones, changing nothing the server reads.
+    fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError>;
     /// Replace the server's KeyFile and KeyFileExt with these, atomically, keeping a backup.
-    fn install(&self, files: &KeyFiles) -> Result<(), FleetError>;
+    fn install(&self, files: &KeyFiles) -> Result<(), FleetError> {
+        self.stage(files)?.commit()
+    }
+}
+
+/// Files staged on one server by `Server::stage`.
+pub trait Staged: Send {
+    /// Phase two: rename the staged files over the live ones (keeping backups) and make the
+    /// server reload (bump CellServDB's mtime).
+    fn commit(self: Box<Self>) -> Result<(), FleetError>;
+    /// Remove the staged files; the server is unchanged.
+    fn discard(self: Box<Self>);
 }
 
 /// Does `set` hold exactly these keys (same id, same bytes)?

@@ -39,6 +39,12 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
 
 /// Replace `path` with `bytes`: temp file in the same dir (0600), fsync, rename over.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    commit_file(stage_file(path, bytes)?, path)
+}
+
+/// Write `bytes` to a temp file (0600) beside `path` and fsync it; nothing reads it yet.
+/// Dropping the result removes it.
+pub fn stage_file(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let mut tmp = tempfile::Builder::new()
@@ -52,6 +58,11 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| StoreError::io(tmp.path(), "cannot write temp file", e))?;
+    Ok(tmp)
+}
+
+/// Rename a staged temp file over `path` (atomic on one filesystem).
+pub fn commit_file(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), StoreError> {
     tmp.persist(path)
         .map_err(|e| StoreError::io(path, "cannot rename temp file over", e.error))?;
     Ok(())

@@ -181,6 +181,30 @@ impl ConfDir {
         Ok(())
     }
 
+    /// Phase one of a two-phase replace: check that the bytes are valid key files and write
+    /// them as fsynced temp files beside the live ones. Nothing a server reads changes until
+    /// `Staged::commit`; dropping the `Staged` removes the temp files.
+    pub fn stage(&self, keyfile: &[u8], keyfileext: &[u8]) -> Result<Staged, StoreError> {
+        self.check_dir(true)?;
+        let invalid = |what: &str, e: crate::format::FormatError| StoreError::Invalid {
+            path: self.path.clone(),
+            problem: format!("the {what} to install is not valid: {e}"),
+        };
+        read_keyfile(keyfile).map_err(|e| invalid(KEYFILE, e))?;
+        read_keyfileext(keyfileext).map_err(|e| invalid(KEYFILEEXT, e))?;
+        Ok(Staged {
+            dir: self.clone(),
+            keyfileext: (
+                atomic::stage_file(&self.keyfileext_path(), keyfileext)?,
+                keyfileext.to_vec().into(),
+            ),
+            keyfile: (
+                atomic::stage_file(&self.keyfile_path(), keyfile)?,
+                keyfile.to_vec().into(),
+            ),
+        })
+    }
+
     /// Lock, read, apply `change`, write what changed atomically, bump CellServDB.
     /// `change` returns an error to abandon the edit with nothing written.
     pub fn edit<T>(
@@ -220,6 +244,46 @@ impl ConfDir {
         atomic::bump_cellservdb(&self.path)?;
         Ok((out, report))
     }
+}
+
+/// Key files staged beside the live ones (see `ConfDir::stage`).
+pub struct Staged {
+    dir: ConfDir,
+    keyfile: (tempfile::NamedTempFile, zeroize::Zeroizing<Vec<u8>>),
+    keyfileext: (tempfile::NamedTempFile, zeroize::Zeroizing<Vec<u8>>),
+}
+
+impl Staged {
+    /// Phase two: under the dir lock, back up the live files and rename the staged ones over
+    /// them (KeyFileExt, then KeyFile), fsync the dir, then bump CellServDB so a running
+    /// server reloads both at once. Files whose bytes are unchanged are left alone.
+    pub fn commit(self) -> Result<EditReport, StoreError> {
+        let d = &self.dir;
+        let _lock = atomic::lock_dir(&d.path)?;
+        let mut report = EditReport::default();
+        for ((tmp, bytes), path) in [
+            (self.keyfileext, d.keyfileext_path()),
+            (self.keyfile, d.keyfile_path()),
+        ] {
+            let raw = read_file(&path)?;
+            if raw.bytes.as_deref() == Some(&bytes[..]) {
+                continue;
+            }
+            if let Some(old) = &raw.bytes {
+                report.backups.push(backup::keep(&d.path, &path, old)?);
+            }
+            atomic::commit_file(tmp, &path)?;
+            report.written.push(path);
+        }
+        if !report.written.is_empty() {
+            atomic::fsync_dir(&d.path)?;
+            atomic::bump_cellservdb(&d.path)?;
+        }
+        Ok(report)
+    }
+
+    /// Remove the staged files; the conf dir is as it was.
+    pub fn discard(self) {}
 }
 
 /// Read a key file without following a symlink; absent is `None`.
