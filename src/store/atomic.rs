@@ -68,6 +68,34 @@ pub fn commit_file(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), Stor
     Ok(())
 }
 
+/// How old a temp file must be before an edit takes it for the leftover of a killed process
+/// (a two-phase push keeps its staged files for seconds, never this long).
+pub const STALE_TEMP: Duration = Duration::from_secs(600);
+
+/// Remove `.<name>.*.tmp` files older than `STALE_TEMP` for each of `names`: what a process
+/// killed between creating and renaming its temp file leaves behind. Best effort.
+pub fn remove_stale_temps(dir: &Path, names: &[&str]) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        let ours = names
+            .iter()
+            .any(|base| n.starts_with(&format!(".{base}.")) && n.ends_with(".tmp"));
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP);
+        if ours && old && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// fsync the directory so the renames in it are durable.
 pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
@@ -120,6 +148,31 @@ mod tests {
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
         // no temp file left behind
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn only_stale_temps_of_our_files_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - STALE_TEMP - Duration::from_secs(5);
+        for n in [
+            ".KeyFile.abc.tmp",
+            ".KeyFileExt.x.tmp",
+            ".other.abc.tmp",
+            ".KeyFile.new.tmp",
+        ] {
+            fs::write(d.path().join(n), b"x").unwrap();
+        }
+        for n in [".KeyFile.abc.tmp", ".KeyFileExt.x.tmp", ".other.abc.tmp"] {
+            let f = File::options().write(true).open(d.path().join(n)).unwrap();
+            f.set_modified(old).unwrap();
+        }
+        remove_stale_temps(d.path(), &["KeyFile", "KeyFileExt"]);
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![".KeyFile.new.tmp", ".other.abc.tmp"]);
     }
 
     #[test]

@@ -213,6 +213,7 @@ impl ConfDir {
     ) -> Result<(T, EditReport), StoreError> {
         self.check_dir(true)?;
         let _lock = atomic::lock_dir(&self.path)?;
+        atomic::remove_stale_temps(&self.path, &[KEYFILE, KEYFILEEXT]);
         let (snap, kf, kx) = self.read_raw()?;
         let mut keys = snap.keys.clone();
         let out = change(&mut keys)?;
