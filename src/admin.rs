@@ -5,8 +5,8 @@
 use crate::authdb::{AfsEntry, AuthDbError, KeyMaterial};
 use crate::cell::Cell;
 use crate::checksum::key_checksum;
-use crate::fleet;
-use crate::keys::{Key, KeyType};
+use crate::fleet::{self, KeyFiles, Server};
+use crate::keys::{Key, KeySet, KeyType};
 use crate::rotation::policy::{removal_refusal, role, Role};
 use crate::rotation::{lock_cell, RotateError};
 use crate::store::ops::{self, Selector};
@@ -83,55 +83,111 @@ fn audit(cell: &Cell, command: &str, detail: &str) -> Result<(), AdminError> {
         .map_err(AdminError::failed)
 }
 
-/// Add keys on the control machine (see `store::ops::add_keys`), logged.
+/// Where an edit happens: the control machine's conf dir (locked edit), or one server's own
+/// files (an emergency edit: read, change, install).
+pub enum Target<'a> {
+    Control,
+    Server(&'a dyn Server),
+}
+
+impl Target<'_> {
+    fn edit<T>(
+        &self,
+        cell: &Cell,
+        change: impl FnOnce(&mut KeySet, &str) -> Result<T, StoreError>,
+    ) -> Result<(T, EditReport), AdminError> {
+        match self {
+            Target::Control => {
+                let place = cell.control.path().display().to_string();
+                Ok(cell.control.edit(|set| change(set, &place))?)
+            }
+            Target::Server(s) => {
+                let mut set = s
+                    .read_keys()
+                    .map_err(|e| AdminError::failed(e.to_string()))?;
+                let out = change(&mut set, &format!("server {}", s.name()))?;
+                s.install(&KeyFiles::of(&set))
+                    .map_err(|e| AdminError::failed(e.to_string()))?;
+                Ok((out, EditReport::default()))
+            }
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Target::Control => String::new(),
+            Target::Server(s) => format!(" --server {}", s.name()),
+        }
+    }
+}
+
+/// Add keys (see `store::ops::apply_add`), logged.
 pub fn add(
     cell: &Cell,
+    target: &Target,
     keys: Vec<Key>,
     replace: bool,
     if_cksum: Option<&[u32]>,
 ) -> Result<(Vec<Key>, EditReport), AdminError> {
     let what = describe(&keys);
-    let (replaced, report) = ops::add_keys(&cell.control, keys, replace, if_cksum)?;
+    let (replaced, report) = target.edit(cell, |set, place| {
+        ops::apply_add(set, keys, replace, if_cksum, place)
+    })?;
     let mut detail = format!("added {what}");
     if !replaced.is_empty() {
         detail.push_str(&format!(" replacing {}", describe(&replaced)));
     }
-    audit(cell, "add", &detail)?;
+    audit(cell, &format!("add{}", target.label()), &detail)?;
     Ok((replaced, report))
 }
 
-/// Remove the keys `sel` picks, unless the grace policy forbids it. `emergency` (the reason)
-/// overrides the policy and is logged.
+/// Remove the keys each selector picks — all or none — unless the grace policy forbids
+/// one of them. `emergency` (the reason) overrides the policy and is logged.
 pub fn remove(
     cell: &Cell,
-    sel: Selector,
+    target: &Target,
+    sels: &[Selector],
     if_cksum: Option<&[u32]>,
     emergency: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(Vec<Key>, EditReport, Option<String>), AdminError> {
+) -> Result<(Vec<Key>, EditReport, Vec<String>), AdminError> {
     let _lock = lock_cell(cell, true)?;
     let entry = cell.authdb.get()?;
     let state = cell.state.load().map_err(AdminError::failed)?;
-    let refusal = removal_refusal(sel.kvno, entry.as_ref(), &state, &cell.policy, now);
-    if let (Some(why), None) = (&refusal, emergency) {
+    let refusals: Vec<String> = sels
+        .iter()
+        .filter_map(|s| removal_refusal(s.kvno, entry.as_ref(), &state, &cell.policy, now))
+        .collect();
+    if !refusals.is_empty() && emergency.is_none() {
         return Err(AdminError::refused(format!(
-            "{why}. To remove it anyway: --emergency --reason \"...\""
+            "{}. To remove it anyway: --emergency --reason \"...\"",
+            refusals.join("; ")
         )));
     }
-    let (removed, report) = ops::remove_keys(&cell.control, sel, if_cksum)?;
-    let overridden = refusal.filter(|_| emergency.is_some());
-    match (&overridden, emergency) {
-        (Some(why), Some(reason)) => audit(
+    let (removed, report) = target.edit(cell, |set, place| {
+        let mut all = Vec::new();
+        for s in sels {
+            all.extend(ops::apply_remove(set, *s, if_cksum, place)?);
+        }
+        Ok(all)
+    })?;
+    match emergency {
+        Some(reason) if !refusals.is_empty() => audit(
             cell,
-            "remove --emergency",
+            &format!("remove{} --emergency", target.label()),
             &format!(
-                "removed {} despite: {why}; reason: {reason}",
-                describe(&removed)
+                "removed {} despite: {}; reason: {reason}",
+                describe(&removed),
+                refusals.join("; ")
             ),
         )?,
-        _ => audit(cell, "remove", &format!("removed {}", describe(&removed)))?,
+        _ => audit(
+            cell,
+            &format!("remove{}", target.label()),
+            &format!("removed {}", describe(&removed)),
+        )?,
     }
-    Ok((removed, report, overridden))
+    Ok((removed, report, refusals))
 }
 
 /// Remove every key whose grace has ended (never the current or incoming key, never a key of

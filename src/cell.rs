@@ -115,6 +115,27 @@ impl Cell {
         v
     }
 
+    /// The server `--server NAME` means: a configured `[[servers]]` name, or the control
+    /// machine itself (`control`, `localhost`, or this machine's host name).
+    pub fn find_server(&self, name: &str) -> Result<&dyn Server, String> {
+        if let Some(s) = self.servers.iter().find(|s| s.name() == name) {
+            return Ok(s.as_ref());
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host = host.trim();
+        let short = host.split('.').next().unwrap_or(host);
+        if [CONTROL, "localhost", "127.0.0.1", host, short].contains(&name) {
+            return Ok(&self.control_server);
+        }
+        let known: Vec<&str> = std::iter::once(CONTROL)
+            .chain(self.servers.iter().map(|s| s.name()))
+            .collect();
+        Err(format!(
+            "unknown server {name:?}: the configured servers are {} (see [[servers]] in afskeys.toml)",
+            known.join(", ")
+        ))
+    }
+
     /// The other servers only.
     pub fn other_servers(&self) -> Vec<&dyn Server> {
         self.servers.iter().map(|s| s.as_ref()).collect()

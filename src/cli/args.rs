@@ -25,6 +25,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Act on this server's own KeyFiles (a [[servers]] name from afskeys.toml, or
+    /// `control`/`localhost`): list them, or make an emergency edit there
+    #[arg(long, global = true, value_name = "NAME")]
+    pub server: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -143,9 +148,10 @@ pub struct ListkeysArgs {
     pub showkey: bool,
 }
 
-/// Where the new key comes from: never from argv.
+/// Where the new key comes from: never from argv. None given: the terminal is asked (as
+/// `bos addkey` asks), and without a terminal it is a usage error.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct KeySource {
     /// Read a password from the first line of stdin and derive the key from it
     #[arg(long)]
@@ -192,9 +198,9 @@ pub struct AddArgs {
 
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    /// Key version number
-    #[arg(long)]
-    pub kvno: i32,
+    /// Key version number(s), as `bos removekey -kvno 4 5 6`
+    #[arg(long, num_args = 1.., required = true)]
+    pub kvno: Vec<i32>,
     /// Only keys of this type
     #[arg(long = "type", value_parser = parse_key_type)]
     pub key_type: Option<KeyType>,

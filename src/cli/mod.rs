@@ -2,6 +2,7 @@
 //! exit codes (0 done, 1 failed, 2 usage, 3 refused by policy).
 
 pub mod args;
+pub mod bosargs;
 mod cellcmd;
 pub mod render;
 mod secret;
@@ -56,7 +57,25 @@ impl From<keygen::KeygenError> for CliError {
 
 /// Run the command line; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    use clap::CommandFactory;
+    let raw: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
+        Ok(v) => v,
+        Err(_) => {
+            eprintln!("afskeys: arguments must be valid UTF-8");
+            return 2;
+        }
+    };
+    let normalized = match bosargs::normalize(raw, &Cli::command()) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("afskeys: {e}");
+            return 2;
+        }
+    };
+    for n in &normalized.notes {
+        eprintln!("afskeys: note: {n}");
+    }
+    let cli = Cli::parse_from(normalized.args);
     match run(&cli) {
         Ok(out) => {
             print!("{out}");
@@ -95,8 +114,18 @@ pub(crate) fn warn_all(w: &[String]) {
 pub fn run(cli: &Cli) -> Result<String, CliError> {
     let dir = ConfDir::new(confdir(cli));
     match &cli.command {
+        Command::List(_) | Command::Listkeys(_) | Command::Add(_) | Command::Remove(_) => {}
+        _ if cli.server.is_some() => {
+            return Err(CliError {
+                code: 2,
+                message: "--server applies to list, listkeys, add and remove".into(),
+            })
+        }
+        _ => {}
+    }
+    match &cli.command {
         Command::List(a) => {
-            let snap = dir.read()?;
+            let snap = snapshot(cli, &dir)?;
             warn_all(&snap.warnings);
             let format = if cli.json { ListFormat::Json } else { a.format };
             Ok(match format {
@@ -107,7 +136,7 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
             })
         }
         Command::Listkeys(a) => {
-            let snap = dir.read()?;
+            let snap = snapshot(cli, &dir)?;
             warn_all(&snap.warnings);
             Ok(if cli.json {
                 json_line(render::list_json(dir.path(), &snap, a.showkey))
@@ -126,6 +155,44 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
     }
 }
 
+/// The keys to list: the conf dir's, or with `--server` that server's.
+fn snapshot(cli: &Cli, dir: &ConfDir) -> Result<crate::store::Snapshot, CliError> {
+    let Some(name) = &cli.server else {
+        return Ok(dir.read()?);
+    };
+    let cell = cellcmd::open(cli, dir.clone())?;
+    let server = cell.find_server(name).map_err(CliError::failed)?;
+    let keys = server
+        .read_keys()
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    Ok(crate::store::Snapshot {
+        keys,
+        keyfile_mtime: server.keyfile_mtime(),
+        warnings: vec![],
+    })
+}
+
+/// With `--server NAME` (not the control machine): the emergency-edit warning.
+fn target<'a>(
+    cli: &Cli,
+    cell: &'a crate::cell::Cell,
+) -> Result<crate::admin::Target<'a>, CliError> {
+    let Some(name) = &cli.server else {
+        return Ok(crate::admin::Target::Control);
+    };
+    let s = cell.find_server(name).map_err(CliError::failed)?;
+    if s.name() == crate::cell::CONTROL {
+        return Ok(crate::admin::Target::Control);
+    }
+    warn_all(&[format!(
+        "editing {}'s own KeyFiles (an emergency edit): its Update Server client \
+         (upclientetc) overwrites them from the control machine unless it is stopped there, \
+         and the next push or rotate replaces them",
+        s.name()
+    )]);
+    Ok(crate::admin::Target::Server(s))
+}
+
 pub(crate) fn json_line(v: serde_json::Value) -> String {
     format!("{v}\n")
 }
@@ -140,8 +207,20 @@ fn cell_of(dir: &ConfDir, given: &Option<String>) -> Result<String, CliError> {
 }
 
 fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
+    use std::io::IsTerminal;
+    let s = &a.source;
+    let none_given = !(s.password_stdin || s.prompt || s.random || s.key_hex_stdin);
+    if none_given && !std::io::stdin().is_terminal() {
+        return Err(CliError {
+            code: 2,
+            message: "where does the key come from? Give --prompt, --password-stdin, \
+                      --key-hex-stdin or --random"
+                .into(),
+        });
+    }
+    let prompt = s.prompt || none_given;
     // The cell and principal matter only when a password is derived.
-    let derives = a.source.password_stdin || a.source.prompt;
+    let derives = a.source.password_stdin || prompt;
     let cell = if derives {
         cell_of(dir, &a.cell)?
     } else {
@@ -158,7 +237,7 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
         secret = secret::stdin_hex()?;
         Material::Raw(&secret)
     } else {
-        secret = if a.source.prompt {
+        secret = if prompt {
             secret::prompt_twice()?
         } else {
             secret::stdin_line("password")?
@@ -169,7 +248,9 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
     let added: Vec<serde_json::Value> = keys.iter().map(|k| render::key_json(k, false)).collect();
     let ids: Vec<String> = keys.iter().map(|k| k.id.to_string()).collect();
     let cell = cellcmd::open(cli, dir.clone())?;
-    let (replaced, report) = crate::admin::add(&cell, keys, a.replace, a.if_cksum.as_deref())?;
+    let target = target(cli, &cell)?;
+    let (replaced, report) =
+        crate::admin::add(&cell, &target, keys, a.replace, a.if_cksum.as_deref())?;
     warn_all(&report.warnings);
     if cli.json {
         return Ok(json_line(json!({
@@ -196,21 +277,27 @@ fn paths(r: &EditReport) -> Vec<String> {
 }
 
 fn remove(cli: &Cli, dir: &ConfDir, a: &RemoveArgs) -> Result<String, CliError> {
-    let sel = ops::Selector {
-        kvno: a.kvno,
-        key_type: a.key_type,
-        enctype: a.enctype.map(|e| e.0),
-    };
+    let sels: Vec<ops::Selector> = a
+        .kvno
+        .iter()
+        .map(|&kvno| ops::Selector {
+            kvno,
+            key_type: a.key_type,
+            enctype: a.enctype.map(|e| e.0),
+        })
+        .collect();
     let cell = cellcmd::open(cli, dir.clone())?;
+    let target = target(cli, &cell)?;
     let (removed, report, overridden) = crate::admin::remove(
         &cell,
-        sel,
+        &target,
+        &sels,
         a.if_cksum.as_deref(),
         a.reason.as_deref(),
         chrono::Utc::now(),
     )?;
     warn_all(&report.warnings);
-    if let Some(why) = &overridden {
+    for why in &overridden {
         warn_all(&[format!("EMERGENCY removal (logged): {why}")]);
     }
     if cli.json {

@@ -31,6 +31,10 @@ impl Server for LocalServer {
             .map_err(|e| FleetError::new(&self.name, e.to_string()))
     }
 
+    fn keyfile_mtime(&self) -> Option<std::time::SystemTime> {
+        self.dir.read().ok().and_then(|s| s.keyfile_mtime)
+    }
+
     fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError> {
         let staged = self
             .dir

@@ -44,6 +44,10 @@ pub trait Server: Send + Sync {
     fn name(&self) -> &str;
     /// The keys the server holds now.
     fn read_keys(&self) -> Result<KeySet, FleetError>;
+    /// When the server's KeyFile last changed (what `bos listkeys` prints), if known.
+    fn keyfile_mtime(&self) -> Option<std::time::SystemTime> {
+        None
+    }
     /// Phase one of a two-phase push: put the files on the server as fsynced temp files
     /// beside the live ones, changing nothing the server reads.
     fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError>;
