@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod fleet;
 pub mod format;
 pub mod keygen;
+pub mod keyring;
 pub mod keys;
 pub mod rotation;
 pub mod store;

@@ -88,6 +88,9 @@ pub struct RotateArgs {
     /// Derive the new key from a password on the first line of stdin
     #[arg(long, conflicts_with_all = ["resume", "abort"])]
     pub password_stdin: bool,
+    /// Derive the new key from a password in the kernel keyring: user:NAME
+    #[arg(long, value_name = "user:NAME", conflicts_with_all = ["password_stdin", "random", "resume", "abort"])]
+    pub password_from_keyring: Option<String>,
     /// The new kvno [default: one above every kvno in use]
     #[arg(long, conflicts_with_all = ["resume", "abort"])]
     pub kvno: Option<i32>,
@@ -165,6 +168,9 @@ pub struct KeySource {
     /// Read the key itself as hex from the first line of stdin
     #[arg(long)]
     pub key_hex_stdin: bool,
+    /// Read the password from the kernel keyring: user:NAME (keyctl padd user NAME @u)
+    #[arg(long, value_name = "user:NAME")]
+    pub password_from_keyring: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +235,9 @@ pub struct StringToKeyArgs {
     /// Principal whose default salt derives a Kerberos key [default: afs/<cell>@<CELL>]
     #[arg(long)]
     pub principal: Option<String>,
+    /// Read the password from the kernel keyring (user:NAME) instead of stdin
+    #[arg(long, value_name = "user:NAME")]
+    pub password_from_keyring: Option<String>,
 }
 
 fn parse_key_type(s: &str) -> Result<KeyType, String> {

@@ -124,10 +124,10 @@ pub fn rotate(cli: &Cli, dir: ConfDir, a: &RotateArgs) -> Result<String, CliErro
         let opts = RotateOptions {
             kvno: a.kvno,
             key_type: a.key_type,
-            password: if a.password_stdin {
-                Some(secret::stdin_line("password")?)
-            } else {
-                None
+            password: match (&a.password_from_keyring, a.password_stdin) {
+                (Some(spec), _) => Some(secret::keyring(spec)?),
+                (None, true) => Some(secret::stdin_line("password")?),
+                (None, false) => None,
             },
         };
         if a.dry_run {

@@ -209,7 +209,11 @@ fn cell_of(dir: &ConfDir, given: &Option<String>) -> Result<String, CliError> {
 fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
     use std::io::IsTerminal;
     let s = &a.source;
-    let none_given = !(s.password_stdin || s.prompt || s.random || s.key_hex_stdin);
+    let none_given = !(s.password_stdin
+        || s.prompt
+        || s.random
+        || s.key_hex_stdin
+        || s.password_from_keyring.is_some());
     if none_given && !std::io::stdin().is_terminal() {
         return Err(CliError {
             code: 2,
@@ -220,7 +224,7 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
     }
     let prompt = s.prompt || none_given;
     // The cell and principal matter only when a password is derived.
-    let derives = a.source.password_stdin || prompt;
+    let derives = a.source.password_stdin || prompt || a.source.password_from_keyring.is_some();
     let cell = if derives {
         cell_of(dir, &a.cell)?
     } else {
@@ -237,7 +241,9 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
         secret = secret::stdin_hex()?;
         Material::Raw(&secret)
     } else {
-        secret = if prompt {
+        secret = if let Some(spec) = &a.source.password_from_keyring {
+            secret::keyring(spec)?
+        } else if prompt {
             secret::prompt_twice()?
         } else {
             secret::stdin_line("password")?
@@ -315,7 +321,10 @@ fn remove(cli: &Cli, dir: &ConfDir, a: &RemoveArgs) -> Result<String, CliError> 
 
 fn string_to_key(cli: &Cli, dir: &ConfDir, a: &StringToKeyArgs) -> Result<String, CliError> {
     let cell = cell_of(dir, &a.cell)?;
-    let password = secret::stdin_line("password")?;
+    let password = match &a.password_from_keyring {
+        Some(spec) => secret::keyring(spec)?,
+        None => secret::stdin_line("password")?,
+    };
     let (key_type, enctypes) = match a.enctype {
         None => (KeyType::Rxkad, vec![]),
         Some(e) => (KeyType::RxkadKrb5, vec![e]),

@@ -62,3 +62,8 @@ pub fn stdin_hex() -> Result<Zeroizing<Vec<u8>>, CliError> {
     }
     Ok(out)
 }
+
+/// A password from the kernel keyring (`user:NAME`).
+pub fn keyring(spec: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    crate::keyring::read(spec).map_err(|e| CliError::failed(e.to_string()))
+}
