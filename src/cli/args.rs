@@ -61,6 +61,17 @@ pub enum Command {
     Check(CheckArgs),
     /// Remove every key whose grace period has ended
     Prune(PruneArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (afskeys.1 and afskeys-<command>.1) into a directory
+    Man {
+        /// Where to write them
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -130,7 +130,10 @@ pub fn normalize(args: Vec<String>, root: &Command) -> Result<Normalized, String
                 continue;
             }
             let opts = options(cmd, root);
+            let bos_like =
+                sub.is_some_and(|s| ["list", "listkeys", "add", "remove"].contains(&s.get_name()));
             if first_after_sub
+                && bos_like
                 && !server_given
                 && opts.iter().any(|o| o.long == "server")
                 && !tok.starts_with('-')
@@ -229,6 +232,10 @@ mod tests {
             ["afskeys", "remove", "--server", "fs1", "--kvno", "4", "5", "6"]
         );
         assert_eq!(n("afskeys listk").unwrap(), ["afskeys", "listkeys"]);
+        assert_eq!(
+            n("afskeys completions bash").unwrap(),
+            ["afskeys", "completions", "bash"]
+        );
         assert_eq!(
             n("afskeys authdb sh").unwrap(),
             ["afskeys", "authdb", "show"]

@@ -114,7 +114,12 @@ pub(crate) fn warn_all(w: &[String]) {
 pub fn run(cli: &Cli) -> Result<String, CliError> {
     let dir = ConfDir::new(confdir(cli));
     match &cli.command {
-        Command::List(_) | Command::Listkeys(_) | Command::Add(_) | Command::Remove(_) => {}
+        Command::List(_)
+        | Command::Listkeys(_)
+        | Command::Add(_)
+        | Command::Remove(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => {}
         _ if cli.server.is_some() => {
             return Err(CliError {
                 code: 2,
@@ -152,6 +157,13 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Status => cellcmd::status(cli, dir),
         Command::Check(a) => cellcmd::check(cli, dir, a),
         Command::Prune(a) => cellcmd::prune(cli, dir, a),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "afskeys", &mut out);
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        }
+        Command::Man { dir } => manpages(dir),
     }
 }
 
@@ -191,6 +203,36 @@ fn target<'a>(
         s.name()
     )]);
     Ok(crate::admin::Target::Server(s))
+}
+
+/// Write `afskeys.1` and one `afskeys-<command>.1` per subcommand (nested ones too).
+fn manpages(dir: &std::path::Path) -> Result<String, CliError> {
+    use clap::CommandFactory;
+    fn write(
+        cmd: clap::Command,
+        name: String,
+        dir: &std::path::Path,
+        out: &mut String,
+    ) -> Result<(), CliError> {
+        let cmd = cmd.name(name.clone());
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .render(&mut buf)
+            .map_err(|e| CliError::failed(format!("cannot render the {name} man page: {e}")))?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, buf)
+            .map_err(|e| CliError::failed(format!("{}: cannot write: {e}", path.display())))?;
+        out.push_str(&format!("{}\n", path.display()));
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            write(sub.clone(), format!("{name}-{}", sub.get_name()), dir, out)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::failed(format!("{}: cannot create: {e}", dir.display())))?;
+    let mut out = String::new();
+    write(Cli::command(), "afskeys".into(), dir, &mut out)?;
+    Ok(out)
 }
 
 pub(crate) fn json_line(v: serde_json::Value) -> String {
