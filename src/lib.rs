@@ -17,5 +17,6 @@ pub mod format;
 pub mod keygen;
 pub mod keyring;
 pub mod keys;
+pub mod keytabs;
 pub mod rotation;
 pub mod store;

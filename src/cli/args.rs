@@ -61,6 +61,11 @@ pub enum Command {
     Check(CheckArgs),
     /// Remove every key whose grace period has ended
     Prune(PruneArgs),
+    /// Kerberos keytabs: convert one into KeyFileExt (as akeyconvert), or export keys to one
+    Keytab {
+        #[command(subcommand)]
+        command: KeytabCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -88,6 +93,37 @@ pub enum AuthdbCommand {
     Set {
         #[arg(long)]
         kvno: i32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeytabCommand {
+    /// Add a keytab's non-DES keys as rxkad_krb5 keys, as akeyconvert does
+    Convert {
+        /// The keytab to read [default: rxkad.keytab in the conf dir, as akeyconvert]
+        #[arg(long, value_name = "FILE")]
+        keytab: Option<PathBuf>,
+        /// Only this principal's keys [default: every principal in the keytab]
+        #[arg(long)]
+        principal: Option<String>,
+        /// Old kvnos too, not only the highest (akeyconvert -all)
+        #[arg(long)]
+        all: bool,
+        /// Replace keys already present with different bytes
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Write rxkad_krb5 keys to a new keytab file (mode 0600)
+    Export {
+        /// The keytab to create (must not exist)
+        #[arg(long, value_name = "FILE")]
+        keytab: PathBuf,
+        /// Only this kvno [default: every rxkad_krb5 key]
+        #[arg(long)]
+        kvno: Option<i32>,
+        /// The principal to write them under [default: afs/<cell>@<CELL>]
+        #[arg(long)]
+        principal: Option<String>,
     },
 }
 
@@ -182,6 +218,10 @@ pub struct KeySource {
     /// Read the password from the kernel keyring: user:NAME (keyctl padd user NAME @u)
     #[arg(long, value_name = "user:NAME")]
     pub password_from_keyring: Option<String>,
+    /// Take the key from a Kerberos keytab (the --principal's entry at --kvno), as
+    /// `asetkey add` does; with --type rxkad, its single-DES entry
+    #[arg(long, value_name = "FILE")]
+    pub keytab: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

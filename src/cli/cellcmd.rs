@@ -341,3 +341,104 @@ pub fn prune(cli: &Cli, dir: ConfDir, a: &PruneArgs) -> Result<String, CliError>
     let verb = if a.dry_run { "would remove" } else { "removed" };
     Ok(keys.iter().map(|k| format!("{verb} {}\n", k.id)).collect())
 }
+
+pub fn keytab(
+    cli: &Cli,
+    dir: ConfDir,
+    cmd: &super::args::KeytabCommand,
+) -> Result<String, CliError> {
+    use super::args::KeytabCommand;
+    let cell = open(cli, dir)?;
+    let principal =
+        |given: &Option<String>| given.clone().unwrap_or_else(|| cell.principal.clone());
+    match cmd {
+        KeytabCommand::Convert {
+            keytab,
+            principal: p,
+            all,
+            replace,
+        } => {
+            let keytab = &keytab
+                .clone()
+                .unwrap_or_else(|| cell.control.path().join("rxkad.keytab"));
+            let bytes = zeroize::Zeroizing::new(std::fs::read(keytab).map_err(|e| {
+                CliError::failed(format!("{}: cannot read: {e}", keytab.display()))
+            })?);
+            let (keys, skipped) =
+                crate::keytabs::convert(&bytes, &keytab.display().to_string(), p.as_deref(), *all)
+                    .map_err(CliError::failed)?;
+            // Keys already present with the same bytes are not added twice.
+            let have = cell.control.read()?.keys;
+            let new: Vec<_> = keys
+                .into_iter()
+                .filter(|k| have.get(&k.id).is_none_or(|h| h.bytes() != k.bytes()))
+                .collect();
+            let added = new
+                .iter()
+                .map(|k| render::key_json(k, false))
+                .collect::<Vec<_>>();
+            let ids: Vec<String> = new.iter().map(|k| k.id.to_string()).collect();
+            if !new.is_empty() {
+                admin::add(&cell, &admin::Target::Control, new, *replace, None)?;
+            }
+            for (kvno, e) in &skipped {
+                eprintln!("afskeys: note: kvno {kvno} enctype {e}: cannot add single-DES keys to KeyFileExt; skipped");
+            }
+            Ok(if cli.json {
+                json_line(
+                    json!({"added": added, "skipped_des": skipped.iter().map(|(k, e)| json!({"kvno": k, "enctype": e})).collect::<Vec<_>>()}),
+                )
+            } else if ids.is_empty() {
+                "nothing to add: every key is already present\n".into()
+            } else {
+                ids.iter().map(|i| format!("added {i}\n")).collect()
+            })
+        }
+        KeytabCommand::Export {
+            keytab,
+            kvno,
+            principal: p,
+        } => {
+            let p = principal(p);
+            if std::fs::symlink_metadata(keytab).is_ok() {
+                return Err(CliError::failed(format!(
+                    "{}: already exists; afskeys writes a new keytab only (remove it or choose another name)",
+                    keytab.display()
+                )));
+            }
+            let snap = cell.control.read()?;
+            let keys: Vec<&crate::keys::Key> = snap
+                .keys
+                .of_type(crate::keys::KeyType::RxkadKrb5)
+                .filter(|k| kvno.is_none_or(|n| n == k.kvno()))
+                .collect();
+            if keys.is_empty() {
+                return Err(CliError::failed(format!(
+                    "{}: no rxkad_krb5 keys{} to export",
+                    cell.control.path().display(),
+                    kvno.map(|k| format!(" at kvno {k}")).unwrap_or_default()
+                )));
+            }
+            let now = u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX);
+            let bytes = crate::keytabs::export(&keys, &p, now).map_err(CliError::failed)?;
+            crate::store::atomic::replace_file(keytab, &bytes)?;
+            cell.audit
+                .record(
+                    "keytab export",
+                    &format!("{} key(s) under {p} to {}", keys.len(), keytab.display()),
+                )
+                .map_err(CliError::failed)?;
+            Ok(if cli.json {
+                json_line(
+                    json!({"keytab": keytab.display().to_string(), "principal": p, "keys": keys.iter().map(|k| render::key_json(k, false)).collect::<Vec<_>>()}),
+                )
+            } else {
+                format!(
+                    "wrote {} key(s) for {p} to {}\n",
+                    keys.len(),
+                    keytab.display()
+                )
+            })
+        }
+    }
+}

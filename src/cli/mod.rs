@@ -157,6 +157,7 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Status => cellcmd::status(cli, dir),
         Command::Check(a) => cellcmd::check(cli, dir, a),
         Command::Prune(a) => cellcmd::prune(cli, dir, a),
+        Command::Keytab { command } => cellcmd::keytab(cli, dir, command),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut out = Vec::new();
@@ -255,7 +256,8 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
         || s.prompt
         || s.random
         || s.key_hex_stdin
-        || s.password_from_keyring.is_some());
+        || s.password_from_keyring.is_some()
+        || s.keytab.is_some());
     if none_given && !std::io::stdin().is_terminal() {
         return Err(CliError {
             code: 2,
@@ -266,7 +268,10 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
     }
     let prompt = s.prompt || none_given;
     // The cell and principal matter only when a password is derived.
-    let derives = a.source.password_stdin || prompt || a.source.password_from_keyring.is_some();
+    let derives = a.source.password_stdin
+        || prompt
+        || a.source.password_from_keyring.is_some()
+        || a.source.keytab.is_some();
     let cell = if derives {
         cell_of(dir, &a.cell)?
     } else {
@@ -277,7 +282,7 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
         .clone()
         .unwrap_or_else(|| keygen::default_principal(&cell));
     let secret;
-    let material = if a.source.random {
+    let material = if a.source.random || a.source.keytab.is_some() {
         Material::Random
     } else if a.source.key_hex_stdin {
         secret = secret::stdin_hex()?;
@@ -292,7 +297,29 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
         };
         Material::Password(&secret)
     };
-    let keys = keygen::make_keys(a.kvno, a.key_type, &a.enctype, material, &cell, &principal)?;
+    let keys = match &a.source.keytab {
+        Some(path) => {
+            let bytes =
+                zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| {
+                    CliError::failed(format!("{}: cannot read: {e}", path.display()))
+                })?);
+            let keys = crate::keytabs::take(
+                &bytes,
+                &path.display().to_string(),
+                &principal,
+                a.kvno,
+                a.key_type,
+                &a.enctype,
+            )
+            .map_err(CliError::failed)?;
+            for k in &keys {
+                crate::keys::KeySet::validate_key(k)
+                    .map_err(|e| CliError::failed(e.to_string()))?;
+            }
+            keys
+        }
+        None => keygen::make_keys(a.kvno, a.key_type, &a.enctype, material, &cell, &principal)?,
+    };
     let added: Vec<serde_json::Value> = keys.iter().map(|k| render::key_json(k, false)).collect();
     let ids: Vec<String> = keys.iter().map(|k| k.id.to_string()).collect();
     let cell = cellcmd::open(cli, dir.clone())?;
