@@ -146,9 +146,6 @@ pub fn normalize(args: Vec<String>, root: &Command) -> Result<Normalized, String
             out.args.push(tok.clone());
             continue;
         };
-        let opts = options(cmd, root);
-        let names: Vec<&str> = opts.iter().map(|o| o.long.as_str()).collect();
-        let resolved = resolve(&word, &names, "-")?;
         // bos's -key would have put the key on argv: refuse, and say why.
         if sub.is_some_and(|s| s.get_name() == "add") && (word == "key" || word == "k") {
             return Err(
@@ -158,6 +155,9 @@ pub fn normalize(args: Vec<String>, root: &Command) -> Result<Normalized, String
                     .into(),
             );
         }
+        let opts = options(cmd, root);
+        let names: Vec<&str> = opts.iter().map(|o| o.long.as_str()).collect();
+        let resolved = resolve(&word, &names, "-")?;
         let Some(long) = resolved else {
             if resolve(&word, &["localauth", "noauth"], "-")?.is_some() {
                 out.notes.push(format!(
