@@ -7,8 +7,7 @@ use crate::store::atomic;
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -183,21 +182,12 @@ impl FileAuthDb {
     }
 
     fn lock(&self) -> Result<fs::File, AuthDbError> {
-        let mut p = self.path.clone().into_os_string();
-        p.push(".lock");
-        let p = PathBuf::from(p);
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&p)
-            .map_err(|source| AuthDbError::Io {
-                path: p.clone(),
-                op: "cannot open lock file",
-                source,
-            })?;
+        let p = atomic::lock_path_for(&self.path);
+        let f = atomic::open_lock_file(&p).map_err(|source| AuthDbError::Io {
+            path: p.clone(),
+            op: "cannot open lock file",
+            source,
+        })?;
         f.lock_exclusive().map_err(|source| AuthDbError::Io {
             path: p,
             op: "cannot lock",

@@ -18,8 +18,6 @@ use crate::store::{ops, StoreError};
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
 use state::{Rotation, State, Step};
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use zeroize::Zeroizing;
 
 /// Why a rotation did not complete.
@@ -133,20 +131,12 @@ fn lock(cell: &Cell) -> Result<RotationLock, RotateError> {
 
 /// Take the rotation lock; `wait` blocks until a running rotation finishes, else refuse.
 pub fn lock_cell(cell: &Cell, wait: bool) -> Result<RotationLock, RotateError> {
-    let mut p = cell.state.path().as_os_str().to_owned();
-    p.push(".lock");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&p)
-        .map_err(|e| RotateError::Failed(format!("{}: cannot open: {e}", p.to_string_lossy())))?;
+    let p = crate::store::atomic::lock_path_for(cell.state.path());
+    let f = crate::store::atomic::open_lock_file(&p)
+        .map_err(|e| RotateError::Failed(format!("{}: cannot open: {e}", p.display())))?;
     if wait {
-        f.lock_exclusive().map_err(|e| {
-            RotateError::Failed(format!("{}: cannot lock: {e}", p.to_string_lossy()))
-        })?;
+        f.lock_exclusive()
+            .map_err(|e| RotateError::Failed(format!("{}: cannot lock: {e}", p.display())))?;
     } else {
         f.try_lock_exclusive().map_err(|_| {
             RotateError::Refused("another afskeys rotate is running on this cell".into())

@@ -20,18 +20,29 @@ impl Drop for DirLock {
     }
 }
 
-/// Take the exclusive lock on `<dir>/.afskeys.lock`, waiting for another editor to finish.
-pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
-    let p = dir.join(LOCKFILE);
-    let file = OpenOptions::new()
+/// Open (creating it 0600, never through a symlink) a lock file; lock it with fs2.
+pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&p)
-        .map_err(|e| StoreError::io(&p, "cannot open lock file", e))?;
+        .open(path)
+}
+
+/// The lock file that guards `path`: `<path>.lock`.
+pub fn lock_path_for(path: &Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    p.into()
+}
+
+/// Take the exclusive lock on `<dir>/.afskeys.lock`, waiting for another editor to finish.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
+    let p = dir.join(LOCKFILE);
+    let file = open_lock_file(&p).map_err(|e| StoreError::io(&p, "cannot open lock file", e))?;
     file.lock_exclusive()
         .map_err(|e| StoreError::io(&p, "cannot lock", e))?;
     Ok(DirLock { file })
