@@ -77,10 +77,18 @@ fn describe(keys: &[Key]) -> String {
         .join("; ")
 }
 
+/// Record a change made; a failure here says the change was made all the same.
 fn audit(cell: &Cell, command: &str, detail: &str) -> Result<(), AdminError> {
-    cell.audit
-        .record(command, detail)
-        .map_err(AdminError::failed)
+    cell.audit.record(command, detail).map_err(|e| {
+        AdminError::failed(format!(
+            "the change was made ({command}: {detail}), but it could not be logged: {e}"
+        ))
+    })
+}
+
+/// Before a change: the audit log must be writable, or nothing is done.
+fn preflight(cell: &Cell) -> Result<(), AdminError> {
+    cell.audit.preflight().map_err(AdminError::failed)
 }
 
 /// Where an edit happens: the control machine's conf dir (locked edit), or one server's own
@@ -129,6 +137,7 @@ pub fn add(
     replace: bool,
     if_cksum: Option<&[u32]>,
 ) -> Result<(Vec<Key>, EditReport), AdminError> {
+    preflight(cell)?;
     let what = describe(&keys);
     let (replaced, report) = target.edit(cell, |set, place| {
         ops::apply_add(set, keys, replace, if_cksum, place)
@@ -151,6 +160,7 @@ pub fn remove(
     emergency: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Key>, EditReport, Vec<String>), AdminError> {
+    preflight(cell)?;
     let _lock = lock_cell(cell, true)?;
     let entry = cell.authdb.get()?;
     let state = cell.state.load().map_err(AdminError::failed)?;
@@ -193,6 +203,9 @@ pub fn remove(
 /// Remove every key whose grace has ended (never the current or incoming key, never a key of
 /// unknown role). With `dry_run`, only says which.
 pub fn prune(cell: &Cell, now: DateTime<Utc>, dry_run: bool) -> Result<Vec<Key>, AdminError> {
+    if !dry_run {
+        preflight(cell)?;
+    }
     let _lock = lock_cell(cell, true)?;
     let entry = cell.authdb.get()?;
     let state = cell.state.load().map_err(AdminError::failed)?;
@@ -288,6 +301,7 @@ pub fn authdb_init(
     now: DateTime<Utc>,
 ) -> Result<AfsEntry, AdminError> {
     raw_backend(cell)?;
+    preflight(cell)?;
     let _lock = lock_cell(cell, true)?;
     let keys = keys_at(cell, kvno)?;
     guard(cell, &keys)?;
@@ -304,6 +318,7 @@ pub fn authdb_init(
 /// rotation does), refused unless every server holds them; the old kvno's grace starts now.
 pub fn authdb_set(cell: &Cell, kvno: i32, now: DateTime<Utc>) -> Result<AfsEntry, AdminError> {
     raw_backend(cell)?;
+    preflight(cell)?;
     let _lock = lock_cell(cell, true)?;
     let mut state = cell.state.load().map_err(AdminError::failed)?;
     if let Some(r) = &state.rotation {

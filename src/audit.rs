@@ -22,6 +22,24 @@ impl Audit {
         &self.path
     }
 
+    fn open(&self) -> Result<std::fs::File, String> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+            .map_err(|e| format!("audit log {}: cannot open: {e}", self.path.display()))
+    }
+
+    /// Check, before a change, that the log can be written, so a change is never made
+    /// that cannot be recorded.
+    pub fn preflight(&self) -> Result<(), String> {
+        self.open()
+            .map(|_| ())
+            .map_err(|e| format!("{e}; nothing was changed"))
+    }
+
     /// Append one line: `<UTC time> user=<name> uid=<uid> <command>: <detail>`.
     pub fn record(&self, command: &str, detail: &str) -> Result<(), String> {
         // SAFETY: getuid has no preconditions and cannot fail.
@@ -38,13 +56,7 @@ impl Audit {
             clean(command),
             clean(detail)
         );
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.path)
-            .map_err(|e| format!("audit log {}: cannot open: {e}", self.path.display()))?;
+        let mut f = self.open()?;
         f.write_all(line.as_bytes())
             .and_then(|_| f.sync_data())
             .map_err(|e| format!("audit log {}: cannot write: {e}", self.path.display()))

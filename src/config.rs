@@ -156,9 +156,16 @@ impl Config {
     }
 
     /// Load `path`; an absent file gives the embedded defaults when `required` is false.
+    /// Relative paths in the file are taken from the file's own directory.
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(t) => Config::parse(&t, path),
+            Ok(t) => {
+                let mut c = Config::parse(&t, path)?;
+                if let Some(base) = path.parent() {
+                    c.resolve_relative(base);
+                }
+                Ok(c)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
                 Ok(Config::default())
             }
@@ -166,6 +173,31 @@ impl Config {
                 path: path.to_path_buf(),
                 source,
             }),
+        }
+    }
+
+    /// Make every relative path in the config relative to `base` (the config file's dir).
+    pub fn resolve_relative(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for s in &mut self.servers {
+            if s.host.is_none() {
+                fix(&mut s.confdir);
+            }
+        }
+        for p in [
+            self.authdb.path.as_mut(),
+            self.audit.path.as_mut(),
+            self.ssh.identity.as_mut(),
+            self.ssh.known_hosts.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
         }
     }
 
@@ -258,6 +290,23 @@ confdir = "/usr/afs/etc"
         assert_eq!(c.authdb.backend, Backend::Kadmin);
         assert_eq!(c.servers[0].host.as_deref(), Some("fs1.example.com"));
         assert_eq!(c.ssh.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn relative_paths_are_from_the_config_files_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("afskeys.toml");
+        std::fs::write(
+            &p,
+            "[authdb]\npath = \"db.json\"\n[[servers]]\nname = \"fs1\"\nconfdir = \"fs1\"\n\
+             [[servers]]\nname = \"fs2\"\nhost = \"fs2.example.com\"\nconfdir = \"etc\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&p, true).unwrap();
+        assert_eq!(c.authdb.path.unwrap(), d.path().join("db.json"));
+        assert_eq!(c.servers[0].confdir, d.path().join("fs1"));
+        // a remote machine's confdir is a path on that machine: left alone
+        assert_eq!(c.servers[1].confdir, PathBuf::from("etc"));
     }
 
     #[test]

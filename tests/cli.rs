@@ -367,6 +367,7 @@ fn usage_errors_exit_2() {
         vec!["add", "--kvno", "1", "--key-hex", "0123"],    // no option takes key material
         vec!["add", "--kvno", "1", "--random", "--type", "des"],
         vec!["list", "--format", "xml"],
+        vec!["list", "--format", "asetkey"], // prints key bytes: only with --showkey
     ] {
         let o = run(d.path(), &args, b"");
         assert_eq!(o.status.code(), Some(2), "{args:?}");
@@ -428,4 +429,25 @@ fn prompt_asks_twice_on_the_terminal() {
         .unwrap();
     assert_eq!(c, cksum_of(dir, 1));
     assert!(ok(run(dir, &["listkeys"], b"")).starts_with("key 1 has cksum"));
+}
+
+#[test]
+fn an_unwritable_audit_log_stops_the_change_before_it_is_made() {
+    let d = confdir(CELL);
+    let dir = d.path();
+    let logdir = dir.join("audit-is-a-dir");
+    fs::create_dir(&logdir).unwrap();
+    fs::write(
+        dir.join("afskeys.toml"),
+        format!("[audit]\npath = \"{}\"\n", logdir.display()),
+    )
+    .unwrap();
+    let before = snapshot(dir);
+    for args in [vec!["add", "--kvno", "9", "--random"], vec!["rotate"]] {
+        let o = run(dir, &args, b"");
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains("cannot open"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+        assert_eq!(snapshot(dir), before, "{args:?} changed the files");
+    }
 }

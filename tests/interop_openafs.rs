@@ -64,7 +64,11 @@ fn asetkey_lists_what_afskeys_wrote() {
     let dir = sb.server_dir();
     populate_with_afskeys(&dir);
     let theirs = ok(sb.sh("asetkey list"));
-    let ours = ok(run(&dir, &["list", "--format", "asetkey"], b""));
+    let ours = ok(run(
+        &dir,
+        &["list", "--format", "asetkey", "--showkey"],
+        b"",
+    ));
     assert_eq!(theirs, ours);
     assert_eq!(
         theirs.lines().filter(|l| l.starts_with("rxkad\t")).count(),
@@ -107,7 +111,11 @@ fn afskeys_lists_what_asetkey_wrote() {
     asetkey_add_from_keytab(&sb, 12, "aes256-cts-hmac-sha1-96", 18, "pw-twelve");
     let dir = sb.server_dir();
     let theirs = ok(sb.sh("asetkey list"));
-    let ours = ok(run(&dir, &["list", "--format", "asetkey"], b""));
+    let ours = ok(run(
+        &dir,
+        &["list", "--format", "asetkey", "--showkey"],
+        b"",
+    ));
     assert_eq!(theirs, ours);
     assert!(ours.contains("rxkad_krb5\tkvno   12 enctype 18"), "{ours}");
 

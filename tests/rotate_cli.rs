@@ -109,7 +109,11 @@ fn rotation_reaches_every_server_and_the_grace_is_enforced() {
     c.assert_invariant();
     assert_eq!(c.entry_kvno(), Some(2));
     for s in &c.servers {
-        let l = ok(run(s.path(), &["list", "--format", "asetkey"], b""));
+        let l = ok(run(
+            s.path(),
+            &["list", "--format", "asetkey", "--showkey"],
+            b"",
+        ));
         assert_eq!(l.lines().count(), 5, "{l}"); // kvno 1 and 2, two enctypes each, All done.
     }
 

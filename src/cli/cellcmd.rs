@@ -406,6 +406,7 @@ pub fn keytab(
                     keytab.display()
                 )));
             }
+            cell.audit.preflight().map_err(CliError::failed)?;
             let snap = cell.control.read()?;
             let keys: Vec<&crate::keys::Key> = snap
                 .keys

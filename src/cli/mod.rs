@@ -133,6 +133,13 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
             let snap = snapshot(cli, &dir)?;
             warn_all(&snap.warnings);
             let format = if cli.json { ListFormat::Json } else { a.format };
+            if format == ListFormat::Asetkey && !a.showkey {
+                return Err(CliError {
+                    code: 2,
+                    message: "`asetkey list` prints every key's bytes: add --showkey to print them"
+                        .into(),
+                });
+            }
             Ok(match format {
                 ListFormat::Table => render::table(&snap, a.showkey),
                 ListFormat::Bos => render::bos(&snap, a.showkey),
@@ -342,7 +349,11 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
         } else {
             "added"
         };
-        out.push_str(&format!("{verb} {id} (cksum {})\n", v["cksum"]));
+        let cksum = v["cksum"]
+            .as_u64()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!("{verb} {id} (cksum {cksum})\n"));
     }
     Ok(out)
 }

@@ -339,6 +339,7 @@ fn in_progress(r: &Rotation) -> RotateError {
 
 /// Start and run a new rotation.
 pub fn rotate(cell: &Cell, opts: &RotateOptions, hook: Hook) -> Result<Report, RotateError> {
+    cell.audit.preflight().map_err(RotateError::Failed)?;
     let _lock = lock(cell)?;
     let mut st = load(cell)?;
     if let Some(r) = &st.rotation {
@@ -364,6 +365,7 @@ pub fn rotate(cell: &Cell, opts: &RotateOptions, hook: Hook) -> Result<Report, R
 
 /// Finish the rotation in progress from the step its journal reached.
 pub fn resume(cell: &Cell, hook: Hook) -> Result<Report, RotateError> {
+    cell.audit.preflight().map_err(RotateError::Failed)?;
     let _lock = lock(cell)?;
     let st = load(cell)?;
     let Some(r) = &st.rotation else {
@@ -582,6 +584,7 @@ fn add_to_control(cell: &Cell, keys: &[Key]) -> Result<(), RotateError> {
 /// and off every server that got it. Returns warnings for servers that could not be cleaned
 /// (they keep a key no token uses).
 pub fn abort(cell: &Cell) -> Result<Vec<String>, RotateError> {
+    cell.audit.preflight().map_err(RotateError::Failed)?;
     let _lock = lock(cell)?;
     let mut st = load(cell)?;
     let Some(r) = st.rotation.clone() else {

@@ -120,6 +120,16 @@ pub enum Level {
 }
 
 impl Level {
+    /// How bad: CRITICAL outranks UNKNOWN (a known breakage is reported before a doubt).
+    pub fn severity(self) -> u8 {
+        match self {
+            Level::Ok => 0,
+            Level::Warning => 1,
+            Level::Unknown => 2,
+            Level::Critical => 3,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Level::Ok => "OK",
@@ -271,7 +281,7 @@ pub fn judge(s: &Status) -> Verdict {
             ));
         }
     }
-    p.sort_by_key(|x| std::cmp::Reverse(x.0));
+    p.sort_by_key(|x| std::cmp::Reverse(x.0.severity()));
     let level = p.first().map(|x| x.0).unwrap_or(Level::Ok);
     // Report only the problems at the worst level in the one line; status shows all.
     let worst: Vec<(Level, String)> = p.iter().filter(|x| x.0 == level).cloned().collect();
