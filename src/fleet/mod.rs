@@ -2,7 +2,9 @@
 //! implementation lives here; SSH plugs into the same trait. The control machine's conf dir is
 //! where every change starts; `distribute` copies its files to the others and confirms.
 
+pub mod fanout;
 pub mod local;
+pub mod ssh;
 
 use crate::keys::{Key, KeySet};
 
