@@ -8,6 +8,7 @@ use crate::authdb::kadmin::{KadminAuthDb, DEFAULT_KADMIN};
 use crate::authdb::AuthDb;
 use crate::config::{Backend, Config};
 use crate::fleet::local::LocalServer;
+use crate::fleet::ssh::SshServer;
 use crate::fleet::Server;
 use crate::keygen::default_principal;
 use crate::rotation::policy::Policy;
@@ -32,12 +33,16 @@ pub struct Cell {
     pub policy: Policy,
     /// The principal whose default salt derives typed keys from a password.
     pub principal: String,
+    /// How many servers to work on at once (`[ssh] parallel`).
+    pub parallel: usize,
+    /// Draw progress bars on a terminal.
+    pub progress: bool,
 }
 
 impl Cell {
     /// Assemble a cell from its conf dir and config. The cell name comes from the config or
-    /// ThisCell. `[[servers]]` entries without `host` are local directories; SSH servers are
-    /// not built here yet (they are refused with a clear error).
+    /// ThisCell. `[[servers]]` entries with `host` are reached over SSH; without it they are
+    /// directories on this machine.
     pub fn open(control: ConfDir, config: &Config) -> Result<Cell, String> {
         // Without ThisCell or `cell`, key edits still work; only what needs the name fails.
         let name = match &config.cell {
@@ -80,12 +85,7 @@ impl Cell {
                     s.name.clone(),
                     ConfDir::new(s.confdir.clone()),
                 ))),
-                Some(h) => {
-                    return Err(format!(
-                        "server {} ({h}): SSH servers are not supported by this build yet",
-                        s.name
-                    ))
-                }
+                Some(_) => servers.push(Box::new(SshServer::new(s, &config.ssh))),
             }
         }
         Ok(Cell {
@@ -104,6 +104,8 @@ impl Cell {
             servers,
             authdb,
             principal,
+            parallel: config.ssh.parallel,
+            progress: true,
         })
     }
 

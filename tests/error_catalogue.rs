@@ -104,6 +104,14 @@ const STRUCTURAL: &[(&str, &str)] = &[
          `the passphrase {p}` completes; documented under the kadmin backend",
     ),
     (
+        "agrees",
+        "not a message: a state name `verify` matches on (`Some(\"agrees\")`)",
+    ),
+    (
+        "differs",
+        "not a message: a state name `verify` matches on (`Some(\"differs\")`)",
+    ),
+    (
         "keytab {name} has no {want} for {principal} at kvno {kvno}; {}",
         "every word is short or a placeholder; documented under keytabs as `keytab <path> has \
          no <what> for <principal> at kvno <kvno>`",

@@ -127,6 +127,31 @@ fn every_command_matches_its_documented_shape() {
     let _ = pipe(c, b"");
     check(&s, "rotate", dir, &["rotate", "--resume"], b"");
     check(&s, "status", dir, &["status"], b"");
+    // a cell with another server (a local conf dir) for servers, push, verify and pushed_to
+    let d3 = confdir("json3.example.com");
+    let fs1 = confdir("json3.example.com");
+    std::fs::write(
+        d3.path().join("afskeys.toml"),
+        format!(
+            "[[servers]]\nname = \"fs1\"\nconfdir = \"{}\"\n",
+            fs1.path().display()
+        ),
+    )
+    .unwrap();
+    check(&s, "rotate", d3.path(), &["rotate"], b"");
+    check(
+        &s,
+        "add",
+        d3.path(),
+        &["add", "--kvno", "9", "--random"],
+        b"",
+    );
+    check(&s, "servers", d3.path(), &["servers"], b"");
+    check(&s, "push", d3.path(), &["push"], b"");
+    check(&s, "verify", d3.path(), &["verify"], b"");
+    ok(run(fs1.path(), &["remove", "--kvno", "9"], b""));
+    check(&s, "verify", d3.path(), &["verify"], b"");
+    check(&s, "remove", d3.path(), &["remove", "--kvno", "9"], b"");
     // a second cell for authdb init
     let d2 = confdir("json2.example.com");
     ok(run(d2.path(), &["add", "--kvno", "3", "--random"], b""));

@@ -392,15 +392,23 @@ fn a_legacy_des_cell_rotates_and_is_warned_about() {
 #[test]
 fn authdb_init_adopts_an_existing_key_servers_first() {
     let c = Cell::new();
-    ok(c.run(&["add", "--kvno", "4", "--type", "rxkad_krb5", "--random"]));
+    // A cell whose control machine has a key the others lack (made elsewhere, copied in).
+    let scratch = confdir(CELL);
+    ok(run(
+        scratch.path(),
+        &["add", "--kvno", "4", "--type", "rxkad_krb5", "--random"],
+        b"",
+    ));
+    for f in ["KeyFile", "KeyFileExt"] {
+        fs::copy(scratch.path().join(f), c.dir().join(f)).unwrap();
+    }
     // fs1..3 lack kvno 4: init is refused
     let o = c.run(&["authdb", "init"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("servers first: fs1"), "{}", stderr(&o));
-    for s in &c.servers {
-        fs::copy(c.dir().join("KeyFile"), s.path().join("KeyFile")).unwrap();
-        fs::copy(c.dir().join("KeyFileExt"), s.path().join("KeyFileExt")).unwrap();
-    }
+    let out = ok(c.run(&["push"]));
+    assert!(out.contains("pushed to 3 server(s)"), "{out}");
+    ok(c.run(&["verify"]));
     let out = ok(c.run(&["authdb", "init"]));
     assert!(
         out.starts_with("afs entry afs/rot.example.com@ROT.EXAMPLE.COM: kvno 4"),

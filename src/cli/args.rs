@@ -61,6 +61,13 @@ pub enum Command {
     Check(CheckArgs),
     /// Remove every key whose grace period has ended
     Prune(PruneArgs),
+    /// The configured servers: reachable or not, last seen, what they hold (checksums)
+    Servers,
+    /// Copy the control machine's KeyFile and KeyFileExt to every server (or --server NAME),
+    /// staged everywhere first, then renamed on all at once
+    Push,
+    /// Compare every server's key checksums with the control machine's (exit 2 if any differ)
+    Verify,
     /// Kerberos keytabs: convert one into KeyFileExt (as akeyconvert), or export keys to one
     Keytab {
         #[command(subcommand)]

@@ -329,17 +329,290 @@ pub fn check(cli: &Cli, dir: ConfDir, a: &CheckArgs) -> Result<String, CliError>
 pub fn prune(cli: &Cli, dir: ConfDir, a: &PruneArgs) -> Result<String, CliError> {
     let cell = open(cli, dir)?;
     let keys = admin::prune(&cell, Utc::now(), a.dry_run)?;
+    let synced = if a.dry_run || keys.is_empty() {
+        vec![]
+    } else {
+        sync_after_edit(&cell, &admin::Target::Control)?
+    };
     if cli.json {
         return Ok(json_line(json!({
             "dry_run": a.dry_run,
             "removed": keys.iter().map(|k| render::key_json(k, false)).collect::<Vec<_>>(),
+            "pushed_to": synced,
         })));
     }
     if keys.is_empty() {
         return Ok("nothing to prune: no key's grace has ended\n".into());
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
-    Ok(keys.iter().map(|k| format!("{verb} {}\n", k.id)).collect())
+    let mut out: String = keys.iter().map(|k| format!("{verb} {}\n", k.id)).collect();
+    out.push_str(&pushed_line(&synced));
+    Ok(out)
+}
+
+/// After a change on the control machine, copy its files to every other server (one
+/// two-phase push), as the Update Server would. Returns the servers it reached.
+pub fn sync_after_edit(cell: &Cell, target: &admin::Target) -> Result<Vec<String>, CliError> {
+    if !matches!(target, admin::Target::Control) || cell.servers.is_empty() {
+        return Ok(vec![]);
+    }
+    let snap = cell.control.read()?;
+    let files = crate::fleet::KeyFiles::of(&snap.keys);
+    let report = crate::fleet::fanout::push(&cell.other_servers(), &files, cell.parallel, true);
+    if report.ok() {
+        return Ok(report.servers.iter().map(|p| p.name.clone()).collect());
+    }
+    let failures: Vec<String> = report.failures().iter().map(|e| e.to_string()).collect();
+    Err(CliError::failed(format!(
+        "the change is made on the control machine, but not yet on the other servers \
+         (none of them was changed): {}. Run `afskeys push` once they are reachable",
+        failures.join("; ")
+    )))
+}
+
+/// "pushed to fs1, fs2" after an edit that reached the other servers.
+pub fn pushed_line(servers: &[String]) -> String {
+    if servers.is_empty() {
+        String::new()
+    } else {
+        format!("pushed to {}\n", servers.join(", "))
+    }
+}
+
+fn seen_record(
+    cell: &Cell,
+    reads: &[(
+        String,
+        Result<crate::keys::KeySet, crate::fleet::FleetError>,
+    )],
+) {
+    let ok: Vec<(String, &crate::keys::KeySet)> = reads
+        .iter()
+        .filter_map(|(n, r)| r.as_ref().ok().map(|k| (n.clone(), k)))
+        .collect();
+    // The record is a cache: failing to write it is not worth failing the command.
+    let _ = crate::fleet::seen::SeenFile::new(cell.control.path()).record(&ok, Utc::now());
+}
+
+/// `servers`: every configured server, reachable or not, with what it holds (or held).
+pub fn servers(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
+    let cell = open(cli, dir)?;
+    let all = cell.all_servers();
+    let reads = crate::fleet::fanout::read_all(&all, cell.parallel);
+    seen_record(&cell, &reads);
+    let seen = crate::fleet::seen::SeenFile::new(cell.control.path()).load();
+    let rows: Vec<serde_json::Value> = reads
+        .iter()
+        .map(|(name, r)| {
+            let last = seen.get(name);
+            json!({
+                "name": name,
+                "reachable": r.is_ok(),
+                "error": r.as_ref().err().map(|e| e.message.clone()),
+                "last_seen": last.map(|s| fmt_time(s.last_seen)),
+                "keys": last.map(|s| s.keys.clone()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    if cli.json {
+        return Ok(json_line(json!({ "servers": rows })));
+    }
+    let mut out = String::new();
+    for ((name, r), row) in reads.iter().zip(&rows) {
+        let kvnos: std::collections::BTreeMap<i64, Vec<String>> = row["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .fold(Default::default(), |mut m, k| {
+                m.entry(k["kvno"].as_i64().unwrap_or(0)).or_default().push(
+                    k["cksum"]
+                        .as_u64()
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                );
+                m
+            });
+        let held = kvnos
+            .iter()
+            .map(|(k, c)| format!("kvno {k} ({})", c.join(",")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let state = match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("UNREACHABLE ({})", e.message),
+        };
+        let _ = writeln!(
+            out,
+            "{name:<16} {state}\n  last seen {}: {}",
+            row["last_seen"].as_str().unwrap_or("never"),
+            if held.is_empty() {
+                "no keys".into()
+            } else {
+                held
+            }
+        );
+    }
+    Ok(out)
+}
+
+/// `push`: the control machine's files to every server (or `--server NAME`), two-phase.
+pub fn push(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
+    let cell = open(cli, dir)?;
+    let targets: Vec<&dyn crate::fleet::Server> = match &cli.server {
+        Some(n) => vec![cell.find_server(n).map_err(CliError::failed)?],
+        None => cell.other_servers(),
+    };
+    if targets.is_empty() {
+        return Ok("no other servers are configured ([[servers]] in afskeys.toml)\n".into());
+    }
+    cell.audit.preflight().map_err(CliError::failed)?;
+    let snap = cell.control.read()?;
+    let files = crate::fleet::KeyFiles::of(&snap.keys);
+    let report = crate::fleet::fanout::push(&targets, &files, cell.parallel, !cli.json);
+    let names: Vec<String> = report.servers.iter().map(|p| p.name.clone()).collect();
+    let skew_ms = report.skew.map(|d| d.as_secs_f64() * 1000.0);
+    if report.ok() {
+        cell.audit
+            .record("push", &format!("KeyFiles to {}", names.join(", ")))
+            .map_err(CliError::failed)?;
+        let reads = crate::fleet::fanout::read_all(&targets, cell.parallel);
+        seen_record(&cell, &reads);
+    }
+    let rows: Vec<serde_json::Value> = report
+        .servers
+        .iter()
+        .map(|p| {
+            let err = match (&p.staged, &p.committed) {
+                (Err(e), _) | (Ok(()), Some(Err(e))) => Some(e.message.clone()),
+                _ => None,
+            };
+            json!({"name": p.name, "ok": err.is_none() && report.ok(), "error": err})
+        })
+        .collect();
+    let text = if cli.json {
+        json_line(json!({
+            "committed": report.committed,
+            "servers": rows,
+            "skew_ms": skew_ms,
+            "seconds": report.total.as_secs_f64(),
+        }))
+    } else {
+        let mut out = String::new();
+        for r in &rows {
+            let _ = writeln!(
+                out,
+                "{:<16} {}",
+                r["name"].as_str().unwrap_or(""),
+                match r["error"].as_str() {
+                    Some(e) => format!("FAILED: {e}"),
+                    None if report.ok() => "ok".into(),
+                    None => "unchanged (the push failed elsewhere)".into(),
+                }
+            );
+        }
+        if report.ok() {
+            let _ = writeln!(
+                out,
+                "pushed to {} server(s) in {:.2} s; renames within {:.1} ms of each other",
+                names.len(),
+                report.total.as_secs_f64(),
+                skew_ms.unwrap_or(0.0)
+            );
+        }
+        out
+    };
+    if report.ok() {
+        Ok(text)
+    } else {
+        print!("{text}");
+        Err(CliError::failed(
+            "push failed: no server was changed (every upload was removed)",
+        ))
+    }
+}
+
+/// `verify`: every server's checksums against the control machine's; exit 2 on disagreement.
+pub fn verify(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
+    use crate::fleet::fanout::Agreement;
+    let cell = open(cli, dir)?;
+    let reference = cell.control.read()?.keys;
+    let others = cell.other_servers();
+    let report = crate::fleet::fanout::verify(&others, &reference, cell.parallel);
+    let reads = crate::fleet::fanout::read_all(&others, cell.parallel);
+    seen_record(&cell, &reads);
+    let mut differ = false;
+    let mut unreachable = false;
+    let rows: Vec<serde_json::Value> = report
+        .servers
+        .iter()
+        .map(|v| match &v.agreement {
+            Agreement::Agree => json!({"name": v.name, "state": "agrees"}),
+            Agreement::Differ { missing, extra, changed } => {
+                differ = true;
+                let ids = |v: &Vec<crate::keys::KeyId>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+                json!({"name": v.name, "state": "differs", "missing": ids(missing), "extra": ids(extra), "changed": ids(changed)})
+            }
+            Agreement::Unreachable(e) => {
+                unreachable = true;
+                json!({"name": v.name, "state": "unreachable", "error": e.message})
+            }
+        })
+        .collect();
+    let text = if cli.json {
+        json_line(json!({ "servers": rows }))
+    } else {
+        let mut out = String::new();
+        for r in &rows {
+            let name = r["name"].as_str().unwrap_or("");
+            match r["state"].as_str() {
+                Some("agrees") => {
+                    let _ = writeln!(out, "{name:<16} agrees with the control machine");
+                }
+                Some("differs") => {
+                    let list = |k: &str| {
+                        r[k].as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            })
+                            .unwrap_or_default()
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{name:<16} DIFFERS: lacks [{}]; extra [{}]; other key at [{}]",
+                        list("missing"),
+                        list("extra"),
+                        list("changed")
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "{name:<16} UNREACHABLE: {}",
+                        r["error"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        if rows.is_empty() {
+            out.push_str("no other servers are configured ([[servers]] in afskeys.toml)\n");
+        }
+        out
+    };
+    if differ || unreachable {
+        print!("{text}");
+        return Err(CliError {
+            code: if differ { 2 } else { 1 },
+            message: if differ {
+                "servers disagree with the control machine (`afskeys push` copies its files to them)".into()
+            } else {
+                "some servers could not be read".into()
+            },
+        });
+    }
+    Ok(text)
 }
 
 pub fn keytab(

@@ -118,6 +118,7 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
         | Command::Listkeys(_)
         | Command::Add(_)
         | Command::Remove(_)
+        | Command::Push
         | Command::Completions { .. }
         | Command::Man { .. } => {}
         _ if cli.server.is_some() => {
@@ -165,6 +166,9 @@ pub fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Check(a) => cellcmd::check(cli, dir, a),
         Command::Prune(a) => cellcmd::prune(cli, dir, a),
         Command::Keytab { command } => cellcmd::keytab(cli, dir, command),
+        Command::Servers => cellcmd::servers(cli, dir),
+        Command::Push => cellcmd::push(cli, dir),
+        Command::Verify => cellcmd::verify(cli, dir),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut out = Vec::new();
@@ -334,12 +338,14 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
     let (replaced, report) =
         crate::admin::add(&cell, &target, keys, a.replace, a.if_cksum.as_deref())?;
     warn_all(&report.warnings);
+    let synced = cellcmd::sync_after_edit(&cell, &target)?;
     if cli.json {
         return Ok(json_line(json!({
             "added": added,
             "replaced": replaced.iter().map(|k| render::key_json(k, false)).collect::<Vec<_>>(),
             "written": paths(&report),
             "backups": report.backups.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "pushed_to": synced,
         })));
     }
     let mut out = String::new();
@@ -355,6 +361,7 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!("{verb} {id} (cksum {cksum})\n"));
     }
+    out.push_str(&cellcmd::pushed_line(&synced));
     Ok(out)
 }
 
@@ -386,17 +393,21 @@ fn remove(cli: &Cli, dir: &ConfDir, a: &RemoveArgs) -> Result<String, CliError> 
     for why in &overridden {
         warn_all(&[format!("EMERGENCY removal (logged): {why}")]);
     }
+    let synced = cellcmd::sync_after_edit(&cell, &target)?;
     if cli.json {
         return Ok(json_line(json!({
             "removed": removed.iter().map(|k| render::key_json(k, false)).collect::<Vec<_>>(),
             "written": paths(&report),
             "backups": report.backups.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "pushed_to": synced,
         })));
     }
-    Ok(removed
+    let mut out: String = removed
         .iter()
         .map(|k| format!("removed {}\n", k.id))
-        .collect())
+        .collect();
+    out.push_str(&cellcmd::pushed_line(&synced));
+    Ok(out)
 }
 
 fn string_to_key(cli: &Cli, dir: &ConfDir, a: &StringToKeyArgs) -> Result<String, CliError> {

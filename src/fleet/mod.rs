@@ -4,6 +4,7 @@
 
 pub mod fanout;
 pub mod local;
+pub mod seen;
 pub mod ssh;
 
 use crate::keys::{Key, KeySet};
@@ -77,36 +78,68 @@ pub fn holds(set: &KeySet, keys: &[Key]) -> bool {
 /// What happened on each server when keys were distributed.
 #[derive(Debug, Default)]
 pub struct Distribution {
+    /// First rename to last rename, when a push happened.
+    pub skew: Option<std::time::Duration>,
     /// Servers that hold the keys (already did, or now do).
     pub confirmed: Vec<String>,
     /// Servers that do not, with why.
     pub missing: Vec<(String, String)>,
 }
 
-/// Make every server hold `keys`: a server that lacks them gets the control machine's files,
-/// and is then read back and compared. Servers that already hold them are left alone.
-pub fn distribute(servers: &[&dyn Server], files: &KeyFiles, keys: &[Key]) -> Distribution {
+/// Make every server hold `keys`, all or none: servers that lack them get the control
+/// machine's files by one two-phase push (staged everywhere first, then renamed on all at
+/// once), and are read back. If any server cannot be read or staged, no server is changed.
+pub fn distribute(
+    servers: &[&dyn Server],
+    files: &KeyFiles,
+    keys: &[Key],
+    parallel: usize,
+    progress: bool,
+) -> Distribution {
     let mut d = Distribution::default();
-    for s in servers {
-        let r = (|| -> Result<(), FleetError> {
-            if holds(&s.read_keys()?, keys) {
-                return Ok(());
-            }
-            s.install(files)?;
-            if holds(&s.read_keys()?, keys) {
-                Ok(())
-            } else {
-                Err(FleetError::new(
-                    s.name(),
-                    "still lacks the new key after installing it",
-                ))
-            }
-        })();
+    let mut lacking: Vec<&dyn Server> = Vec::new();
+    for (s, (name, r)) in servers.iter().zip(fanout::read_all(servers, parallel)) {
         match r {
-            Ok(()) => d.confirmed.push(s.name().to_string()),
-            Err(e) => d.missing.push((s.name().to_string(), e.message)),
+            Ok(set) if holds(&set, keys) => d.confirmed.push(name),
+            Ok(_) => lacking.push(*s),
+            Err(e) => d.missing.push((name, e.message)),
         }
     }
+    if lacking.is_empty() {
+        return d;
+    }
+    if !d.missing.is_empty() {
+        // One server is out of reach: change none, so no server starts using a kvno that
+        // another lacks.
+        for s in lacking {
+            d.missing.push((
+                s.name().to_string(),
+                "not pushed yet: every server must be reachable first".into(),
+            ));
+        }
+        return d;
+    }
+    let report = fanout::push(&lacking, files, parallel, progress);
+    if !report.ok() {
+        for p in &report.servers {
+            let why = match (&p.staged, &p.committed) {
+                (Err(e), _) | (Ok(()), Some(Err(e))) => e.message.clone(),
+                _ => "not changed: the push failed elsewhere, so no server was changed".into(),
+            };
+            d.missing.push((p.name.clone(), why));
+        }
+        return d;
+    }
+    for (name, r) in fanout::read_all(&lacking, parallel) {
+        match r {
+            Ok(set) if holds(&set, keys) => d.confirmed.push(name),
+            Ok(_) => d
+                .missing
+                .push((name, "still lacks the new key after the push".into())),
+            Err(e) => d.missing.push((name, e.message)),
+        }
+    }
+    d.skew = report.skew;
     d
 }
 

@@ -433,7 +433,13 @@ fn run(cell: &Cell, mut st: State, hook: Hook) -> Result<Report, RotateError> {
                     .read()
                     .map_err(|e| RotateError::Failed(e.to_string()))?;
                 let files = KeyFiles::of(&control.keys);
-                let d = fleet::distribute(&cell.other_servers(), &files, &keys);
+                let d = fleet::distribute(
+                    &cell.other_servers(),
+                    &files,
+                    &keys,
+                    cell.parallel,
+                    cell.progress,
+                );
                 if !d.missing.is_empty() {
                     let names: Vec<String> = d
                         .missing

@@ -1,0 +1,79 @@
+//! What each server held when last seen: `afskeys-servers.json` in the control machine's conf
+//! dir (mode 0600, written atomically), so `afskeys servers` can still say what an unreachable
+//! server held. Checksums only, never keys.
+
+use crate::checksum::key_checksum;
+use crate::keys::{KeyId, KeySet};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const SEEN_FILE: &str = "afskeys-servers.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeenKey {
+    pub kvno: i32,
+    #[serde(rename = "type")]
+    pub key_type: String,
+    pub enctype: Option<i32>,
+    pub cksum: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Seen {
+    pub last_seen: DateTime<Utc>,
+    pub keys: Vec<SeenKey>,
+}
+
+/// The record file.
+pub struct SeenFile {
+    path: PathBuf,
+}
+
+impl SeenFile {
+    pub fn new(dir: &Path) -> SeenFile {
+        SeenFile {
+            path: dir.join(SEEN_FILE),
+        }
+    }
+
+    /// The records; a missing or unreadable file is an empty record (it is only a cache).
+    pub fn load(&self) -> BTreeMap<String, Seen> {
+        std::fs::read(&self.path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Record what `name` holds now.
+    pub fn record(&self, seen: &[(String, &KeySet)], now: DateTime<Utc>) -> Result<(), String> {
+        let mut all = self.load();
+        for (name, keys) in seen {
+            all.insert(
+                name.clone(),
+                Seen {
+                    last_seen: now,
+                    keys: summary(keys),
+                },
+            );
+        }
+        let mut bytes = serde_json::to_vec_pretty(&all).expect("serializable");
+        bytes.push(b'\n');
+        crate::store::atomic::replace_file(&self.path, &bytes).map_err(|e| e.to_string())
+    }
+}
+
+pub fn summary(keys: &KeySet) -> Vec<SeenKey> {
+    keys.iter()
+        .map(|k| {
+            let id: KeyId = k.id;
+            SeenKey {
+                kvno: id.kvno,
+                key_type: id.key_type.name().to_string(),
+                enctype: id.key_type.is_typed().then_some(id.subtype),
+                cksum: key_checksum(k),
+            }
+        })
+        .collect()
+}

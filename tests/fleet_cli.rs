@@ -1,0 +1,211 @@
+//! The fleet through the real binary: 8 server machines reached over SSH (real sshds on
+//! loopback, each with its own conf dir), `rotate` across all of them, `servers`, `push`,
+//! `verify`; one sshd stopped during a rotation (the afs entry is untouched, the journal names
+//! the server, `rotate --resume` completes once it is back); a changed host key refused with
+//! nothing written anywhere.
+
+mod common;
+mod sshd;
+use common::*;
+use serde_json::Value;
+use std::fs;
+
+const CELL: &str = "fleet.example.com";
+const N: usize = 8;
+
+struct Fleet {
+    sshds: sshd::Sshds,
+    control: tempfile::TempDir,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Fleet {
+    fn start() -> Option<Fleet> {
+        let sshds = sshd::Sshds::start(N)?;
+        let control = confdir(CELL);
+        let dirs: Vec<tempfile::TempDir> = (0..N).map(|_| confdir(CELL)).collect();
+        let mut toml = format!(
+            "[ssh]\nidentity = \"{}\"\nknown_hosts = \"{}\"\nparallel = 16\ntimeout = \"20s\"\n",
+            sshds.identity.display(),
+            sshds.known_hosts.display()
+        );
+        for (i, d) in dirs.iter().enumerate() {
+            toml.push_str(&format!(
+                "[[servers]]\nname = \"fs{i}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nconfdir = \"{}\"\n",
+                sshds.sshds[i].port,
+                sshd::user(),
+                d.path().display()
+            ));
+        }
+        fs::write(control.path().join("afskeys.toml"), toml).unwrap();
+        Some(Fleet {
+            sshds,
+            control,
+            dirs,
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        run(self.control.path(), args, b"")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let o = self.run(&a);
+        serde_json::from_str(&stdout(&o))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}{}", stdout(&o), stderr(&o)))
+    }
+
+    fn entry_kvno(&self) -> Option<i64> {
+        self.json(&["status"])["afs_entry"]["kvno"].as_i64()
+    }
+
+    /// Every server's files, byte for byte.
+    fn files(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                (
+                    fs::read(d.path().join("KeyFile")).unwrap_or_default(),
+                    fs::read(d.path().join("KeyFileExt")).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn control_files(f: &Fleet) -> (Vec<u8>, Vec<u8>) {
+    (
+        fs::read(f.control.path().join("KeyFile")).unwrap(),
+        fs::read(f.control.path().join("KeyFileExt")).unwrap(),
+    )
+}
+
+#[test]
+fn rotate_push_verify_across_eight_ssh_servers() {
+    let Some(mut f) = Fleet::start() else { return };
+    // Rotation across all: every server holds exactly the control machine's files.
+    let out = ok(f.run(&["rotate"]));
+    assert!(
+        out.contains("fs0, fs1, fs2, fs3, fs4, fs5, fs6, fs7"),
+        "{out}"
+    );
+    let out = ok(f.run(&["rotate"]));
+    assert!(out.starts_with("kvno 2 is on every server"), "{out}");
+    for files in f.files() {
+        assert_eq!(files, control_files(&f));
+    }
+    let out = ok(f.run(&["verify"]));
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("agrees with the control machine"))
+            .count(),
+        N,
+        "{out}"
+    );
+    let (code, line) = {
+        let o = f.run(&["check"]);
+        (o.status.code(), stdout(&o))
+    };
+    assert_eq!(code, Some(0), "{line}");
+    assert!(line.contains("9 server(s) agree"), "{line}");
+
+    // A server edited behind our back: verify says so (exit 2), push repairs it.
+    ok(run(f.dirs[4].path(), &["remove", "--kvno", "1"], b""));
+    let o = f.run(&["verify"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("fs4 "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("DIFFERS: lacks [rxkad_krb5 kvno 1"),
+        "{}",
+        stdout(&o)
+    );
+    let out = ok(f.run(&["push", "--server", "fs4"]));
+    assert!(out.contains("pushed to 1 server(s)"), "{out}");
+    ok(f.run(&["verify"]));
+
+    // One sshd stopped: the rotation stops before the auth DB, the journal names it.
+    let before = f.files();
+    f.sshds.sshds[3].stop();
+    let o = f.run(&["rotate"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("servers lack kvno 3: fs3"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        f.entry_kvno(),
+        Some(2),
+        "the afs entry moved while fs3 was down"
+    );
+    let st = f.json(&["status"]);
+    assert_eq!(st["rotation"]["missing"][0][0], "fs3", "{st}");
+    // nobody got kvno 3 while fs3 was unreachable (all or none)
+    assert_eq!(f.files(), before);
+    // servers: fs3 unreachable, but what it held when last seen is still shown
+    let s = f.json(&["servers"]);
+    let fs3 = s["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "fs3")
+        .unwrap()
+        .clone();
+    assert_eq!(fs3["reachable"], false);
+    assert!(fs3["last_seen"].is_string(), "{fs3}");
+    assert!(
+        fs3["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kvno"] == 2),
+        "{fs3}"
+    );
+    let o = f.run(&["rotate", "--resume"]);
+    assert_eq!(o.status.code(), Some(1), "still down");
+    assert!(f.sshds.sshds[3].start());
+    ok(f.run(&["rotate", "--resume"]));
+    assert_eq!(f.entry_kvno(), Some(3));
+    for files in f.files() {
+        assert_eq!(files, control_files(&f));
+    }
+    ok(f.run(&["verify"]));
+}
+
+#[test]
+fn a_changed_host_key_is_refused_and_nothing_is_written() {
+    let Some(mut f) = Fleet::start() else { return };
+    ok(f.run(&["rotate"]));
+    let before = f.files();
+    f.sshds.sshds[5].restart_with_new_host_key();
+    let o = f.run(&["push"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        all.contains("fs5") && all.to_lowercase().contains("host key"),
+        "{all}"
+    );
+    assert!(all.contains("no server was changed"), "{all}");
+    let o = f.run(&["rotate"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(f.entry_kvno(), Some(1));
+    assert_eq!(
+        f.files(),
+        before,
+        "something was written while a host key was wrong"
+    );
+    // add on the control machine is kept there, and says the servers did not get it
+    let o = f.run(&["add", "--kvno", "50", "--type", "rxkad_krb5", "--random"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not yet on the other servers"),
+        "{}",
+        stderr(&o)
+    );
+}
