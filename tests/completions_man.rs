@@ -17,6 +17,10 @@ const COMMANDS: &[&str] = &[
     "status",
     "check",
     "prune",
+    "servers",
+    "push",
+    "verify",
+    "keytab",
     "completions",
     "man",
 ];
@@ -60,6 +64,11 @@ fn a_man_page_for_every_command_renders_cleanly() {
         ["init", "show", "set"]
             .iter()
             .map(|c| format!("afskeys-authdb-{c}")),
+    );
+    pages.extend(
+        ["convert", "export"]
+            .iter()
+            .map(|c| format!("afskeys-keytab-{c}")),
     );
     for p in &pages {
         let f = d.path().join(format!("{p}.1"));
