@@ -139,6 +139,20 @@ fn unsafe_places_are_refused() {
     assert_eq!(snapshot(dir), before);
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
 
+    // a conf dir owned by another (non-root) user, when we are root
+    if running_as_root() {
+        std::os::unix::fs::chown(dir, Some(4242), None).unwrap();
+        let o = run(dir, &["add", "--kvno", "1", "--random"], b"");
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains("conf dir is owned by uid 4242, not root"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(dir), before);
+        std::os::unix::fs::chown(dir, Some(0), None).unwrap();
+    }
+
     // a KeyFile readable by others: read with a warning, rewritten 0600
     ok(run(dir, &["add", "--kvno", "1", "--random"], b""));
     fs::set_permissions(dir.join("KeyFile"), fs::Permissions::from_mode(0o644)).unwrap();
@@ -155,4 +169,11 @@ fn unsafe_places_are_refused() {
         .permissions()
         .mode();
     assert_eq!(m & 0o777, 0o600);
+}
+
+/// Root can chown; the test of a conf dir owned by someone else needs it.
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }

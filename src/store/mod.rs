@@ -178,6 +178,18 @@ impl ConfDir {
                 ),
             });
         }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if for_write && md.uid() != 0 && md.uid() != me {
+            return Err(StoreError::Unsafe {
+                path: self.path.clone(),
+                problem: format!(
+                    "conf dir is owned by uid {}, not root: that user could replace the key \
+                     files; refusing to write (chown root it)",
+                    md.uid()
+                ),
+            });
+        }
         Ok(())
     }
 
