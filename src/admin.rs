@@ -245,21 +245,18 @@ fn keys_at(cell: &Cell, kvno: Option<i32>) -> Result<Vec<Key>, AdminError> {
             AdminError::failed(format!("{}: no keys to use", cell.control.path().display()))
         })?,
     };
-    let typed: Vec<Key> = snap
-        .keys
-        .of_type(KeyType::RxkadKrb5)
-        .filter(|k| k.kvno() == kvno)
-        .cloned()
-        .collect();
+    let at = |t: KeyType| -> Vec<Key> {
+        snap.keys
+            .of_type(t)
+            .filter(|k| k.kvno() == kvno)
+            .cloned()
+            .collect()
+    };
+    let typed = at(KeyType::RxkadKrb5);
     if !typed.is_empty() {
         return Ok(typed);
     }
-    let des: Vec<Key> = snap
-        .keys
-        .of_type(KeyType::Rxkad)
-        .filter(|k| k.kvno() == kvno)
-        .cloned()
-        .collect();
+    let des = at(KeyType::Rxkad);
     if des.is_empty() {
         return Err(AdminError::failed(format!(
             "{}: no rxkad_krb5 or rxkad key at kvno {kvno}",
