@@ -239,10 +239,16 @@ pub fn status(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
     if s.keys.is_empty() {
         out.push_str("  (none)\n");
     }
+    let width = s
+        .keys
+        .iter()
+        .map(|(k, _)| k.id.to_string().len())
+        .max()
+        .unwrap_or(0);
     for (k, r) in &s.keys {
         let _ = writeln!(
             out,
-            "  {:<48} cksum {:<10} {}",
+            "  {:<width$} cksum {:<10} {}",
             k.id.to_string(),
             key_checksum(k)
                 .map(|c| c.to_string())

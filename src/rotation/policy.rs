@@ -41,6 +41,9 @@ pub enum Role {
     Retiring { until: DateTime<Utc> },
     /// No live token can need it.
     Removable,
+    /// Above the current kvno and never current (a key staged for a later change): no token
+    /// needs it, so `remove` may take it, but `prune` leaves it and `check` does not nag.
+    Unused,
     /// There is no afs entry, so nothing is known to depend on it.
     Unknown,
 }
@@ -52,17 +55,19 @@ impl Role {
             Role::Incoming => "incoming (rotation in progress)".into(),
             Role::Retiring { until } => format!("retiring until {}", fmt_time(*until)),
             Role::Removable => "removable".into(),
+            Role::Unused => "not yet used (above the current kvno)".into(),
             Role::Unknown => "unknown (no afs entry)".into(),
         }
     }
 
-    /// A short machine name: current, incoming, retiring, removable, unknown.
+    /// A short machine name: current, incoming, retiring, removable, unused, unknown.
     pub fn name(&self) -> &'static str {
         match self {
             Role::Current => "current",
             Role::Incoming => "incoming",
             Role::Retiring { .. } => "retiring",
             Role::Removable => "removable",
+            Role::Unused => "unused",
             Role::Unknown => "unknown",
         }
     }
@@ -103,7 +108,7 @@ pub fn role(
     };
     match since {
         Some(s) => grace(s, policy, now),
-        None => Role::Removable,
+        None => Role::Unused,
     }
 }
 
@@ -137,7 +142,7 @@ pub fn removal_refusal(
             fmt_time(until),
             fmt_duration(policy.token_lifetime)
         )),
-        Role::Removable | Role::Unknown => None,
+        Role::Removable | Role::Unused | Role::Unknown => None,
     }
 }
 
@@ -194,8 +199,9 @@ mod tests {
             role(3, Some(&e), &s, &p, t(2)),
             Role::Retiring { until: t(25) }
         );
-        // above the current and not incoming: never current
-        assert_eq!(role(9, Some(&e), &s, &p, t(2)), Role::Removable);
+        // above the current and not incoming: never current, removable by hand, not pruned
+        assert_eq!(role(9, Some(&e), &s, &p, t(2)), Role::Unused);
+        assert!(removal_refusal(9, Some(&e), &s, &p, t(2)).is_none());
         assert!(removal_refusal(5, Some(&e), &s, &p, t(100))
             .unwrap()
             .contains("current key"));
