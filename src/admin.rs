@@ -130,16 +130,40 @@ impl Target<'_> {
 }
 
 /// Add keys (see `store::ops::apply_add`), logged.
+/// Add keys (see `store::ops::apply_add`), logged. Replacing a key removes the old one, so a
+/// key in use — the afs entry's current key, a rotation's incoming key, a retiring key — is
+/// never replaced: a new key takes a new kvno (`rotate`), an old one leaves with `remove`.
 pub fn add(
     cell: &Cell,
     target: &Target,
     keys: Vec<Key>,
     replace: bool,
     if_cksum: Option<&[u32]>,
+    now: DateTime<Utc>,
 ) -> Result<(Vec<Key>, EditReport), AdminError> {
     preflight(cell)?;
+    let _lock = lock_cell(cell, true)?;
+    let entry = cell.authdb.get()?;
+    let state = cell.state.load().map_err(AdminError::failed)?;
     let what = describe(&keys);
     let (replaced, report) = target.edit(cell, |set, place| {
+        let mut kvnos: Vec<i32> = keys
+            .iter()
+            .filter(|k| set.get(&k.id).is_some())
+            .map(|k| k.kvno())
+            .collect();
+        kvnos.dedup();
+        let refusals: Vec<String> = kvnos
+            .iter()
+            .filter_map(|&k| removal_refusal(k, entry.as_ref(), &state, &cell.policy, now))
+            .collect();
+        if !refusals.is_empty() {
+            return Err(StoreError::Refused(format!(
+                "replacing a key removes the old one, and {}. A new key takes a new kvno \
+                 (`afskeys rotate`); an old one leaves with `afskeys remove`",
+                refusals.join("; ")
+            )));
+        }
         ops::apply_add(set, keys, replace, if_cksum, place)
     })?;
     let mut detail = format!("added {what}");

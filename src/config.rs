@@ -212,6 +212,12 @@ impl Config {
         if self.rotation_interval.is_zero() {
             return Err(bad("rotation_interval must be more than zero".into()));
         }
+        let century = Duration::from_secs(36500 * 86400);
+        if self.token_lifetime > century || self.rotation_interval > century {
+            return Err(bad(
+                "token_lifetime and rotation_interval must be at most 36500d (100 years)".into(),
+            ));
+        }
         if self.ssh.parallel == 0 {
             return Err(bad("ssh.parallel must be at least 1".into()));
         }

@@ -57,6 +57,28 @@ impl Cell {
         self.status()["afs_entry"]["kvno"].as_i64()
     }
 
+    /// The servers (not the control machine) still hold the afs entry's keys.
+    #[track_caller]
+    fn assert_invariant_on_servers(&self) {
+        let entry: Value =
+            serde_json::from_str(&ok(self.run(&["--json", "authdb", "show"]))).unwrap();
+        for s in &self.servers {
+            let v: Value =
+                serde_json::from_str(&ok(run(s.path(), &["--json", "list"], b""))).unwrap();
+            for k in entry["keys"].as_array().unwrap() {
+                assert!(
+                    v["keys"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|h| h["kvno"] == k["kvno"] && h["cksum"] == k["cksum"]),
+                    "{} lost the afs entry's key",
+                    s.path().display()
+                );
+            }
+        }
+    }
+
     /// The invariant, checked by reading every conf dir directly.
     #[track_caller]
     fn assert_invariant(&self) {
@@ -447,4 +469,121 @@ fn cron_wrapper_is_silent_when_ok_and_mails_status_on_trouble() {
         "{out}"
     );
     assert!(out.contains("keys on the control machine:"), "{out}");
+}
+
+#[test]
+fn replacing_a_key_in_use_is_a_removal_and_the_policy_applies() {
+    let c = Cell::new();
+    ok(c.run(&["rotate"]));
+    ok(c.run(&["rotate"]));
+    let before: Vec<_> = std::iter::once(c.dir())
+        .chain(c.servers.iter().map(|s| s.path()))
+        .map(snapshot)
+        .collect();
+    for kvno in ["2", "1"] {
+        // the current key, and the retiring one
+        let o = c.run(&[
+            "add",
+            "--kvno",
+            kvno,
+            "--type",
+            "rxkad_krb5",
+            "--random",
+            "--replace",
+        ]);
+        assert_eq!(o.status.code(), Some(3), "kvno {kvno}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("replacing a key removes the old one"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let after: Vec<_> = std::iter::once(c.dir())
+        .chain(c.servers.iter().map(|s| s.path()))
+        .map(snapshot)
+        .collect();
+    assert_eq!(before, after, "a refused replacement changed something");
+    // A key staged above the current one, and the kvno 999 entry: never pruned.
+    ok(c.run(&["add", "--kvno", "7", "--type", "rxkad_krb5", "--random"]));
+    ok(c.run(&["add", "--kvno", "999", "--random"]));
+    let out = ok(c.at("+30h", &["prune"]));
+    assert!(
+        !out.contains("kvno 7") && !out.contains("kvno 999"),
+        "{out}"
+    );
+    assert!(out.contains("removed rxkad_krb5 kvno 1"), "{out}");
+    // replacing the unused kvno 7 is fine; the current key never, not even with --if-cksum
+    ok(c.run(&[
+        "add",
+        "--kvno",
+        "7",
+        "--type",
+        "rxkad_krb5",
+        "--random",
+        "--replace",
+    ]));
+    let v: Value = serde_json::from_str(&ok(c.run(&["--json", "authdb", "show"]))).unwrap();
+    let cksums: Vec<String> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["cksum"].to_string())
+        .collect();
+    let o = c.run(&[
+        "add",
+        "--kvno",
+        "2",
+        "--type",
+        "rxkad_krb5",
+        "--random",
+        "--if-cksum",
+        &cksums.join(","),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is the afs entry's current key"),
+        "{}",
+        stderr(&o)
+    );
+    c.assert_invariant();
+}
+
+#[test]
+fn push_refuses_to_take_the_afs_entrys_key_off_the_servers() {
+    let c = Cell::new();
+    ok(c.run(&["rotate"]));
+    // the control machine loses kvno 1 behind afskeys' back
+    let scratch = confdir(CELL);
+    for f in ["KeyFile", "KeyFileExt"] {
+        let _ = fs::remove_file(scratch.path().join(f));
+    }
+    ok(run(
+        scratch.path(),
+        &["add", "--kvno", "5", "--random"],
+        b"",
+    ));
+    for f in ["KeyFile", "KeyFileExt"] {
+        fs::copy(scratch.path().join(f), c.dir().join(f)).unwrap();
+    }
+    let o = c.run(&["push"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("lacks the afs entry's kvno 1"),
+        "{}",
+        stderr(&o)
+    );
+    c.assert_invariant_on_servers();
+}
+
+#[test]
+fn absurd_lifetimes_are_configuration_errors() {
+    let c = Cell::new();
+    fs::write(
+        c.dir().join("afskeys.toml"),
+        "token_lifetime = \"1000000000d\"\n",
+    )
+    .unwrap();
+    let o = c.run(&["remove", "--kvno", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at most 36500d"), "{}", stderr(&o));
 }

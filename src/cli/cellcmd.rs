@@ -363,6 +363,7 @@ pub fn sync_after_edit(cell: &Cell, target: &admin::Target) -> Result<Vec<String
         return Ok(vec![]);
     }
     let snap = cell.control.read()?;
+    entry_kept(cell, &snap.keys)?;
     let files = crate::fleet::KeyFiles::of(&snap.keys);
     let report = crate::fleet::fanout::push(&cell.other_servers(), &files, cell.parallel, true);
     if report.ok() {
@@ -374,6 +375,25 @@ pub fn sync_after_edit(cell: &Cell, target: &admin::Target) -> Result<Vec<String
          (none of them was changed): {}. Run `afskeys push` once they are reachable",
         failures.join("; ")
     )))
+}
+
+/// Refuse (exit 3) to push a key set without the afs entry's keys: that would take the key
+/// every new token is sealed with off every server.
+fn entry_kept(cell: &Cell, keys: &crate::keys::KeySet) -> Result<(), CliError> {
+    if let Ok(Some(e)) = cell.authdb.get() {
+        if !crate::fleet::holds(keys, &e.keys) {
+            return Err(CliError {
+                code: 3,
+                message: format!(
+                    "refused: the control machine lacks the afs entry's kvno {} (or holds \
+                     other bytes for it); pushing its files would take that key from every \
+                     server. Restore it from .afskeys-backup/ first",
+                    e.kvno
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// "pushed to fs1, fs2" after an edit that reached the other servers.
@@ -473,6 +493,7 @@ pub fn push(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
     }
     cell.audit.preflight().map_err(CliError::failed)?;
     let snap = cell.control.read()?;
+    entry_kept(&cell, &snap.keys)?;
     let files = crate::fleet::KeyFiles::of(&snap.keys);
     let report = crate::fleet::fanout::push(&targets, &files, cell.parallel, !cli.json);
     let names: Vec<String> = report.servers.iter().map(|p| p.name.clone()).collect();
@@ -658,7 +679,14 @@ pub fn keytab(
                 .collect::<Vec<_>>();
             let ids: Vec<String> = new.iter().map(|k| k.id.to_string()).collect();
             if !new.is_empty() {
-                admin::add(&cell, &admin::Target::Control, new, *replace, None)?;
+                admin::add(
+                    &cell,
+                    &admin::Target::Control,
+                    new,
+                    *replace,
+                    None,
+                    Utc::now(),
+                )?;
             }
             for (kvno, e) in &skipped {
                 eprintln!("afskeys: note: kvno {kvno} enctype {e}: cannot add single-DES keys to KeyFileExt; skipped");

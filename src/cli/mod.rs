@@ -335,8 +335,14 @@ fn add(cli: &Cli, dir: &ConfDir, a: &AddArgs) -> Result<String, CliError> {
     let ids: Vec<String> = keys.iter().map(|k| k.id.to_string()).collect();
     let cell = cellcmd::open(cli, dir.clone())?;
     let target = target(cli, &cell)?;
-    let (replaced, report) =
-        crate::admin::add(&cell, &target, keys, a.replace, a.if_cksum.as_deref())?;
+    let (replaced, report) = crate::admin::add(
+        &cell,
+        &target,
+        keys,
+        a.replace,
+        a.if_cksum.as_deref(),
+        chrono::Utc::now(),
+    )?;
     warn_all(&report.warnings);
     let synced = cellcmd::sync_after_edit(&cell, &target)?;
     if cli.json {

@@ -113,7 +113,10 @@ pub fn role(
 }
 
 fn grace(since: DateTime<Utc>, policy: &Policy, now: DateTime<Utc>) -> Role {
-    let until = since + policy.token_lifetime;
+    // A lifetime too long to add is a grace that never ends.
+    let until = since
+        .checked_add_signed(policy.token_lifetime)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     if now < until {
         Role::Retiring { until }
     } else {
