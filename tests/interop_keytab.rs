@@ -6,8 +6,8 @@
 
 mod common;
 use common::*;
-use std::os::unix::fs::PermissionsExt;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 const CELL: &str = "kt.example.com";

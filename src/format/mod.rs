@@ -1,9 +1,9 @@
 //! Bytes <-> key sets for the classic KeyFile and OpenAFS 1.8's KeyFileExt. Pure: no I/O.
 //! Errors say what is wrong and where (byte offset), so the store can name the file.
 
-pub mod keytab;
 mod keyfile;
 mod keyfileext;
+pub mod keytab;
 
 pub use keyfile::{read_keyfile, write_keyfile};
 pub use keyfileext::{read_keyfileext, write_keyfileext};
