@@ -405,19 +405,10 @@ pub fn pushed_line(servers: &[String]) -> String {
     }
 }
 
-fn seen_record(
-    cell: &Cell,
-    reads: &[(
-        String,
-        Result<crate::keys::KeySet, crate::fleet::FleetError>,
-    )],
-) {
-    let ok: Vec<(String, &crate::keys::KeySet)> = reads
-        .iter()
-        .filter_map(|(n, r)| r.as_ref().ok().map(|k| (n.clone(), k)))
-        .collect();
-    // The record is a cache: failing to write it is not worth failing the command.
-    let _ = crate::fleet::seen::SeenFile::new(cell.control.path()).record(&ok, Utc::now());
+/// Remember what servers held when seen. The record is a cache: failing to write it is not
+/// worth failing the command.
+fn seen_record(cell: &Cell, seen: Vec<(String, Vec<crate::fleet::seen::SeenKey>)>) {
+    let _ = crate::fleet::seen::SeenFile::new(cell.control.path()).record(seen, Utc::now());
 }
 
 /// `servers`: every configured server, reachable or not, with what it holds (or held).
@@ -425,7 +416,17 @@ pub fn servers(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
     let cell = open(cli, dir)?;
     let all = cell.all_servers();
     let reads = crate::fleet::fanout::read_all(&all, cell.parallel);
-    seen_record(&cell, &reads);
+    seen_record(
+        &cell,
+        reads
+            .iter()
+            .filter_map(|(n, r)| {
+                r.as_ref()
+                    .ok()
+                    .map(|k| (n.clone(), crate::fleet::seen::summary(k)))
+            })
+            .collect(),
+    );
     let seen = crate::fleet::seen::SeenFile::new(cell.control.path()).load();
     let rows: Vec<serde_json::Value> = reads
         .iter()
@@ -502,8 +503,12 @@ pub fn push(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
         cell.audit
             .record("push", &format!("KeyFiles to {}", names.join(", ")))
             .map_err(CliError::failed)?;
-        let reads = crate::fleet::fanout::read_all(&targets, cell.parallel);
-        seen_record(&cell, &reads);
+        // Every server now holds exactly what was pushed: no need to read them back.
+        let held = crate::fleet::seen::summary(&snap.keys);
+        seen_record(
+            &cell,
+            names.iter().map(|n| (n.clone(), held.clone())).collect(),
+        );
     }
     let rows: Vec<serde_json::Value> = report
         .servers
@@ -565,8 +570,20 @@ pub fn verify(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
     let reference = cell.control.read()?.keys;
     let others = cell.other_servers();
     let report = crate::fleet::fanout::verify(&others, &reference, cell.parallel);
-    let reads = crate::fleet::fanout::read_all(&others, cell.parallel);
-    seen_record(&cell, &reads);
+    seen_record(
+        &cell,
+        report
+            .servers
+            .iter()
+            .filter(|v| !matches!(v.agreement, Agreement::Unreachable(_)))
+            .map(|v| {
+                (
+                    v.name.clone(),
+                    crate::fleet::seen::from_checksums(&v.checksums),
+                )
+            })
+            .collect(),
+    );
     let mut differ = false;
     let mut unreachable = false;
     let rows: Vec<serde_json::Value> = report

@@ -46,15 +46,19 @@ impl SeenFile {
             .unwrap_or_default()
     }
 
-    /// Record what `name` holds now.
-    pub fn record(&self, seen: &[(String, &KeySet)], now: DateTime<Utc>) -> Result<(), String> {
+    /// Record what each named server holds now.
+    pub fn record(
+        &self,
+        seen: Vec<(String, Vec<SeenKey>)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
         let mut all = self.load();
         for (name, keys) in seen {
             all.insert(
-                name.clone(),
+                name,
                 Seen {
                     last_seen: now,
-                    keys: summary(keys),
+                    keys,
                 },
             );
         }
@@ -64,16 +68,20 @@ impl SeenFile {
     }
 }
 
+/// What a key set looks like in the record.
 pub fn summary(keys: &KeySet) -> Vec<SeenKey> {
-    keys.iter()
-        .map(|k| {
-            let id: KeyId = k.id;
-            SeenKey {
-                kvno: id.kvno,
-                key_type: id.key_type.name().to_string(),
-                enctype: id.key_type.is_typed().then_some(id.subtype),
-                cksum: key_checksum(k),
-            }
+    let sums: Vec<(KeyId, Option<u32>)> = keys.iter().map(|k| (k.id, key_checksum(k))).collect();
+    from_checksums(&sums)
+}
+
+/// The record of (key id, checksum) pairs, as `fanout::verify` reports them.
+pub fn from_checksums(sums: &[(KeyId, Option<u32>)]) -> Vec<SeenKey> {
+    sums.iter()
+        .map(|(id, cksum)| SeenKey {
+            kvno: id.kvno,
+            key_type: id.key_type.name().to_string(),
+            enctype: id.key_type.is_typed().then_some(id.subtype),
+            cksum: *cksum,
         })
         .collect()
 }
