@@ -20,6 +20,12 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
 }
 
+impl crate::error::Kinded for ConfigError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Config
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

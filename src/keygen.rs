@@ -3,13 +3,13 @@
 //! raw bytes, which are checked (DES parity, weak keys, length for the enctype).
 
 use crate::crypto;
-use crate::keys::{Enctype, Key, KeyId, KeySet, KeyType};
+use crate::keys::{Enctype, Key, KeyId, KeySet, KeySetError, KeyType};
 use zeroize::Zeroizing;
 
 /// The RFC 3962 iteration count when the principal says nothing else.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum KeygenError {
     #[error("an rxkad key is single DES; --enctype applies only to rxkad_krb5 and rxgk keys")]
     EnctypeForRxkad,
@@ -31,10 +31,16 @@ pub enum KeygenError {
     CannotDerive(Enctype),
     #[error("enctype {0} has no known key length, so a random key cannot be made for it")]
     UnknownLength(Enctype),
-    #[error("{0}")]
-    Crypto(String),
-    #[error("{0}")]
-    Key(String),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+    #[error(transparent)]
+    Key(#[from] KeySetError),
+}
+
+impl crate::error::Kinded for KeygenError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Failed
+    }
 }
 
 /// Where the key material comes from.
@@ -85,9 +91,7 @@ pub fn make_keys(
             }
             let des = match material {
                 Material::Password(pw) => crypto::afs_string_to_key(pw, cell),
-                Material::Random => {
-                    crypto::random_des_key().map_err(|e| KeygenError::Crypto(e.to_string()))?
-                }
+                Material::Random => crypto::random_des_key()?,
                 Material::Raw(b) => {
                     let arr: [u8; 8] = b.try_into().map_err(|_| KeygenError::DesLength(b.len()))?;
                     check_des(&arr)?;
@@ -115,8 +119,7 @@ pub fn make_keys(
                         if !e.is_rfc3962() {
                             return Err(KeygenError::CannotDerive(e));
                         }
-                        let salt = crypto::default_salt(principal)
-                            .map_err(|err| KeygenError::Crypto(err.to_string()))?;
+                        let salt = crypto::default_salt(principal)?;
                         crypto::aes_string_to_key(
                             pw,
                             &salt,
@@ -126,8 +129,7 @@ pub fn make_keys(
                     }
                     Material::Random => {
                         let n = e.key_len().ok_or(KeygenError::UnknownLength(e))?;
-                        crypto::random_bytes(n)
-                            .map_err(|err| KeygenError::Crypto(err.to_string()))?
+                        crypto::random_bytes(n)?
                     }
                     Material::Raw(b) => {
                         if let Some(need) = e.key_len() {
@@ -155,9 +157,32 @@ pub fn make_keys(
         }
     };
     for k in &keys {
-        KeySet::validate_key(k).map_err(|e| KeygenError::Key(e.to_string()))?;
+        KeySet::validate_key(k)?;
     }
     Ok(keys)
+}
+
+/// The key a password derives to, even a weak DES key: what `string-to-key` shows (it
+/// refuses nothing). No enctype: an rxkad key salted with `cell`; else a key of that enctype
+/// salted with `principal`.
+pub fn derive_unchecked(
+    enctype: Option<Enctype>,
+    password: &[u8],
+    cell: &str,
+    principal: &str,
+) -> Result<Key, KeygenError> {
+    let Some(e) = enctype else {
+        return Ok(Key::rxkad(0, &crypto::afs_string_to_key(password, cell)));
+    };
+    let mut keys = make_keys(
+        0,
+        KeyType::RxkadKrb5,
+        &[e],
+        Material::Password(password),
+        cell,
+        principal,
+    )?;
+    Ok(keys.remove(0))
 }
 
 #[cfg(test)]
@@ -188,12 +213,15 @@ mod tests {
     #[test]
     fn raw_des_checks() {
         let mk = |b: &[u8]| make_keys(1, KeyType::Rxkad, &[], Material::Raw(b), "c", "p@R");
-        assert_eq!(mk(&[1; 7]).unwrap_err(), KeygenError::DesLength(7));
-        assert_eq!(mk(&[1; 8]).unwrap_err(), KeygenError::Weak);
-        assert_eq!(mk(&[0; 8]).unwrap_err(), KeygenError::BadParity);
+        assert!(matches!(
+            mk(&[1; 7]).unwrap_err(),
+            KeygenError::DesLength(7)
+        ));
+        assert!(matches!(mk(&[1; 8]).unwrap_err(), KeygenError::Weak));
+        assert!(matches!(mk(&[0; 8]).unwrap_err(), KeygenError::BadParity));
         let good = [0x80, 0xb6, 0xa7, 0xcd, 0x7a, 0x9d, 0xad, 0xb6];
         assert_eq!(mk(&good).unwrap()[0].bytes(), &good);
-        assert_eq!(
+        assert!(matches!(
             make_keys(
                 1,
                 KeyType::Rxkad,
@@ -204,7 +232,7 @@ mod tests {
             )
             .unwrap_err(),
             KeygenError::EnctypeForRxkad
-        );
+        ));
     }
 
     #[test]
@@ -217,7 +245,7 @@ mod tests {
             "c",
             "p@R",
         );
-        assert_eq!(r.unwrap_err(), KeygenError::OneEnctypeForRaw);
+        assert!(matches!(r.unwrap_err(), KeygenError::OneEnctypeForRaw));
         let r = make_keys(
             1,
             KeyType::RxkadKrb5,
@@ -242,7 +270,10 @@ mod tests {
             "c",
             "p@R",
         );
-        assert_eq!(r.unwrap_err(), KeygenError::CannotDerive(Enctype(20)));
+        assert!(matches!(
+            r.unwrap_err(),
+            KeygenError::CannotDerive(Enctype(20))
+        ));
     }
 
     #[test]

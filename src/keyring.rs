@@ -23,6 +23,12 @@ pub enum KeyringError {
     Read { name: String, err: String },
 }
 
+impl crate::error::Kinded for KeyringError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Failed
+    }
+}
+
 /// Read the payload of the key `TYPE:NAME` (only `user` keys hold readable secrets).
 pub fn read(spec: &str) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
     let (kind, name) = spec

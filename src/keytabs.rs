@@ -6,6 +6,32 @@ use crate::format::keytab::{self, Entry};
 use crate::keys::{Enctype, Key, KeyId, KeyType};
 use zeroize::Zeroizing;
 
+/// Why keys could not be taken from or put in a keytab.
+#[derive(Debug, thiserror::Error)]
+pub enum KeytabError {
+    /// The file is not a keytab afskeys can read.
+    #[error("keytab {name}: {message}")]
+    Parse { name: String, message: String },
+    /// The keytab lacks the keys asked for; the message says what it holds.
+    #[error("{0}")]
+    Missing(String),
+    #[error("keytab {name}: kvno {kvno} is too large")]
+    KvnoTooLarge { name: String, kvno: u32 },
+    /// The principal to export under is malformed.
+    #[error("{0}")]
+    Principal(String),
+    #[error("{0}: enctype does not fit a keytab")]
+    Enctype(KeyId),
+    #[error("{0}: negative kvno")]
+    NegativeKvno(KeyId),
+}
+
+impl crate::error::Kinded for KeytabError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Failed
+    }
+}
+
 /// Single-DES enctypes: they belong in KeyFile as rxkad keys, never in KeyFileExt.
 fn is_des(enctype: u16) -> bool {
     matches!(enctype, 1..=3)
@@ -24,8 +50,11 @@ fn describe(entries: &[Entry]) -> String {
     format!("it holds: {}", v.join("; "))
 }
 
-fn parse(bytes: &[u8], name: &str) -> Result<Vec<Entry>, String> {
-    keytab::parse(bytes).map_err(|e| format!("keytab {name}: {e}"))
+fn parse(bytes: &[u8], name: &str) -> Result<Vec<Entry>, KeytabError> {
+    keytab::parse(bytes).map_err(|message| KeytabError::Parse {
+        name: name.to_string(),
+        message,
+    })
 }
 
 /// The keys of `principal` at `kvno` in a keytab, stored as `key_type`: an rxkad key from a
@@ -37,7 +66,7 @@ pub fn take(
     kvno: i32,
     key_type: KeyType,
     enctypes: &[Enctype],
-) -> Result<Vec<Key>, String> {
+) -> Result<Vec<Key>, KeytabError> {
     let entries = parse(bytes, name)?;
     let mine: Vec<&Entry> = entries
         .iter()
@@ -87,10 +116,10 @@ pub fn take(
                     .join(" or ")
             ),
         };
-        return Err(format!(
+        return Err(KeytabError::Missing(format!(
             "keytab {name} has no {want} for {principal} at kvno {kvno}; {}",
             describe(&entries)
-        ));
+        )));
     }
     Ok(keys)
 }
@@ -107,7 +136,7 @@ pub fn convert(
     name: &str,
     principal: Option<&str>,
     all: bool,
-) -> Result<(Vec<Key>, Vec<Skipped>), String> {
+) -> Result<(Vec<Key>, Vec<Skipped>), KeytabError> {
     let entries = parse(bytes, name)?;
     let chosen: Vec<&Entry> = entries
         .iter()
@@ -121,8 +150,10 @@ pub fn convert(
             skipped.push((e.kvno, e.enctype));
             continue;
         }
-        let kvno = i32::try_from(e.kvno)
-            .map_err(|_| format!("keytab {name}: kvno {} is too large", e.kvno))?;
+        let kvno = i32::try_from(e.kvno).map_err(|_| KeytabError::KvnoTooLarge {
+            name: name.to_string(),
+            kvno: e.kvno,
+        })?;
         let key = Key::new(
             KeyId {
                 key_type: KeyType::RxkadKrb5,
@@ -137,11 +168,11 @@ pub fn convert(
         }
     }
     if keys.is_empty() {
-        return Err(format!(
+        return Err(KeytabError::Missing(format!(
             "keytab {name} has no non-DES key{}; {}",
             principal.map(|p| format!(" for {p}")).unwrap_or_default(),
             describe(&entries)
-        ));
+        )));
     }
     Ok((keys, skipped))
 }
@@ -151,13 +182,12 @@ pub fn export(
     keys: &[&Key],
     principal: &str,
     timestamp: u32,
-) -> Result<Zeroizing<Vec<u8>>, String> {
-    let (components, realm) = keytab::split_principal(principal)?;
+) -> Result<Zeroizing<Vec<u8>>, KeytabError> {
+    let (components, realm) = keytab::split_principal(principal).map_err(KeytabError::Principal)?;
     let mut entries = Vec::new();
     for k in keys {
-        let enctype = u16::try_from(k.id.subtype)
-            .map_err(|_| format!("{}: enctype does not fit a keytab", k.id))?;
-        let kvno = u32::try_from(k.kvno()).map_err(|_| format!("{}: negative kvno", k.id))?;
+        let enctype = u16::try_from(k.id.subtype).map_err(|_| KeytabError::Enctype(k.id))?;
+        let kvno = u32::try_from(k.kvno()).map_err(|_| KeytabError::NegativeKvno(k.id))?;
         entries.push(Entry {
             realm: realm.clone(),
             components: components.clone(),
@@ -213,7 +243,9 @@ mod tests {
         assert_eq!(keys[0].bytes(), &[2; 16]);
         let des = take(&b, "t", "afs/x.org@X.ORG", 5, KeyType::Rxkad, &[]).unwrap();
         assert_eq!((des[0].id.subtype, des[0].bytes()), (0, &[3u8; 8][..]));
-        let e = take(&b, "t", "afs/x.org@X.ORG", 7, KeyType::RxkadKrb5, &[]).unwrap_err();
+        let e = take(&b, "t", "afs/x.org@X.ORG", 7, KeyType::RxkadKrb5, &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("keytab t has no non-DES key for afs/x.org@X.ORG at kvno 7"),
             "{e}"

@@ -4,7 +4,6 @@
 //! `keys` (the model), `crypto` (algorithms), `format` (bytes <-> key sets),
 //! `store` (locked atomic edits of a conf dir), `cli` (argument parsing and rendering).
 
-pub mod admin;
 pub mod audit;
 pub mod authdb;
 pub mod cell;
@@ -12,11 +11,13 @@ pub mod checksum;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod error;
 pub mod fleet;
 pub mod format;
 pub mod keygen;
 pub mod keyring;
 pub mod keys;
 pub mod keytabs;
+pub mod ops;
 pub mod rotation;
 pub mod store;

@@ -77,10 +77,7 @@ const STRUCTURAL: &[(&str, &str)] = &[
         "refused: {0}",
         "the `refused: ` prefix of every policy refusal (exit 3)",
     ),
-    (
-        "refused: {}",
-        "the same prefix, added by AdminError::refused",
-    ),
+    ("refused: {}", "the same prefix, added by Error::refused"),
     (
         "{0}",
         "a wrapper that prints the inner message unchanged (Failed, Stopped, Missing, Backend, …)",
@@ -90,7 +87,7 @@ const STRUCTURAL: &[(&str, &str)] = &[
         "FleetError: a server's name, then its message; documented under configuration and servers",
     ),
     (
-        "keytab {name}: {e}",
+        "keytab {name}: {message}",
         "the keytab's name, then a keytab parse error (each is a template)",
     ),
     (
@@ -102,14 +99,6 @@ const STRUCTURAL: &[(&str, &str)] = &[
         "is empty",
         "the end of `refused: the passphrase is empty` (kadmin backend), a fragment that \
          `the passphrase {p}` completes; documented under the kadmin backend",
-    ),
-    (
-        "agrees",
-        "not a message: a state name `verify` matches on (`Some(\"agrees\")`)",
-    ),
-    (
-        "differs",
-        "not a message: a state name `verify` matches on (`Some(\"differs\")`)",
     ),
     (
         "keytab {name} has no {want} for {principal} at kvno {kvno}; {}",

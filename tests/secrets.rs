@@ -159,6 +159,7 @@ fn no_key_or_password_outside_the_key_files() {
 }
 
 #[test]
+#[cfg(feature = "test-hooks")] // AFSKEYS_CRASH_AT stops a rotation part way
 fn kadmin_never_sees_the_passphrase_on_argv() {
     let Some(realm) = kdc::Realm::create("SECRET.EXAMPLE.COM") else {
         return;

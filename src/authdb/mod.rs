@@ -64,11 +64,11 @@ pub enum AuthDbError {
     Refused(String),
 }
 
-impl AuthDbError {
-    pub fn exit_code(&self) -> i32 {
+impl crate::error::Kinded for AuthDbError {
+    fn kind(&self) -> crate::error::Kind {
         match self {
-            AuthDbError::Refused(_) => 3,
-            _ => 1,
+            AuthDbError::Refused(_) => crate::error::Kind::Refused,
+            _ => crate::error::Kind::Failed,
         }
     }
 }

@@ -2,9 +2,10 @@
 
 use crate::checksum::key_checksum;
 use crate::keys::{Enctype, Key, KeyType};
+use crate::ops::KeyView;
 use crate::store::Snapshot;
 use chrono::{DateTime, Local, Utc};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::fmt::Write;
 use std::time::SystemTime;
 
@@ -101,9 +102,7 @@ pub fn table(snap: &Snapshot, showkey: bool) -> String {
             k.kvno().to_string(),
             k.key_type().to_string(),
             enctype_cell(k),
-            key_checksum(k)
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into()),
+            cksum(key_checksum(k)),
         ];
         if showkey {
             row.push(hex::encode(k.bytes()));
@@ -125,26 +124,27 @@ pub fn rfc3339(t: SystemTime) -> String {
     DateTime::<Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// One key as JSON; the key bytes only when asked for.
-pub fn key_json(k: &Key, showkey: bool) -> Value {
-    let mut v = json!({
-        "kvno": k.kvno(),
-        "type": k.key_type().name(),
-        "enctype": if k.key_type().is_typed() { Some(k.id.subtype) } else { None },
-        "enctype_name": if k.key_type().is_typed() { Enctype(k.id.subtype).name() } else { None },
-        "cksum": key_checksum(k),
-    });
-    if showkey {
-        v["key"] = Value::String(hex::encode(k.bytes()));
-    }
-    v
+/// A checksum as text: `-` when the key has none.
+pub fn cksum(c: Option<u32>) -> String {
+    c.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
 }
 
-pub fn list_json(confdir: &std::path::Path, snap: &Snapshot, showkey: bool) -> Value {
-    json!({
-        "confdir": confdir.display().to_string(),
-        "keyfile_mtime": snap.keyfile_mtime.map(rfc3339),
-        "keys": snap.keys.iter().map(|k| key_json(k, showkey)).collect::<Vec<_>>(),
-        "warnings": snap.warnings,
-    })
+/// `list --json`: the conf dir and its keys.
+#[derive(Serialize)]
+pub struct ListView {
+    pub confdir: String,
+    pub keyfile_mtime: Option<String>,
+    pub keys: Vec<KeyView>,
+    pub warnings: Vec<String>,
+}
+
+impl ListView {
+    pub fn of(confdir: &std::path::Path, snap: &Snapshot, showkey: bool) -> ListView {
+        ListView {
+            confdir: confdir.display().to_string(),
+            keyfile_mtime: snap.keyfile_mtime.map(rfc3339),
+            keys: snap.keys.iter().map(|k| KeyView::of(k, showkey)).collect(),
+            warnings: snap.warnings.clone(),
+        }
+    }
 }

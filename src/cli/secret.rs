@@ -1,19 +1,20 @@
 //! Reading secrets the safe ways: the first line of stdin, or the terminal without echo.
 //! Everything read is held in zeroizing buffers.
 
-use super::CliError;
+use crate::error::Error;
 use std::io::{BufRead, Read};
 use zeroize::Zeroizing;
 
 /// The first line of stdin, without its line ending. Reading stops at the first newline.
-pub fn stdin_line(what: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
+pub fn stdin_line(what: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
     let mut line = Zeroizing::new(Vec::new());
     let stdin = std::io::stdin();
     let mut lock = stdin.lock();
-    lock.read_until(b'\n', &mut line)
-        .map_err(|e| CliError::failed(format!("cannot read the {what} from stdin: {e}")))?;
+    lock.read_until(b'\n', &mut line).map_err(|e| {
+        Error::failed(format!("cannot read the {what} from stdin: {e}")).with_source(e)
+    })?;
     if line.is_empty() {
-        return Err(CliError::failed(format!(
+        return Err(Error::failed(format!(
             "no {what} on stdin (give it as the first line of standard input)"
         )));
     }
@@ -27,26 +28,22 @@ pub fn stdin_line(what: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
 }
 
 /// Ask for a password twice on the terminal, without echo.
-pub fn prompt_twice() -> Result<Zeroizing<Vec<u8>>, CliError> {
-    let first =
-        Zeroizing::new(rpassword::prompt_password("New password: ").map_err(|e| {
-            CliError::failed(format!("cannot read a password from the terminal: {e}"))
-        })?);
+pub fn prompt_twice() -> Result<Zeroizing<Vec<u8>>, Error> {
+    let first = Zeroizing::new(rpassword::prompt_password("New password: ").map_err(|e| {
+        Error::failed(format!("cannot read a password from the terminal: {e}")).with_source(e)
+    })?);
     let second = Zeroizing::new(
-        rpassword::prompt_password("Retype new password: ").map_err(|e| {
-            CliError::failed(format!("cannot read a password from the terminal: {e}"))
-        })?,
+        rpassword::prompt_password("Retype new password: ")
+            .map_err(|e| Error::failed(format!("cannot read a password from the terminal: {e}")))?,
     );
     if *first != *second {
-        return Err(CliError::failed(
-            "the two passwords differ; nothing changed",
-        ));
+        return Err(Error::failed("the two passwords differ; nothing changed"));
     }
     Ok(Zeroizing::new(first.as_bytes().to_vec()))
 }
 
 /// Hex from stdin (spaces and colons ignored) decoded to bytes.
-pub fn stdin_hex() -> Result<Zeroizing<Vec<u8>>, CliError> {
+pub fn stdin_hex() -> Result<Zeroizing<Vec<u8>>, Error> {
     let line = stdin_line("hex key")?;
     let clean: Zeroizing<Vec<u8>> = Zeroizing::new(
         line.iter()
@@ -56,7 +53,7 @@ pub fn stdin_hex() -> Result<Zeroizing<Vec<u8>>, CliError> {
     );
     let mut out = Zeroizing::new(vec![0u8; clean.len() / 2]);
     if !clean.len().is_multiple_of(2) || hex::decode_to_slice(&*clean, &mut out[..]).is_err() {
-        return Err(CliError::failed(
+        return Err(Error::failed(
             "the key on stdin is not hex (expected an even number of 0-9a-f digits)",
         ));
     }
@@ -64,6 +61,6 @@ pub fn stdin_hex() -> Result<Zeroizing<Vec<u8>>, CliError> {
 }
 
 /// A password from the kernel keyring (`user:NAME`).
-pub fn keyring(spec: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
-    crate::keyring::read(spec).map_err(|e| CliError::failed(e.to_string()))
+pub fn keyring(spec: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+    Ok(crate::keyring::read(spec)?)
 }

@@ -16,6 +16,12 @@ pub struct FleetError {
     pub message: String,
 }
 
+impl crate::error::Kinded for FleetError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Failed
+    }
+}
+
 impl FleetError {
     pub fn new(server: &str, message: impl Into<String>) -> FleetError {
         FleetError {

@@ -34,11 +34,11 @@ pub enum RotateError {
     Failed(String),
 }
 
-impl RotateError {
-    pub fn exit_code(&self) -> i32 {
+impl crate::error::Kinded for RotateError {
+    fn kind(&self) -> crate::error::Kind {
         match self {
-            RotateError::Refused(_) => 3,
-            _ => 1,
+            RotateError::Refused(_) => crate::error::Kind::Refused,
+            _ => crate::error::Kind::Failed,
         }
     }
 }

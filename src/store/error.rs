@@ -1,4 +1,4 @@
-//! The store's errors: each names the file and says what is wrong, and maps to an exit code.
+//! The store's errors: each names the file and says what is wrong, and says its kind.
 
 use crate::format::FormatError;
 use crate::keys::KeySetError;
@@ -53,12 +53,14 @@ impl StoreError {
             source,
         }
     }
+}
 
-    /// 3 when refused by policy, 1 for every other failure.
-    pub fn exit_code(&self) -> i32 {
+impl crate::error::Kinded for StoreError {
+    /// Refused by policy, or failed.
+    fn kind(&self) -> crate::error::Kind {
         match self {
-            StoreError::Refused(_) => 3,
-            _ => 1,
+            StoreError::Refused(_) => crate::error::Kind::Refused,
+            _ => crate::error::Kind::Failed,
         }
     }
 }

@@ -1,0 +1,403 @@
+//! `add` and `remove`: one edit of the keys, on the control machine (locked, backed up) or,
+//! as an emergency, on one server's own files; checked against the grace policy, logged in
+//! the audit log, then copied to every other server (as the Update Server would), never
+//! taking the afs entry's key off them.
+
+use super::{shown, CellPaths, KeyView, Secret, Warn};
+use crate::cell::Cell;
+use crate::checksum::key_checksum;
+use crate::error::Error;
+use crate::fleet::{KeyFiles, Server};
+use crate::keygen::{self, Material};
+use crate::keys::{Enctype, Key, KeySet, KeyType};
+use crate::rotation::lock_cell;
+use crate::rotation::policy::removal_refusal;
+use crate::store::ops::{self, Selector};
+use crate::store::{EditReport, StoreError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// `id cksum N; …` for the audit log.
+pub(crate) fn describe(keys: &[Key]) -> String {
+    keys.iter()
+        .map(|k| {
+            format!(
+                "{} cksum {}",
+                k.id,
+                key_checksum(k)
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Record a change made; a failure here says the change was made all the same.
+pub(crate) fn audit(cell: &Cell, command: &str, detail: &str) -> Result<(), Error> {
+    cell.audit.record(command, detail).map_err(|e| {
+        Error::failed(format!(
+            "the change was made ({command}: {detail}), but it could not be logged: {e}"
+        ))
+    })
+}
+
+/// Before a change: the audit log must be writable, or nothing is done.
+pub(crate) fn preflight(cell: &Cell) -> Result<(), Error> {
+    cell.audit.preflight().map_err(Error::failed)
+}
+
+/// Where an edit happens: the control machine's conf dir (locked edit), or one server's own
+/// files (an emergency edit: read, change, install).
+pub enum Target<'a> {
+    Control,
+    Server(&'a dyn Server),
+}
+
+impl<'a> Target<'a> {
+    /// `--server NAME` (none: the control machine). Another server is an emergency edit,
+    /// and the operator is warned why.
+    pub fn named(cell: &'a Cell, name: Option<&str>, warn: Warn) -> Result<Target<'a>, Error> {
+        let Some(name) = name else {
+            return Ok(Target::Control);
+        };
+        let s = cell.find_server(name).map_err(Error::failed)?;
+        if s.name() == crate::cell::CONTROL {
+            return Ok(Target::Control);
+        }
+        warn(&format!(
+            "editing {}'s own KeyFiles (an emergency edit): its Update Server client \
+             (upclientetc) overwrites them from the control machine unless it is stopped there, \
+             and the next push or rotate replaces them",
+            s.name()
+        ));
+        Ok(Target::Server(s))
+    }
+
+    fn edit<T>(
+        &self,
+        cell: &Cell,
+        change: impl FnOnce(&mut KeySet, &str) -> Result<T, StoreError>,
+    ) -> Result<(T, EditReport), Error> {
+        match self {
+            Target::Control => {
+                let place = cell.control.path().display().to_string();
+                Ok(cell.control.edit(|set| change(set, &place))?)
+            }
+            Target::Server(s) => {
+                let mut set = s.read_keys()?;
+                let out = change(&mut set, &format!("server {}", s.name()))?;
+                s.install(&KeyFiles::of(&set))?;
+                Ok((out, EditReport::default()))
+            }
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Target::Control => String::new(),
+            Target::Server(s) => format!(" --server {}", s.name()),
+        }
+    }
+}
+
+/// Add keys (see `store::ops::apply_add`), logged. Replacing a key removes the old one, so a
+/// key in use — the afs entry's current key, a rotation's incoming key, a retiring key — is
+/// never replaced: a new key takes a new kvno (`rotate`), an old one leaves with `remove`.
+pub fn add_keys(
+    cell: &Cell,
+    target: &Target,
+    keys: Vec<Key>,
+    replace: bool,
+    if_cksum: Option<&[u32]>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Key>, EditReport), Error> {
+    preflight(cell)?;
+    let _lock = lock_cell(cell, true)?;
+    let entry = cell.authdb.get()?;
+    let state = cell.state.load().map_err(Error::failed)?;
+    let what = describe(&keys);
+    let (replaced, report) = target.edit(cell, |set, place| {
+        let mut kvnos: Vec<i32> = keys
+            .iter()
+            .filter(|k| set.get(&k.id).is_some())
+            .map(|k| k.kvno())
+            .collect();
+        kvnos.dedup();
+        let refusals: Vec<String> = kvnos
+            .iter()
+            .filter_map(|&k| removal_refusal(k, entry.as_ref(), &state, &cell.policy, now))
+            .collect();
+        if !refusals.is_empty() {
+            return Err(StoreError::Refused(format!(
+                "replacing a key removes the old one, and {}. A new key takes a new kvno \
+                 (`afskeys rotate`); an old one leaves with `afskeys remove`",
+                refusals.join("; ")
+            )));
+        }
+        ops::apply_add(set, keys, replace, if_cksum, place)
+    })?;
+    let mut detail = format!("added {what}");
+    if !replaced.is_empty() {
+        detail.push_str(&format!(" replacing {}", describe(&replaced)));
+    }
+    audit(cell, &format!("add{}", target.label()), &detail)?;
+    Ok((replaced, report))
+}
+
+/// Remove the keys each selector picks — all or none — unless the grace policy forbids
+/// one of them. `emergency` (the reason) overrides the policy and is logged. Returns the
+/// keys removed, the edit, and the refusals overridden.
+pub fn remove_keys(
+    cell: &Cell,
+    target: &Target,
+    sels: &[Selector],
+    if_cksum: Option<&[u32]>,
+    emergency: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Key>, EditReport, Vec<String>), Error> {
+    preflight(cell)?;
+    let _lock = lock_cell(cell, true)?;
+    let entry = cell.authdb.get()?;
+    let state = cell.state.load().map_err(Error::failed)?;
+    let refusals: Vec<String> = sels
+        .iter()
+        .filter_map(|s| removal_refusal(s.kvno, entry.as_ref(), &state, &cell.policy, now))
+        .collect();
+    if !refusals.is_empty() && emergency.is_none() {
+        return Err(Error::refused(format!(
+            "{}. To remove it anyway: --emergency --reason \"...\"",
+            refusals.join("; ")
+        )));
+    }
+    let (removed, report) = target.edit(cell, |set, place| {
+        let mut all = Vec::new();
+        for s in sels {
+            all.extend(ops::apply_remove(set, *s, if_cksum, place)?);
+        }
+        Ok(all)
+    })?;
+    let (command, detail) = match emergency {
+        Some(reason) if !refusals.is_empty() => (
+            format!("remove{} --emergency", target.label()),
+            format!(
+                "removed {} despite: {}; reason: {reason}",
+                describe(&removed),
+                refusals.join("; ")
+            ),
+        ),
+        _ => (
+            format!("remove{}", target.label()),
+            format!("removed {}", describe(&removed)),
+        ),
+    };
+    audit(cell, &command, &detail)?;
+    Ok((removed, report, refusals))
+}
+
+/// After a change on the control machine, copy its files to every other server (one
+/// two-phase push), as the Update Server would. Returns the servers it reached.
+pub fn sync_after_edit(cell: &Cell, target: &Target) -> Result<Vec<String>, Error> {
+    if !matches!(target, Target::Control) || cell.servers.is_empty() {
+        return Ok(vec![]);
+    }
+    let snap = cell.control.read()?;
+    entry_kept(cell, &snap.keys)?;
+    let files = KeyFiles::of(&snap.keys);
+    let report = crate::fleet::fanout::push(&cell.other_servers(), &files, cell.parallel, true);
+    if report.ok() {
+        return Ok(report.servers.iter().map(|p| p.name.clone()).collect());
+    }
+    let failures: Vec<String> = report.failures().iter().map(|e| e.to_string()).collect();
+    Err(Error::failed(format!(
+        "the change is made on the control machine, but not yet on the other servers \
+         (none of them was changed): {}. Run `afskeys push` once they are reachable",
+        failures.join("; ")
+    )))
+}
+
+/// Refuse to push a key set without the afs entry's keys: that would take the key every new
+/// token is sealed with off every server.
+pub(crate) fn entry_kept(cell: &Cell, keys: &KeySet) -> Result<(), Error> {
+    if let Ok(Some(e)) = cell.authdb.get() {
+        if !crate::fleet::holds(keys, &e.keys) {
+            return Err(Error::refused(format!(
+                "the control machine lacks the afs entry's kvno {} (or holds \
+                 other bytes for it); pushing its files would take that key from every \
+                 server. Restore it from .afskeys-backup/ first",
+                e.kvno
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where an added key comes from.
+pub enum AddSource<'a> {
+    /// The operating system's RNG.
+    Random,
+    /// The key bytes themselves.
+    Raw(Secret<'a>),
+    /// A password to derive the key from (the cell or the principal salts it).
+    Password(Secret<'a>),
+    /// A Kerberos keytab's entry for the principal at the kvno (as `asetkey add`).
+    Keytab(PathBuf),
+}
+
+/// `add`: what the operator asked for.
+pub struct AddOptions<'a> {
+    pub kvno: i32,
+    pub key_type: KeyType,
+    pub enctypes: Vec<Enctype>,
+    pub source: AddSource<'a>,
+    /// Salts an rxkad password [default: ThisCell].
+    pub cell: Option<String>,
+    /// Salts typed keys [default: afs/<cell>@<CELL>].
+    pub principal: Option<String>,
+    pub replace: bool,
+    pub if_cksum: Option<Vec<u32>>,
+    /// `--server NAME`: an emergency edit of that server's own files.
+    pub server: Option<String>,
+}
+
+/// What an `add` or `remove` did.
+#[derive(Debug, Serialize)]
+pub struct EditDone {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added: Option<Vec<KeyView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Vec<KeyView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<Vec<KeyView>>,
+    pub written: Vec<String>,
+    pub backups: Vec<String>,
+    /// The other servers the change was copied to.
+    pub pushed_to: Vec<String>,
+}
+
+/// The keys an `add` stores, made before the cell is opened.
+fn make_keys<'a>(
+    paths: &CellPaths,
+    o: AddOptions<'a>,
+) -> Result<(Vec<Key>, AddOptions<'a>), Error> {
+    let derives = matches!(o.source, AddSource::Password(_) | AddSource::Keytab(_));
+    let cell = if derives {
+        paths.cell_name(&o.cell)?
+    } else {
+        o.cell.clone().unwrap_or_default()
+    };
+    let principal = o
+        .principal
+        .clone()
+        .unwrap_or_else(|| keygen::default_principal(&cell));
+    let mut o = o;
+    let source = std::mem::replace(&mut o.source, AddSource::Random);
+    let keys = match source {
+        AddSource::Keytab(path) => from_keytab(&path, &principal, &o)?,
+        AddSource::Random => keygen::make_keys(
+            o.kvno,
+            o.key_type,
+            &o.enctypes,
+            Material::Random,
+            &cell,
+            &principal,
+        )?,
+        AddSource::Raw(secret) => {
+            let raw = secret()?;
+            let m = Material::Raw(&raw);
+            keygen::make_keys(o.kvno, o.key_type, &o.enctypes, m, &cell, &principal)?
+        }
+        AddSource::Password(secret) => {
+            let pw = secret()?;
+            let m = Material::Password(&pw);
+            keygen::make_keys(o.kvno, o.key_type, &o.enctypes, m, &cell, &principal)?
+        }
+    };
+    Ok((keys, o))
+}
+
+fn from_keytab(path: &PathBuf, principal: &str, o: &AddOptions) -> Result<Vec<Key>, Error> {
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| {
+        Error::failed(format!("{}: cannot read: {e}", path.display())).with_source(e)
+    })?);
+    let name = path.display().to_string();
+    let keys = crate::keytabs::take(&bytes, &name, principal, o.kvno, o.key_type, &o.enctypes)?;
+    for k in &keys {
+        KeySet::validate_key(k).map_err(Error::failed_by)?;
+    }
+    Ok(keys)
+}
+
+/// `add`: make the keys, add them where asked, and copy the result to the other servers.
+pub fn add(paths: &CellPaths, o: AddOptions, warn: Warn) -> Result<EditDone, Error> {
+    let (keys, o) = make_keys(paths, o)?;
+    let added = KeyView::all(&keys);
+    let cell = paths.open()?;
+    let target = Target::named(&cell, o.server.as_deref(), warn)?;
+    let (replaced, report) = add_keys(
+        &cell,
+        &target,
+        keys,
+        o.replace,
+        o.if_cksum.as_deref(),
+        Utc::now(),
+    )?;
+    report.warnings.iter().for_each(|w| warn(w));
+    let pushed_to = sync_after_edit(&cell, &target)?;
+    Ok(EditDone {
+        added: Some(added),
+        replaced: Some(KeyView::all(&replaced)),
+        removed: None,
+        written: shown(&report.written),
+        backups: shown(&report.backups),
+        pushed_to,
+    })
+}
+
+/// `remove`: what the operator asked for.
+pub struct RemoveOptions {
+    pub kvnos: Vec<i32>,
+    pub key_type: Option<KeyType>,
+    pub enctype: Option<i32>,
+    pub if_cksum: Option<Vec<u32>>,
+    /// `--emergency --reason R`: remove even a key the policy protects (logged).
+    pub reason: Option<String>,
+    pub server: Option<String>,
+}
+
+/// `remove`: the keys at each kvno, where asked, then copied to the other servers.
+pub fn remove(paths: &CellPaths, o: &RemoveOptions, warn: Warn) -> Result<EditDone, Error> {
+    let sels: Vec<Selector> = o
+        .kvnos
+        .iter()
+        .map(|&kvno| Selector {
+            kvno,
+            key_type: o.key_type,
+            enctype: o.enctype,
+        })
+        .collect();
+    let cell = paths.open()?;
+    let target = Target::named(&cell, o.server.as_deref(), warn)?;
+    let (removed, report, overridden) = remove_keys(
+        &cell,
+        &target,
+        &sels,
+        o.if_cksum.as_deref(),
+        o.reason.as_deref(),
+        Utc::now(),
+    )?;
+    report.warnings.iter().for_each(|w| warn(w));
+    for why in &overridden {
+        warn(&format!("EMERGENCY removal (logged): {why}"));
+    }
+    let pushed_to = sync_after_edit(&cell, &target)?;
+    Ok(EditDone {
+        added: None,
+        replaced: None,
+        removed: Some(KeyView::all(&removed)),
+        written: shown(&report.written),
+        backups: shown(&report.backups),
+        pushed_to,
+    })
+}

@@ -1,0 +1,130 @@
+//! The use cases, one file each: typed options in, a typed report out. Reports derive
+//! `Serialize` (the `--json` output is the report itself) and the CLI renders its text from
+//! the same report. Nothing here prints to stdout or chooses an exit code; warnings go to the
+//! caller's [`Warn`] sink as they arise.
+
+pub mod authdb;
+pub mod edit;
+pub mod keytab;
+pub mod list;
+pub mod prune;
+pub mod push;
+pub mod rotate;
+pub mod servers;
+pub mod status;
+pub mod verify;
+
+use crate::cell::Cell;
+use crate::checksum::key_checksum;
+use crate::config::{Config, CONFIG_FILE};
+use crate::error::Error;
+use crate::keys::{Enctype, Key, KeyId};
+use crate::store::ConfDir;
+use serde::Serialize;
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// Where a warning goes as soon as it is known (the CLI prints it on stderr).
+pub type Warn<'a> = &'a mut dyn FnMut(&str);
+
+/// A secret read only when the use case needs it (after the checks that come first), from
+/// wherever the caller reads secrets: stdin, the terminal, the kernel keyring.
+pub type Secret<'a> = Box<dyn FnOnce() -> Result<Zeroizing<Vec<u8>>, Error> + 'a>;
+
+/// The cell a command acts on: its control machine's conf dir and its configuration file.
+#[derive(Debug, Clone)]
+pub struct CellPaths {
+    /// The control machine's conf dir.
+    pub confdir: PathBuf,
+    /// `--config`: must exist when given; absent means `<confdir>/afskeys.toml`, which may
+    /// itself be absent (embedded defaults).
+    pub config: Option<PathBuf>,
+}
+
+impl CellPaths {
+    /// `confdir` when given, else `/usr/afs/etc` if it exists, else Debian's
+    /// `/etc/openafs/server`.
+    pub fn new(confdir: Option<PathBuf>, config: Option<PathBuf>) -> CellPaths {
+        let confdir = confdir.unwrap_or_else(|| {
+            let transarc = PathBuf::from("/usr/afs/etc");
+            if transarc.is_dir() {
+                transarc
+            } else {
+                PathBuf::from("/etc/openafs/server")
+            }
+        });
+        CellPaths { confdir, config }
+    }
+
+    pub fn dir(&self) -> ConfDir {
+        ConfDir::new(self.confdir.clone())
+    }
+
+    /// Load the configuration (an explicit `--config` must exist; the default may be absent).
+    pub fn config(&self) -> Result<Config, Error> {
+        let (path, required) = match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (self.confdir.join(CONFIG_FILE), false),
+        };
+        Ok(Config::load(&path, required)?)
+    }
+
+    /// The whole cell: config, auth DB, servers, policy.
+    pub fn open(&self) -> Result<Cell, Error> {
+        let c = self.config()?;
+        Cell::open(self.dir(), &c).map_err(Error::config)
+    }
+
+    /// The cell name: `given`, else ThisCell in the conf dir.
+    pub fn cell_name(&self, given: &Option<String>) -> Result<String, Error> {
+        match given {
+            Some(c) => Ok(c.clone()),
+            None => self.dir().this_cell().map_err(|e| {
+                Error::failed(format!("{e} (give --cell to name the cell instead)")).with_source(e)
+            }),
+        }
+    }
+}
+
+/// One key as reports show it: never its bytes unless asked for.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    #[serde(skip)]
+    pub id: KeyId,
+    pub kvno: i32,
+    #[serde(rename = "type")]
+    pub key_type: &'static str,
+    pub enctype: Option<i32>,
+    pub enctype_name: Option<&'static str>,
+    pub cksum: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl KeyView {
+    pub fn of(k: &Key, showkey: bool) -> KeyView {
+        let typed = k.key_type().is_typed();
+        KeyView {
+            id: k.id,
+            kvno: k.kvno(),
+            key_type: k.key_type().name(),
+            enctype: typed.then_some(k.id.subtype),
+            enctype_name: if typed {
+                Enctype(k.id.subtype).name()
+            } else {
+                None
+            },
+            cksum: key_checksum(k),
+            key: showkey.then(|| hex::encode(k.bytes())),
+        }
+    }
+
+    pub fn all<'a>(keys: impl IntoIterator<Item = &'a Key>) -> Vec<KeyView> {
+        keys.into_iter().map(|k| KeyView::of(k, false)).collect()
+    }
+}
+
+/// Paths as reports show them.
+fn shown(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().map(|p| p.display().to_string()).collect()
+}

@@ -1,0 +1,174 @@
+//! `status` and `check`: the cell's state (keys with their roles, the afs entry, every
+//! server, the rotation in progress) and its verdict for cron and Nagios.
+
+use super::authdb::EntryView;
+use super::{CellPaths, KeyView};
+use crate::error::Error;
+use crate::keys::KeyId;
+use crate::rotation::policy::{fmt_time, Role};
+use crate::rotation::status::{gather, judge, Level, ServerState, Status};
+use chrono::Utc;
+use serde::Serialize;
+
+/// Everything `status` shows.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub cell: String,
+    pub authdb: String,
+    /// The entry, `null` when there is none yet, or `{"error": …}` when unreadable.
+    pub afs_entry: Option<EntryState>,
+    pub keys: Vec<RoleKey>,
+    pub servers: Vec<ServerView>,
+    pub rotation: Option<RotationView>,
+    pub next_rotation_due: Option<String>,
+    pub check: CheckReport,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum EntryState {
+    Entry(EntryView),
+    Unreadable { error: String },
+}
+
+/// A control-machine key and what it is to the cell.
+#[derive(Debug, Serialize)]
+pub struct RoleKey {
+    #[serde(flatten)]
+    pub key: KeyView,
+    /// current, incoming, retiring, removable, unused, unknown.
+    pub role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removable_after: Option<String>,
+    /// The role in words (`retiring until …`).
+    #[serde(skip)]
+    pub role_text: String,
+}
+
+/// One server's keys (checksums only), or why they could not be read.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ServerView {
+    Read {
+        name: String,
+        ok: bool,
+        /// Holds other keys than the control machine (the incoming kvno aside).
+        disagrees: bool,
+        keys: Vec<ServerKey>,
+    },
+    Unreadable {
+        name: String,
+        ok: bool,
+        error: String,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerKey {
+    pub kvno: i32,
+    #[serde(rename = "type")]
+    pub key_type: &'static str,
+    pub enctype: Option<i32>,
+    pub cksum: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RotationView {
+    pub kvno: i32,
+    pub step: &'static str,
+    pub started: String,
+    pub updated: String,
+    /// Servers that lacked the new key at the last attempt, with why.
+    pub missing: Vec<(String, String)>,
+}
+
+/// The one-line verdict: `AFSKEYS <LEVEL> - <what>`.
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    #[serde(rename = "level")]
+    pub level_name: &'static str,
+    pub line: String,
+    #[serde(skip)]
+    pub level: Level,
+}
+
+fn server_view(s: &Status, srv: &ServerState) -> ServerView {
+    let key = |(id, cksum): &(KeyId, Option<u32>)| ServerKey {
+        kvno: id.kvno,
+        key_type: id.key_type.name(),
+        enctype: id.key_type.is_typed().then_some(id.subtype),
+        cksum: *cksum,
+    };
+    match &srv.keys {
+        Ok(keys) => ServerView::Read {
+            name: srv.name.clone(),
+            ok: true,
+            disagrees: s.disagrees(srv),
+            keys: keys.iter().map(key).collect(),
+        },
+        Err(e) => ServerView::Unreadable {
+            name: srv.name.clone(),
+            ok: false,
+            error: e.clone(),
+        },
+    }
+}
+
+fn role_key(k: &crate::keys::Key, r: &Role) -> RoleKey {
+    RoleKey {
+        key: KeyView::of(k, false),
+        role: r.name(),
+        removable_after: match r {
+            Role::Retiring { until } => Some(fmt_time(*until)),
+            _ => None,
+        },
+        role_text: r.describe(),
+    }
+}
+
+/// `status`.
+pub fn status(paths: &CellPaths) -> Result<StatusReport, Error> {
+    let cell = paths.open()?;
+    let s = gather(&cell, Utc::now());
+    let v = judge(&s);
+    Ok(StatusReport {
+        cell: s.cell.clone(),
+        authdb: s.authdb.clone(),
+        afs_entry: match &s.entry {
+            Ok(Some(e)) => Some(EntryState::Entry(EntryView::of(e))),
+            Ok(None) => None,
+            Err(e) => Some(EntryState::Unreadable { error: e.clone() }),
+        },
+        keys: s.keys.iter().map(|(k, r)| role_key(k, r)).collect(),
+        servers: s.servers.iter().map(|srv| server_view(&s, srv)).collect(),
+        rotation: s.rotation().map(|r| RotationView {
+            kvno: r.kvno,
+            step: r.step.name(),
+            started: fmt_time(r.started),
+            updated: fmt_time(r.updated),
+            missing: r.missing.clone(),
+        }),
+        next_rotation_due: s.next_due().map(fmt_time),
+        check: CheckReport {
+            level_name: v.level.name(),
+            line: v.line(),
+            level: v.level,
+        },
+    })
+}
+
+/// `check`: never fails; a cell that cannot be opened is UNKNOWN.
+pub fn check(paths: &CellPaths) -> CheckReport {
+    let (level, line) = match paths.open() {
+        Err(e) => (Level::Unknown, format!("AFSKEYS UNKNOWN - {e}")),
+        Ok(cell) => {
+            let v = judge(&gather(&cell, Utc::now()));
+            (v.level, v.line())
+        }
+    };
+    CheckReport {
+        level_name: level.name(),
+        line,
+        level,
+    }
+}
