@@ -149,7 +149,7 @@ pub struct RotateArgs {
     #[arg(long, conflicts_with_all = ["resume", "abort"])]
     pub kvno: Option<i32>,
     /// rxkad_krb5 (default: aes256 + aes128) or rxkad (a legacy DES-only cell)
-    #[arg(long = "type", value_parser = parse_key_type, conflicts_with_all = ["resume", "abort"])]
+    #[arg(long = "type", conflicts_with_all = ["resume", "abort"])]
     pub key_type: Option<KeyType>,
     /// Print the plan and change nothing
     #[arg(long, conflicts_with_all = ["resume", "abort"])]
@@ -237,11 +237,11 @@ pub struct AddArgs {
     #[arg(long)]
     pub kvno: i32,
     /// Key type: rxkad (single DES, KeyFile), rxkad_krb5 or rxgk (KeyFileExt)
-    #[arg(long = "type", default_value = "rxkad", value_parser = parse_key_type)]
+    #[arg(long = "type", default_value = "rxkad")]
     pub key_type: KeyType,
     /// Enctype(s) of a typed key, by number or name; repeat or separate with commas
     /// [default for rxkad_krb5 and rxgk: 18,17]
-    #[arg(long, value_delimiter = ',', value_parser = parse_enctype)]
+    #[arg(long, value_delimiter = ',')]
     pub enctype: Vec<Enctype>,
     #[command(flatten)]
     pub source: KeySource,
@@ -266,10 +266,10 @@ pub struct RemoveArgs {
     #[arg(long, num_args = 1.., required = true)]
     pub kvno: Vec<i32>,
     /// Only keys of this type
-    #[arg(long = "type", value_parser = parse_key_type)]
+    #[arg(long = "type")]
     pub key_type: Option<KeyType>,
     /// Only keys of this enctype
-    #[arg(long, value_parser = parse_enctype)]
+    #[arg(long)]
     pub enctype: Option<Enctype>,
     /// Only if every key removed has one of these checksums; exit 3 if not
     #[arg(long, value_delimiter = ',', value_name = "CKSUM")]
@@ -288,7 +288,7 @@ pub struct StringToKeyArgs {
     #[arg(long)]
     pub cell: Option<String>,
     /// Derive a Kerberos key of this enctype (17 or 18) instead of an rxkad DES key
-    #[arg(long, value_parser = parse_enctype)]
+    #[arg(long)]
     pub enctype: Option<Enctype>,
     /// Principal whose default salt derives a Kerberos key [default: afs/<cell>@<CELL>]
     #[arg(long)]
@@ -296,12 +296,4 @@ pub struct StringToKeyArgs {
     /// Read the password from the kernel keyring (user:NAME) instead of stdin
     #[arg(long, value_name = "user:NAME")]
     pub password_from_keyring: Option<String>,
-}
-
-fn parse_key_type(s: &str) -> Result<KeyType, String> {
-    s.parse()
-}
-
-fn parse_enctype(s: &str) -> Result<Enctype, String> {
-    s.parse()
 }

@@ -43,8 +43,28 @@ fn options(cmd: &Command, root: &Command) -> Vec<Opt> {
     v
 }
 
+/// A command line that cannot be translated (exit 2).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BosArgsError {
+    /// A prefix of several commands or options.
+    #[error("ambiguous {what} {dash}{word}: it could be {}", candidates.iter().map(|h| format!("{dash}{h}")).collect::<Vec<_>>().join(", "))]
+    Ambiguous {
+        what: &'static str,
+        dash: &'static str,
+        word: String,
+        candidates: Vec<String>,
+    },
+    /// bos's `-key`: the key would be on argv.
+    #[error(
+        "-key puts the key on the command line, where `ps` and shell history show it; \
+         afskeys asks for it with --prompt (no echo, asked twice) or reads it with \
+         --password-stdin"
+    )]
+    KeyOnArgv,
+}
+
 /// Exact name, else the one name `word` is a prefix of; several is an error naming them.
-fn resolve(word: &str, names: &[&str], dash: &str) -> Result<Option<String>, String> {
+fn resolve(word: &str, names: &[&str], dash: &'static str) -> Result<Option<String>, BosArgsError> {
     if let Some(n) = names.iter().find(|n| **n == word) {
         return Ok(Some(n.to_string()));
     }
@@ -58,14 +78,12 @@ fn resolve(word: &str, names: &[&str], dash: &str) -> Result<Option<String>, Str
     match hits.len() {
         0 => Ok(None),
         1 => Ok(Some(hits[0].to_string())),
-        _ => Err(format!(
-            "ambiguous {} {dash}{word}: it could be {}",
-            if dash.is_empty() { "command" } else { "option" },
-            hits.iter()
-                .map(|h| format!("{dash}{h}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        _ => Err(BosArgsError::Ambiguous {
+            what: if dash.is_empty() { "command" } else { "option" },
+            dash,
+            word: word.to_string(),
+            candidates: hits.iter().map(|h| h.to_string()).collect(),
+        }),
     }
 }
 
@@ -73,134 +91,167 @@ fn is_number(s: &str) -> bool {
     s.len() > 1 && s[1..].chars().all(|c| c.is_ascii_digit())
 }
 
-/// Translate `args` (including the program name) for `root`.
-pub fn normalize(args: Vec<String>, root: &Command) -> Result<Normalized, String> {
-    let mut out = Normalized::default();
-    let mut it = args.into_iter();
-    out.args.extend(it.next());
-    let rest: Vec<String> = it.collect();
-    let mut sub: Option<&Command> = None;
-    let mut server_given = false;
-    let mut i = 0;
-    while i < rest.len() {
-        let tok = &rest[i];
-        i += 1;
-        if tok == "--" {
-            out.args.extend(rest[i - 1..].iter().cloned());
-            break;
+/// The translation in progress: the words still to read and what is known so far.
+struct Translator<'a> {
+    root: &'a Command,
+    rest: Vec<String>,
+    i: usize,
+    /// The (innermost) subcommand seen so far.
+    sub: Option<&'a Command>,
+    server_given: bool,
+    out: Normalized,
+}
+
+impl<'a> Translator<'a> {
+    fn cmd(&self) -> &'a Command {
+        self.sub.unwrap_or(self.root)
+    }
+
+    /// The next word, if any (an option's value).
+    fn take(&mut self) -> Option<String> {
+        let v = self.rest.get(self.i).cloned();
+        if v.is_some() {
+            self.i += 1;
         }
-        let cmd = sub.unwrap_or(root);
-        let first_after_sub =
-            sub.is_some() && out.args.last().map(String::as_str) == sub.map(|s| s.get_name());
-        if let Some(w) = tok.strip_prefix("--") {
-            // clap's own spelling: exact names only; skip the value of an option that takes one.
-            out.args.push(tok.clone());
-            let name = w.split_once('=').map(|(a, _)| a).unwrap_or(w);
-            let takes = options(cmd, root)
-                .iter()
-                .any(|o| o.long == name && o.takes_value && !w.contains('='));
-            if takes && i < rest.len() {
-                out.args.push(rest[i].clone());
-                i += 1;
-            }
-            continue;
-        }
-        let (word, inline): (Option<String>, Option<String>) =
-            if tok.starts_with('-') && tok.len() > 2 && !is_number(tok) {
-                (Some(tok[1..].to_string()), None)
-            } else {
-                (None, None)
-            };
-        let Some(word) = word else {
-            // A positional word: a (nested) subcommand, or bos's positional server.
-            if cmd.has_subcommands() && !tok.starts_with('-') {
-                let names: Vec<&str> = cmd
-                    .get_subcommands()
-                    .flat_map(|s| std::iter::once(s.get_name()).chain(s.get_all_aliases()))
-                    .collect();
-                let name = resolve(tok, &names, "")?.unwrap_or(tok.clone());
-                let found = cmd
-                    .get_subcommands()
-                    .find(|s| s.get_name() == name || s.get_all_aliases().any(|a| a == name));
-                out.args
-                    .push(found.map(|s| s.get_name().to_string()).unwrap_or(name));
-                if found.is_some() {
-                    sub = found;
-                }
-                continue;
-            }
-            let opts = options(cmd, root);
-            let bos_like =
-                sub.is_some_and(|s| ["list", "listkeys", "add", "remove"].contains(&s.get_name()));
-            if first_after_sub
-                && bos_like
-                && !server_given
-                && opts.iter().any(|o| o.long == "server")
-                && !tok.starts_with('-')
-            {
-                out.args.push("--server".into());
-                out.args.push(tok.clone());
-                server_given = true;
-                continue;
-            }
-            out.args.push(tok.clone());
-            continue;
-        };
-        // bos's -key would have put the key on argv: refuse, and say why.
-        if sub.is_some_and(|s| s.get_name() == "add") && (word == "key" || word == "k") {
-            return Err(
-                "-key puts the key on the command line, where `ps` and shell history \
-                        show it; afskeys asks for it with --prompt (no echo, asked twice) or \
-                        reads it with --password-stdin"
-                    .into(),
-            );
-        }
-        let opts = options(cmd, root);
-        let names: Vec<&str> = opts.iter().map(|o| o.long.as_str()).collect();
-        let resolved = resolve(&word, &names, "-")?;
-        let Some(long) = resolved else {
-            if resolve(&word, &["localauth", "noauth"], "-")?.is_some() {
-                out.notes.push(format!(
-                    "-{word} is not needed: afskeys reads and writes the KeyFiles itself \
-                     (run it as root on the server, or name an SSH server with -server); ignored"
-                ));
-                continue;
-            }
-            if word == "cell" || (word.len() > 1 && "cell".starts_with(&word)) {
-                out.notes.push(
-                    "-cell is not needed here: the conf dir's own files are read; ignored".into(),
-                );
-                i += 1; // its value
-                continue;
-            }
-            // Unknown: let clap say so.
-            out.args.push(tok.clone());
-            continue;
-        };
-        let opt = opts.iter().find(|o| o.long == long).expect("resolved");
-        let long = long.as_str();
-        if long == "server" {
-            server_given = true;
-        }
-        match inline {
-            Some(v) => out.args.push(format!("--{long}={v}")),
-            None => {
-                out.args.push(format!("--{long}"));
-                if opt.takes_value && i < rest.len() {
-                    out.args.push(rest[i].clone());
-                    i += 1;
-                    while opt.many
-                        && i < rest.len()
-                        && (!rest[i].starts_with('-') || is_number(&rest[i]))
-                    {
-                        out.args.push(rest[i].clone());
-                        i += 1;
-                    }
-                }
-            }
+        v
+    }
+
+    /// Copy the next word (an option's value), if any.
+    fn pass_value(&mut self) {
+        if let Some(v) = self.take() {
+            self.out.args.push(v);
         }
     }
-    Ok(out)
+
+    /// `--name[=value]`: clap's own spelling, exact names only; its value follows it.
+    fn double_dash(&mut self, tok: &str, w: &str) {
+        self.out.args.push(tok.to_string());
+        let name = w.split_once('=').map(|(a, _)| a).unwrap_or(w);
+        let takes = options(self.cmd(), self.root)
+            .iter()
+            .any(|o| o.long == name && o.takes_value && !w.contains('='));
+        if takes {
+            self.pass_value();
+        }
+    }
+
+    /// A positional word: a (nested) subcommand, bos's positional server, or an argument.
+    fn positional(&mut self, tok: &str) -> Result<(), BosArgsError> {
+        let cmd = self.cmd();
+        let first_after_sub = self.sub.is_some()
+            && self.out.args.last().map(String::as_str) == self.sub.map(|s| s.get_name());
+        if cmd.has_subcommands() && !tok.starts_with('-') {
+            let names: Vec<&str> = cmd
+                .get_subcommands()
+                .flat_map(|s| std::iter::once(s.get_name()).chain(s.get_all_aliases()))
+                .collect();
+            let name = resolve(tok, &names, "")?.unwrap_or(tok.to_string());
+            let found = cmd
+                .get_subcommands()
+                .find(|s| s.get_name() == name || s.get_all_aliases().any(|a| a == name));
+            self.out
+                .args
+                .push(found.map(|s| s.get_name().to_string()).unwrap_or(name));
+            if found.is_some() {
+                self.sub = found;
+            }
+            return Ok(());
+        }
+        let bos_like = self
+            .sub
+            .is_some_and(|s| ["list", "listkeys", "add", "remove"].contains(&s.get_name()));
+        if first_after_sub
+            && bos_like
+            && !self.server_given
+            && options(cmd, self.root).iter().any(|o| o.long == "server")
+            && !tok.starts_with('-')
+        {
+            self.out.args.extend(["--server".into(), tok.to_string()]);
+            self.server_given = true;
+            return Ok(());
+        }
+        self.out.args.push(tok.to_string());
+        Ok(())
+    }
+
+    /// `-word`: an abbreviation of a long option, or a bos option afskeys does not need.
+    fn single_dash(&mut self, tok: &str, word: &str) -> Result<(), BosArgsError> {
+        // bos's -key would have put the key on argv: refuse, and say why.
+        if self.sub.is_some_and(|s| s.get_name() == "add") && (word == "key" || word == "k") {
+            return Err(BosArgsError::KeyOnArgv);
+        }
+        let opts = options(self.cmd(), self.root);
+        let names: Vec<&str> = opts.iter().map(|o| o.long.as_str()).collect();
+        let Some(long) = resolve(word, &names, "-")? else {
+            return self.not_an_option(tok, word);
+        };
+        let opt = opts.iter().find(|o| o.long == long).expect("resolved");
+        if long == "server" {
+            self.server_given = true;
+        }
+        self.out.args.push(format!("--{long}"));
+        if opt.takes_value {
+            self.pass_value();
+            while opt.many
+                && self
+                    .rest
+                    .get(self.i)
+                    .is_some_and(|v| !v.starts_with('-') || is_number(v))
+            {
+                self.pass_value();
+            }
+        }
+        Ok(())
+    }
+
+    /// `-localauth`, `-noauth`, `-cell C`: noted and dropped; anything else is left to clap.
+    fn not_an_option(&mut self, tok: &str, word: &str) -> Result<(), BosArgsError> {
+        if resolve(word, &["localauth", "noauth"], "-")?.is_some() {
+            self.out.notes.push(format!(
+                "-{word} is not needed: afskeys reads and writes the KeyFiles itself \
+                 (run it as root on the server, or name an SSH server with -server); ignored"
+            ));
+        } else if word == "cell" || (word.len() > 1 && "cell".starts_with(word)) {
+            self.out.notes.push(
+                "-cell is not needed here: the conf dir's own files are read; ignored".into(),
+            );
+            self.i += 1; // its value
+        } else {
+            // Unknown: let clap say so.
+            self.out.args.push(tok.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Translate `args` (including the program name) for `root`.
+pub fn normalize(args: Vec<String>, root: &Command) -> Result<Normalized, BosArgsError> {
+    let mut it = args.into_iter();
+    let mut t = Translator {
+        root,
+        out: Normalized {
+            args: it.next().into_iter().collect(),
+            notes: vec![],
+        },
+        rest: it.collect(),
+        i: 0,
+        sub: None,
+        server_given: false,
+    };
+    while let Some(tok) = t.take() {
+        if tok == "--" {
+            t.out.args.extend(t.rest[t.i - 1..].iter().cloned());
+            break;
+        }
+        if let Some(w) = tok.strip_prefix("--") {
+            t.double_dash(&tok, w);
+        } else if tok.starts_with('-') && tok.len() > 2 && !is_number(&tok) {
+            t.single_dash(&tok, &tok[1..])?;
+        } else {
+            t.positional(&tok)?;
+        }
+    }
+    Ok(t.out)
 }
 
 #[cfg(test)]
@@ -210,7 +261,9 @@ mod tests {
 
     fn n(line: &str) -> Result<Vec<String>, String> {
         let args: Vec<String> = line.split_whitespace().map(String::from).collect();
-        normalize(args, &super::super::args::Cli::command()).map(|n| n.args)
+        normalize(args, &super::super::args::Cli::command())
+            .map(|n| n.args)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
