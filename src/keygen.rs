@@ -89,19 +89,7 @@ pub fn make_keys(
             if !enctypes.is_empty() {
                 return Err(KeygenError::EnctypeForRxkad);
             }
-            let des = match material {
-                Material::Password(pw) => crypto::afs_string_to_key(pw, cell),
-                Material::Random => crypto::random_des_key()?,
-                Material::Raw(b) => {
-                    let arr: [u8; 8] = b.try_into().map_err(|_| KeygenError::DesLength(b.len()))?;
-                    check_des(&arr)?;
-                    arr
-                }
-            };
-            if crypto::is_weak(&des) {
-                return Err(KeygenError::Weak);
-            }
-            vec![Key::rxkad(kvno, &des)]
+            vec![Key::rxkad(kvno, &des_key(&material, cell)?)]
         }
         KeyType::Rxgk | KeyType::RxkadKrb5 => {
             let enctypes = if enctypes.is_empty() {
@@ -114,44 +102,12 @@ pub fn make_keys(
             }
             let mut out = Vec::new();
             for e in enctypes {
-                let bytes: Zeroizing<Vec<u8>> = match material {
-                    Material::Password(pw) => {
-                        if !e.is_rfc3962() {
-                            return Err(KeygenError::CannotDerive(e));
-                        }
-                        let salt = crypto::default_salt(principal)?;
-                        crypto::aes_string_to_key(
-                            pw,
-                            &salt,
-                            DEFAULT_ITERATIONS,
-                            e.key_len().unwrap(),
-                        )
-                    }
-                    Material::Random => {
-                        let n = e.key_len().ok_or(KeygenError::UnknownLength(e))?;
-                        crypto::random_bytes(n)?
-                    }
-                    Material::Raw(b) => {
-                        if let Some(need) = e.key_len() {
-                            if b.len() != need {
-                                return Err(KeygenError::Length {
-                                    enctype: e,
-                                    need,
-                                    got: b.len(),
-                                });
-                            }
-                        }
-                        Zeroizing::new(b.to_vec())
-                    }
+                let id = KeyId {
+                    key_type,
+                    kvno,
+                    subtype: e.0,
                 };
-                out.push(Key::new(
-                    KeyId {
-                        key_type,
-                        kvno,
-                        subtype: e.0,
-                    },
-                    bytes,
-                ));
+                out.push(Key::new(id, typed_bytes(e, &material, principal)?));
             }
             out
         }
@@ -160,6 +116,60 @@ pub fn make_keys(
         KeySet::validate_key(k)?;
     }
     Ok(keys)
+}
+
+/// An rxkad (single DES) key: derived with the cell as salt, random, or given (and checked).
+fn des_key(material: &Material, cell: &str) -> Result<[u8; 8], KeygenError> {
+    let des = match material {
+        Material::Password(pw) => crypto::afs_string_to_key(pw, cell),
+        Material::Random => crypto::random_des_key()?,
+        Material::Raw(b) => {
+            let arr: [u8; 8] = (*b)
+                .try_into()
+                .map_err(|_| KeygenError::DesLength(b.len()))?;
+            check_des(&arr)?;
+            arr
+        }
+    };
+    if crypto::is_weak(&des) {
+        return Err(KeygenError::Weak);
+    }
+    Ok(des)
+}
+
+/// The bytes of a typed key of enctype `e`: derived with the principal's default salt,
+/// random, or given (and checked for the enctype's length).
+fn typed_bytes(
+    e: Enctype,
+    material: &Material,
+    principal: &str,
+) -> Result<Zeroizing<Vec<u8>>, KeygenError> {
+    Ok(match material {
+        Material::Password(pw) => {
+            let len = e
+                .key_len()
+                .filter(|_| e.is_rfc3962())
+                .ok_or(KeygenError::CannotDerive(e))?;
+            let salt = crypto::default_salt(principal)?;
+            crypto::aes_string_to_key(pw, &salt, DEFAULT_ITERATIONS, len)
+        }
+        Material::Random => {
+            let n = e.key_len().ok_or(KeygenError::UnknownLength(e))?;
+            crypto::random_bytes(n)?
+        }
+        Material::Raw(b) => {
+            if let Some(need) = e.key_len() {
+                if b.len() != need {
+                    return Err(KeygenError::Length {
+                        enctype: e,
+                        need,
+                        got: b.len(),
+                    });
+                }
+            }
+            Zeroizing::new(b.to_vec())
+        }
+    })
 }
 
 /// The key a password derives to, even a weak DES key: what `string-to-key` shows (it

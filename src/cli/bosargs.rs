@@ -47,12 +47,13 @@ fn options(cmd: &Command, root: &Command) -> Vec<Opt> {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BosArgsError {
     /// A prefix of several commands or options.
-    #[error("ambiguous {what} {dash}{word}: it could be {}", candidates.iter().map(|h| format!("{dash}{h}")).collect::<Vec<_>>().join(", "))]
+    #[error("ambiguous {what} {dash}{word}: it could be {candidates}")]
     Ambiguous {
         what: &'static str,
         dash: &'static str,
         word: String,
-        candidates: Vec<String>,
+        /// `-principal, -prompt`
+        candidates: String,
     },
     /// bos's `-key`: the key would be on argv.
     #[error(
@@ -82,7 +83,11 @@ fn resolve(word: &str, names: &[&str], dash: &'static str) -> Result<Option<Stri
             what: if dash.is_empty() { "command" } else { "option" },
             dash,
             word: word.to_string(),
-            candidates: hits.iter().map(|h| h.to_string()).collect(),
+            candidates: hits
+                .iter()
+                .map(|h| format!("{dash}{h}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
     }
 }
