@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 const KEYCTL_READ: libc::c_long = 11;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
     #[error("{0:?} is not TYPE:DESCRIPTION (for example user:afs-rotation)")]
     Spec(String),
@@ -17,10 +17,15 @@ pub enum KeyringError {
     NotFound {
         kind: String,
         name: String,
-        err: String,
+        #[source]
+        err: std::io::Error,
     },
     #[error("cannot read key {name:?}: {err}")]
-    Read { name: String, err: String },
+    Read {
+        name: String,
+        #[source]
+        err: std::io::Error,
+    },
 }
 
 impl crate::error::Kinded for KeyringError {
@@ -58,7 +63,7 @@ pub fn read(spec: &str) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
             None => Err(KeyringError::NotFound {
                 kind: kind.into(),
                 name: name.into(),
-                err: err.to_string(),
+                err,
             }),
         };
     }
@@ -98,7 +103,7 @@ fn read_serial(serial: libc::c_long, name: &str) -> Result<Zeroizing<Vec<u8>>, K
         if n < 0 {
             return Err(KeyringError::Read {
                 name: name.into(),
-                err: std::io::Error::last_os_error().to_string(),
+                err: std::io::Error::last_os_error(),
             });
         }
         let n = n as usize;
