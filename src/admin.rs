@@ -7,8 +7,8 @@ use crate::cell::Cell;
 use crate::checksum::key_checksum;
 use crate::fleet::{self, KeyFiles, Server};
 use crate::keys::{Key, KeySet, KeyType};
-use crate::rotation::policy::{removal_refusal, role, Role};
-use crate::rotation::{lock_cell, RotateError};
+use crate::policy::{removal_refusal, role, Role};
+use crate::rotation::RotateError;
 use crate::store::ops::{self, Selector};
 use crate::store::{EditReport, StoreError};
 use chrono::{DateTime, Utc};
@@ -142,9 +142,15 @@ pub fn add(
     now: DateTime<Utc>,
 ) -> Result<(Vec<Key>, EditReport), AdminError> {
     preflight(cell)?;
-    let _lock = lock_cell(cell, true)?;
+    let _lock = cell
+        .state
+        .lock(true)
+        .map_err(|e| AdminError::failed(e.to_string()))?;
     let entry = cell.authdb.get()?;
-    let state = cell.state.load().map_err(AdminError::failed)?;
+    let state = cell
+        .state
+        .load()
+        .map_err(|e| AdminError::failed(e.to_string()))?;
     let what = describe(&keys);
     let (replaced, report) = target.edit(cell, |set, place| {
         let mut kvnos: Vec<i32> = keys
@@ -185,9 +191,15 @@ pub fn remove(
     now: DateTime<Utc>,
 ) -> Result<(Vec<Key>, EditReport, Vec<String>), AdminError> {
     preflight(cell)?;
-    let _lock = lock_cell(cell, true)?;
+    let _lock = cell
+        .state
+        .lock(true)
+        .map_err(|e| AdminError::failed(e.to_string()))?;
     let entry = cell.authdb.get()?;
-    let state = cell.state.load().map_err(AdminError::failed)?;
+    let state = cell
+        .state
+        .load()
+        .map_err(|e| AdminError::failed(e.to_string()))?;
     let refusals: Vec<String> = sels
         .iter()
         .filter_map(|s| removal_refusal(s.kvno, entry.as_ref(), &state, &cell.policy, now))
@@ -230,9 +242,15 @@ pub fn prune(cell: &Cell, now: DateTime<Utc>, dry_run: bool) -> Result<Vec<Key>,
     if !dry_run {
         preflight(cell)?;
     }
-    let _lock = lock_cell(cell, true)?;
+    let _lock = cell
+        .state
+        .lock(true)
+        .map_err(|e| AdminError::failed(e.to_string()))?;
     let entry = cell.authdb.get()?;
-    let state = cell.state.load().map_err(AdminError::failed)?;
+    let state = cell
+        .state
+        .load()
+        .map_err(|e| AdminError::failed(e.to_string()))?;
     if entry.is_none() {
         return Err(AdminError::refused(format!(
             "{} has no afs entry, so no key is known to be out of use (run `afskeys authdb init`)",
@@ -323,7 +341,10 @@ pub fn authdb_init(
 ) -> Result<AfsEntry, AdminError> {
     raw_backend(cell)?;
     preflight(cell)?;
-    let _lock = lock_cell(cell, true)?;
+    let _lock = cell
+        .state
+        .lock(true)
+        .map_err(|e| AdminError::failed(e.to_string()))?;
     let keys = keys_at(cell, kvno)?;
     guard(cell, &keys)?;
     let e = cell.authdb.init(keys[0].kvno(), &keys, now)?;
@@ -340,8 +361,14 @@ pub fn authdb_init(
 pub fn authdb_set(cell: &Cell, kvno: i32, now: DateTime<Utc>) -> Result<AfsEntry, AdminError> {
     raw_backend(cell)?;
     preflight(cell)?;
-    let _lock = lock_cell(cell, true)?;
-    let mut state = cell.state.load().map_err(AdminError::failed)?;
+    let _lock = cell
+        .state
+        .lock(true)
+        .map_err(|e| AdminError::failed(e.to_string()))?;
+    let mut state = cell
+        .state
+        .load()
+        .map_err(|e| AdminError::failed(e.to_string()))?;
     if let Some(r) = &state.rotation {
         return Err(AdminError::refused(format!(
             "a rotation to kvno {} is in progress; finish or abort it first",
@@ -354,7 +381,9 @@ pub fn authdb_set(cell: &Cell, kvno: i32, now: DateTime<Utc>) -> Result<AfsEntry
     let e = cell.authdb.set(kvno, &keys, None, now)?;
     if let Some(o) = old {
         state.retire(o.kvno, now);
-        cell.state.save(&state).map_err(AdminError::failed)?;
+        cell.state
+            .save(&state)
+            .map_err(|e| AdminError::failed(e.to_string()))?;
     }
     audit(
         cell,

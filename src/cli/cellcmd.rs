@@ -8,11 +8,11 @@ use crate::authdb::AfsEntry;
 use crate::cell::Cell;
 use crate::checksum::key_checksum;
 use crate::config::{Config, CONFIG_FILE};
-use crate::rotation::policy::fmt_time;
-use crate::rotation::state::Step;
+use crate::journal::Step;
 use crate::rotation::status::{gather, judge, Level};
 use crate::rotation::{self, RotateError, RotateOptions};
 use crate::store::ConfDir;
+use crate::time::fmt_time;
 use chrono::Utc;
 use serde_json::json;
 use std::fmt::Write;
@@ -28,7 +28,9 @@ pub fn config(cli: &Cli, dir: &ConfDir) -> Result<Config, CliError> {
 
 pub fn open(cli: &Cli, dir: ConfDir) -> Result<Cell, CliError> {
     let c = config(cli, &dir)?;
-    Cell::open(dir, &c).map_err(CliError::failed)
+    let mut cell = Cell::open(dir, &c).map_err(|e| CliError::failed(e.to_string()))?;
+    cell.progress = super::progress::on_terminal(true);
+    Ok(cell)
 }
 
 impl From<RotateError> for CliError {
@@ -190,12 +192,12 @@ pub fn status(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
             "afs_entry": match &s.entry {
                 Ok(Some(e)) => entry_json(e),
                 Ok(None) => serde_json::Value::Null,
-                Err(e) => json!({"error": e}),
+                Err(e) => json!({"error": e.to_string()}),
             },
             "keys": s.keys.iter().map(|(k, r)| {
                 let mut v = render::key_json(k, false);
                 v["role"] = json!(r.name());
-                if let crate::rotation::policy::Role::Retiring { until } = r {
+                if let crate::policy::Role::Retiring { until } = r {
                     v["removable_after"] = json!(fmt_time(*until));
                 }
                 v
@@ -365,7 +367,12 @@ pub fn sync_after_edit(cell: &Cell, target: &admin::Target) -> Result<Vec<String
     let snap = cell.control.read()?;
     entry_kept(cell, &snap.keys)?;
     let files = crate::fleet::KeyFiles::of(&snap.keys);
-    let report = crate::fleet::fanout::push(&cell.other_servers(), &files, cell.parallel, true);
+    let report = crate::fleet::fanout::push(
+        &cell.other_servers(),
+        &files,
+        cell.parallel,
+        super::progress::on_terminal(true).as_ref(),
+    );
     if report.ok() {
         return Ok(report.servers.iter().map(|p| p.name.clone()).collect());
     }
@@ -486,7 +493,9 @@ pub fn servers(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
 pub fn push(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
     let cell = open(cli, dir)?;
     let targets: Vec<&dyn crate::fleet::Server> = match &cli.server {
-        Some(n) => vec![cell.find_server(n).map_err(CliError::failed)?],
+        Some(n) => vec![cell
+            .find_server(n)
+            .map_err(|e| CliError::failed(e.to_string()))?],
         None => cell.other_servers(),
     };
     if targets.is_empty() {
@@ -496,7 +505,12 @@ pub fn push(cli: &Cli, dir: ConfDir) -> Result<String, CliError> {
     let snap = cell.control.read()?;
     entry_kept(&cell, &snap.keys)?;
     let files = crate::fleet::KeyFiles::of(&snap.keys);
-    let report = crate::fleet::fanout::push(&targets, &files, cell.parallel, !cli.json);
+    let report = crate::fleet::fanout::push(
+        &targets,
+        &files,
+        cell.parallel,
+        super::progress::on_terminal(!cli.json).as_ref(),
+    );
     let names: Vec<String> = report.servers.iter().map(|p| p.name.clone()).collect();
     let skew_ms = report.skew.map(|d| d.as_secs_f64() * 1000.0);
     if report.ok() {

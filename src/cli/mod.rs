@@ -4,6 +4,7 @@
 pub mod args;
 pub mod bosargs;
 mod cellcmd;
+mod progress;
 pub mod render;
 mod secret;
 
@@ -185,7 +186,9 @@ fn snapshot(cli: &Cli, dir: &ConfDir) -> Result<crate::store::Snapshot, CliError
         return Ok(dir.read()?);
     };
     let cell = cellcmd::open(cli, dir.clone())?;
-    let server = cell.find_server(name).map_err(CliError::failed)?;
+    let server = cell
+        .find_server(name)
+        .map_err(|e| CliError::failed(e.to_string()))?;
     let keys = server
         .read_keys()
         .map_err(|e| CliError::failed(e.to_string()))?;
@@ -204,7 +207,9 @@ fn target<'a>(
     let Some(name) = &cli.server else {
         return Ok(crate::admin::Target::Control);
     };
-    let s = cell.find_server(name).map_err(CliError::failed)?;
+    let s = cell
+        .find_server(name)
+        .map_err(|e| CliError::failed(e.to_string()))?;
     if s.name() == crate::cell::CONTROL {
         return Ok(crate::admin::Target::Control);
     }

@@ -8,10 +8,10 @@
 //! the slowest commit, not the length of the fleet. Commits are not bounded by `parallel`:
 //! each is one short command on a connection staging already opened.
 
-use super::{FleetError, KeyFiles, Server, Staged};
+use super::progress::Progress;
+use super::server::{FleetError, KeyFiles, Server, Staged};
 use crate::checksum::key_checksum;
 use crate::keys::{KeyId, KeySet};
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -121,36 +121,19 @@ impl PushReport {
     }
 }
 
-fn progress_bar(n: usize, progress: bool) -> indicatif::ProgressBar {
-    if !progress || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::with_draw_target(
-        Some(n as u64),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg:>9} [{bar:30}] {pos}/{len} {elapsed}")
-    {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_message("staging");
-    pb
-}
-
 /// Copy `files` to every server in two phases. Phase one stages them on every server (at
 /// most `parallel` at once). Only when every server staged, phase two commits on all of them
-/// together; otherwise every staged upload is discarded and no server changes. A progress
-/// bar is drawn on stderr when `progress` is set and stderr is a terminal.
+/// together; otherwise every staged upload is discarded and no server changes. `progress`
+/// is told of each server staged and of each phase.
 pub fn push(
     servers: &[&dyn Server],
     files: &KeyFiles,
     parallel: usize,
-    progress: bool,
+    progress: &dyn Progress,
 ) -> PushReport {
     let start = Instant::now();
     let n = servers.len();
-    let pb = progress_bar(n, progress);
+    progress.start(n);
     type Slot<'a> = Mutex<Option<Box<dyn Staged + 'a>>>;
     let staged: Vec<Slot<'_>> = (0..n).map(|_| Mutex::new(None)).collect();
     let stage_results = bounded(n, parallel, |i| {
@@ -158,7 +141,7 @@ pub fn push(
         let r = servers[i].stage(files).map(|st| {
             *staged[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(st);
         });
-        pb.inc(1);
+        progress.done(servers[i].name(), r.is_ok());
         (r, t.elapsed())
     });
     let mut staged: Vec<Option<Box<dyn Staged + '_>>> = staged
@@ -170,7 +153,7 @@ pub fn push(
 
     let mut commits: Vec<Option<Commit>> = (0..n).map(|_| None).collect();
     if !all_staged {
-        pb.set_message("discarding");
+        progress.phase("discarding");
         let boxes: Vec<Mutex<Option<Box<dyn Staged + '_>>>> =
             staged.drain(..).map(Mutex::new).collect();
         bounded(n, parallel, |i| {
@@ -179,7 +162,7 @@ pub fn push(
             }
         });
     } else if n > 0 {
-        pb.set_message("committing");
+        progress.phase("committing");
         let barrier = Barrier::new(n);
         let results: Vec<Mutex<Option<Commit>>> = (0..n).map(|_| Mutex::new(None)).collect();
         std::thread::scope(|s| {
@@ -199,7 +182,7 @@ pub fn push(
             commits[i] = m.into_inner().unwrap_or_else(|e| e.into_inner());
         }
     }
-    pb.finish_and_clear();
+    progress.finish();
 
     let done: Vec<Instant> = commits
         .iter()
@@ -352,6 +335,7 @@ pub fn verify(servers: &[&dyn Server], reference: &KeySet, parallel: usize) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::progress::NoProgress;
     use crate::format::read_keyfile;
     use crate::keys::{Key, KeyType};
     use std::sync::Arc;
@@ -516,7 +500,7 @@ mod tests {
                 s
             })
             .collect();
-        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 3, false);
+        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 3, &NoProgress);
         assert!(r.ok(), "{:?}", r.failures());
         assert!(r.committed);
         for s in &f {
@@ -536,7 +520,7 @@ mod tests {
     fn one_failed_stage_changes_nothing_anywhere() {
         let (mut f, _) = fleet(8, 5);
         f[5].fail_stage = true;
-        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 4, false);
+        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 4, &NoProgress);
         assert!(!r.ok());
         assert!(!r.committed);
         assert!(r.skew.is_none());
@@ -561,7 +545,7 @@ mod tests {
     fn a_failed_commit_is_reported_and_others_commit() {
         let (mut f, _) = fleet(4, 1);
         f[2].fail_commit = true;
-        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 4, false);
+        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 4, &NoProgress);
         assert!(r.committed && !r.ok());
         assert_eq!(r.committed_servers(), vec!["fs0", "fs1", "fs3"]);
         assert!(matches!(r.servers[2].committed, Some(Err(_))));
@@ -601,7 +585,7 @@ mod tests {
         verify(&refs(&f), &old_set(), 1);
         assert_eq!(busy.max(), 1);
         let (f, busy) = fleet(5, 10);
-        push(&refs(&f), &KeyFiles::of(&new_set()), 2, false);
+        push(&refs(&f), &KeyFiles::of(&new_set()), 2, &NoProgress);
         assert_eq!(busy.max(), 2);
     }
 
@@ -643,7 +627,7 @@ mod tests {
 
     #[test]
     fn empty_fleet() {
-        let r = push(&[], &KeyFiles::of(&new_set()), 4, false);
+        let r = push(&[], &KeyFiles::of(&new_set()), 4, &NoProgress);
         assert!(!r.committed && r.skew.is_none() && r.servers.is_empty());
         assert!(read_all(&[], 4).is_empty());
         assert!(verify(&[], &new_set(), 4).all_agree());

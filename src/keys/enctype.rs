@@ -35,6 +35,20 @@ impl Enctype {
         TABLE.iter().find(|e| e.0 == self.0).and_then(|e| e.2)
     }
 
+    /// Single DES: 1 des-cbc-crc, 2 des-cbc-md4, 3 des-cbc-md5, 4 des-cbc-raw and
+    /// 8 des-hmac-sha1 — every enctype whose key is one 8-byte DES key. Such keys are
+    /// rxkad keys (KeyFile), never KeyFileExt keys, and are kept out of the afs entry.
+    pub fn is_single_des(self) -> bool {
+        matches!(self.0, 1..=4 | 8)
+    }
+
+    /// The single-DES enctypes OpenAFS's `akeyconvert` recognises as such (1-3; it has no
+    /// case for 4 or 8 and would store those as rxkad_krb5 keys). `keytab convert` follows
+    /// it to stay byte-identical; every other check uses `is_single_des`.
+    pub fn is_akeyconvert_des(self) -> bool {
+        matches!(self.0, 1..=3)
+    }
+
     /// True for the two enctypes afskeys can derive from a password (RFC 3962).
     pub fn is_rfc3962(self) -> bool {
         self == Enctype::AES128_SHA1 || self == Enctype::AES256_SHA1
@@ -84,6 +98,20 @@ mod tests {
         );
         assert_eq!("AES256".parse::<Enctype>().unwrap(), Enctype(18));
         assert!("aes512".parse::<Enctype>().is_err());
+    }
+
+    #[test]
+    fn single_des_sets() {
+        for e in [1, 2, 3, 4, 8] {
+            assert!(Enctype(e).is_single_des(), "{e}");
+        }
+        for e in [0, 5, 6, 7, 16, 17, 18, 23] {
+            assert!(!Enctype(e).is_single_des(), "{e}");
+        }
+        let akc: Vec<i32> = (0..30)
+            .filter(|&e| Enctype(e).is_akeyconvert_des())
+            .collect();
+        assert_eq!(akc, [1, 2, 3]);
     }
 
     #[test]

@@ -17,6 +17,18 @@ pub const MAX_RXKAD_KEYS: usize = 8;
 /// The kvno that `bos addkey -kvno 999` uses for the raw-password "bcrypt" entry.
 pub const BCRYPT_KVNO: i32 = 999;
 
+/// The afs principal's name when no cell name is known (file auth DB only).
+pub const FALLBACK_PRINCIPAL: &str = "afs";
+
+/// The afs principal of a cell: `afs/<cell>@<CELL>`.
+pub fn default_principal(cell: &str) -> String {
+    format!(
+        "afs/{}@{}",
+        cell.to_ascii_lowercase(),
+        cell.to_ascii_uppercase()
+    )
+}
+
 /// The type of a key, as numbered in KeyFileExt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KeyType {

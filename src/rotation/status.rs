@@ -1,12 +1,13 @@
 //! `status` and `check`: gather the cell's state (keys with their roles, the afs entry, every
 //! server, the rotation in progress) and judge it for cron and Nagios.
 
-use super::policy::{fmt_time, role, Role};
-use super::state::{Rotation, State};
-use crate::authdb::AfsEntry;
+use crate::authdb::{AfsEntry, AuthDbError};
 use crate::cell::Cell;
 use crate::checksum::key_checksum;
+use crate::journal::{JournalError, Rotation, State};
 use crate::keys::{Key, KeyId, KeyType};
+use crate::policy::{role, Role};
+use crate::time::fmt_time;
 use chrono::{DateTime, Duration, Utc};
 
 /// One server's view.
@@ -19,11 +20,11 @@ pub struct ServerState {
 pub struct Status {
     pub cell: String,
     pub authdb: String,
-    pub entry: Result<Option<AfsEntry>, String>,
+    pub entry: Result<Option<AfsEntry>, AuthDbError>,
     /// The control machine's keys and their roles (empty when unreadable: see servers[0]).
     pub keys: Vec<(Key, Role)>,
     pub servers: Vec<ServerState>,
-    pub state: Result<State, String>,
+    pub state: Result<State, JournalError>,
     pub now: DateTime<Utc>,
     pub interval: Duration,
 }
@@ -34,7 +35,7 @@ fn summary(keys: &crate::keys::KeySet) -> Vec<(KeyId, Option<u32>)> {
 
 /// Read everything `status` shows. Never fails: what cannot be read is recorded as such.
 pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
-    let entry = cell.authdb.get().map_err(|e| e.to_string());
+    let entry = cell.authdb.get();
     let state = cell.state.load();
     let empty = State::default();
     let st = state.as_ref().unwrap_or(&empty);
