@@ -20,10 +20,10 @@ pub const STATE_FILE: &str = "afskeys-state.json";
 pub enum JournalError {
     #[error("{}: is a symbolic link; refusing to follow it", path.display())]
     Symlink { path: PathBuf },
-    #[error("{}: cannot {action}: {source}", path.display())]
+    #[error("{}: {op}: {source}", path.display())]
     Io {
         path: PathBuf,
-        action: &'static str,
+        op: &'static str,
         #[source]
         source: std::io::Error,
     },
@@ -57,10 +57,10 @@ impl JournalError {
         }
     }
 
-    fn io(path: &Path, action: &'static str, source: std::io::Error) -> JournalError {
+    fn io(path: &Path, op: &'static str, source: std::io::Error) -> JournalError {
         JournalError::Io {
             path: path.to_path_buf(),
-            action,
+            op,
             source,
         }
     }
@@ -249,10 +249,10 @@ impl StateFile {
                     ..Default::default()
                 })
             }
-            Err(e) => return Err(JournalError::io(&self.path, "stat", e)),
+            Err(e) => return Err(JournalError::io(&self.path, "cannot stat", e)),
         }
         let bytes = Zeroizing::new(
-            fs::read(&self.path).map_err(|e| JournalError::io(&self.path, "read", e))?,
+            fs::read(&self.path).map_err(|e| JournalError::io(&self.path, "cannot read", e))?,
         );
         State::parse(&bytes, &self.path)
     }
@@ -272,10 +272,10 @@ impl StateFile {
     /// (a running rotation) lets go; otherwise a held lock is `JournalError::Busy`.
     pub fn lock(&self, wait: bool) -> Result<CellLock, JournalError> {
         let p = atomic::lock_path_for(&self.path);
-        let f = atomic::open_lock_file(&p).map_err(|e| JournalError::io(&p, "open", e))?;
+        let f = atomic::open_lock_file(&p).map_err(|e| JournalError::io(&p, "cannot open", e))?;
         if wait {
             f.lock_exclusive()
-                .map_err(|e| JournalError::io(&p, "lock", e))?;
+                .map_err(|e| JournalError::io(&p, "cannot lock", e))?;
         } else {
             f.try_lock_exclusive().map_err(|_| JournalError::Busy)?;
         }

@@ -27,7 +27,7 @@ pub enum RotateError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The auth DB could not be read (exit 1).
-    #[error("{db}: {source}")]
+    #[error("{}: {source}", db)]
     AuthDb {
         db: String,
         #[source]
