@@ -134,86 +134,26 @@ pub fn push(
     let start = Instant::now();
     let n = servers.len();
     progress.start(n);
-    type Slot<'a> = Mutex<Option<Box<dyn Staged + 'a>>>;
-    let staged: Vec<Slot<'_>> = (0..n).map(|_| Mutex::new(None)).collect();
-    let stage_results = bounded(n, parallel, |i| {
-        let t = Instant::now();
-        let r = servers[i].stage(files).map(|st| {
-            *staged[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(st);
-        });
-        progress.done(servers[i].name(), r.is_ok());
-        (r, t.elapsed())
-    });
-    let mut staged: Vec<Option<Box<dyn Staged + '_>>> = staged
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-        .collect();
+    let (stage_results, staged) = stage_all(servers, files, parallel, progress);
     let all_staged = stage_results.iter().all(|(r, _)| r.is_ok());
     let stage_phase = start.elapsed();
-
-    let mut commits: Vec<Option<Commit>> = (0..n).map(|_| None).collect();
-    if !all_staged {
+    let commits: Vec<Option<Commit>> = if !all_staged {
         progress.phase("discarding");
-        let boxes: Vec<Mutex<Option<Box<dyn Staged + '_>>>> =
-            staged.drain(..).map(Mutex::new).collect();
-        bounded(n, parallel, |i| {
-            if let Some(st) = boxes[i].lock().unwrap_or_else(|e| e.into_inner()).take() {
-                st.discard();
-            }
-        });
+        discard_all(staged, parallel);
+        (0..n).map(|_| None).collect()
     } else if n > 0 {
         progress.phase("committing");
-        let barrier = Barrier::new(n);
-        let results: Vec<Mutex<Option<Commit>>> = (0..n).map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for (i, st) in staged.drain(..).enumerate() {
-                let st = st.expect("every server staged");
-                let barrier = &barrier;
-                let slot = &results[i];
-                s.spawn(move || {
-                    barrier.wait();
-                    let r = st.commit();
-                    let done = Instant::now();
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((r, done));
-                });
-            }
-        });
-        for (i, m) in results.into_iter().enumerate() {
-            commits[i] = m.into_inner().unwrap_or_else(|e| e.into_inner());
-        }
-    }
-    progress.finish();
-
-    let done: Vec<Instant> = commits
-        .iter()
-        .flatten()
-        .filter(|(r, _)| r.is_ok())
-        .map(|(_, t)| *t)
-        .collect();
-    let skew = match (done.iter().min(), done.iter().max()) {
-        (Some(a), Some(b)) => Some(b.duration_since(*a)),
-        _ => None,
+        commit_all(staged)
+    } else {
+        Vec::new()
     };
+    progress.finish();
+    let skew = skew_of(&commits);
     let servers = servers
         .iter()
         .zip(stage_results)
-        .zip(commits)
-        .map(|((s, (staged, stage_time)), c)| {
-            let (committed, commit_done) = match c {
-                Some((r, t)) => {
-                    let ok = r.is_ok();
-                    (Some(r), ok.then_some(t))
-                }
-                None => (None, None),
-            };
-            ServerPush {
-                name: s.name().to_string(),
-                staged,
-                stage_time,
-                committed,
-                commit_done,
-            }
-        })
+        .zip(commits.into_iter().chain(std::iter::repeat_with(|| None)))
+        .map(|((s, (staged, stage_time)), c)| server_push(s.name(), staged, stage_time, c))
         .collect();
     PushReport {
         servers,
@@ -221,6 +161,107 @@ pub fn push(
         skew,
         total: start.elapsed(),
         stage_phase,
+    }
+}
+
+/// Staged uploads, one slot per server (empty where staging failed).
+type StagedAll<'a> = Vec<Option<Box<dyn Staged + 'a>>>;
+/// One server's staging result and how long it took.
+type StageResult = (Result<(), FleetError>, Duration);
+
+/// Phase one: stage `files` on every server, at most `parallel` at once.
+fn stage_all<'a>(
+    servers: &[&'a dyn Server],
+    files: &KeyFiles,
+    parallel: usize,
+    progress: &dyn Progress,
+) -> (Vec<StageResult>, StagedAll<'a>) {
+    let slots: Vec<Mutex<Option<Box<dyn Staged + 'a>>>> =
+        (0..servers.len()).map(|_| Mutex::new(None)).collect();
+    let results = bounded(servers.len(), parallel, |i| {
+        let t = Instant::now();
+        let r = servers[i].stage(files).map(|st| {
+            *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(st);
+        });
+        progress.done(servers[i].name(), r.is_ok());
+        (r, t.elapsed())
+    });
+    let staged = slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    (results, staged)
+}
+
+/// Some server failed to stage: remove every staged upload (at most `parallel` at once).
+fn discard_all(staged: StagedAll<'_>, parallel: usize) {
+    let n = staged.len();
+    let boxes: Vec<Mutex<Option<Box<dyn Staged + '_>>>> =
+        staged.into_iter().map(Mutex::new).collect();
+    bounded(n, parallel, |i| {
+        if let Some(st) = boxes[i].lock().unwrap_or_else(|e| e.into_inner()).take() {
+            st.discard();
+        }
+    });
+}
+
+/// Phase two: one thread per server, released together by a barrier, each committing.
+fn commit_all(staged: StagedAll<'_>) -> Vec<Option<Commit>> {
+    let n = staged.len();
+    let barrier = Barrier::new(n);
+    let results: Vec<Mutex<Option<Commit>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for (i, st) in staged.into_iter().enumerate() {
+            let st = st.expect("every server staged");
+            let barrier = &barrier;
+            let slot = &results[i];
+            s.spawn(move || {
+                barrier.wait();
+                let r = st.commit();
+                let done = Instant::now();
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((r, done));
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect()
+}
+
+/// From the first successful commit done to the last.
+fn skew_of(commits: &[Option<Commit>]) -> Option<Duration> {
+    let done: Vec<Instant> = commits
+        .iter()
+        .flatten()
+        .filter(|(r, _)| r.is_ok())
+        .map(|(_, t)| *t)
+        .collect();
+    match (done.iter().min(), done.iter().max()) {
+        (Some(a), Some(b)) => Some(b.duration_since(*a)),
+        _ => None,
+    }
+}
+
+fn server_push(
+    name: &str,
+    staged: Result<(), FleetError>,
+    stage_time: Duration,
+    commit: Option<Commit>,
+) -> ServerPush {
+    let (committed, commit_done) = match commit {
+        Some((r, t)) => {
+            let ok = r.is_ok();
+            (Some(r), ok.then_some(t))
+        }
+        None => (None, None),
+    };
+    ServerPush {
+        name: name.to_string(),
+        staged,
+        stage_time,
+        committed,
+        commit_done,
     }
 }
 
