@@ -4,7 +4,7 @@
 //! the cell lock beside it, which rotations take to exclude each other and removals take to
 //! wait for a running rotation.
 
-use crate::keys::{Key, KeyId, KeyType};
+use crate::keys::{Key, KeyId, KeyType, ParseError};
 use crate::store::{atomic, StoreError};
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
@@ -39,9 +39,8 @@ pub enum JournalError {
     Version(u32),
     #[error("journal: kvno {kvno} key is not hex")]
     KeyNotHex { kvno: i32 },
-    /// The key type's name is not one afskeys knows (the message names it).
-    #[error("{0}")]
-    KeyType(String),
+    #[error(transparent)]
+    KeyType(#[from] ParseError),
     #[error(transparent)]
     Write(#[from] StoreError),
     /// Another rotation holds the cell lock (only when not waiting for it).

@@ -298,10 +298,10 @@ pub struct StringToKeyArgs {
     pub password_from_keyring: Option<String>,
 }
 
-fn parse_key_type(s: &str) -> Result<KeyType, String> {
+fn parse_key_type(s: &str) -> Result<KeyType, crate::keys::ParseError> {
     s.parse()
 }
 
-fn parse_enctype(s: &str) -> Result<Enctype, String> {
+fn parse_enctype(s: &str) -> Result<Enctype, crate::keys::ParseError> {
     s.parse()
 }

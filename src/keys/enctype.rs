@@ -1,5 +1,6 @@
 //! Kerberos enctype numbers and names, and the key length each one requires.
 
+use super::key::ParseError;
 use std::fmt;
 use std::str::FromStr;
 
@@ -65,8 +66,8 @@ impl fmt::Display for Enctype {
 }
 
 impl FromStr for Enctype {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         if let Ok(n) = s.parse::<i32>() {
             return Ok(Enctype(n));
         }
@@ -81,7 +82,7 @@ impl FromStr for Enctype {
             .iter()
             .find(|e| e.1 == alias)
             .map(|e| Enctype(e.0))
-            .ok_or_else(|| format!("unknown enctype {s:?} (give a number or a name such as aes256-cts-hmac-sha1-96)"))
+            .ok_or_else(|| ParseError::Enctype(s.to_string()))
     }
 }
 

@@ -63,16 +63,23 @@ impl fmt::Display for KeyType {
     }
 }
 
+/// A key type or enctype name afskeys does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("unknown key type {0:?} (expected rxkad, rxkad_krb5 or rxgk)")]
+    KeyType(String),
+    #[error("unknown enctype {0:?} (give a number or a name such as aes256-cts-hmac-sha1-96)")]
+    Enctype(String),
+}
+
 impl FromStr for KeyType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         match s.to_ascii_lowercase().as_str() {
             "rxkad" | "0" => Ok(KeyType::Rxkad),
             "rxgk" | "1" => Ok(KeyType::Rxgk),
             "rxkad_krb5" | "rxkad-krb5" | "rxkad_k5" | "2" => Ok(KeyType::RxkadKrb5),
-            _ => Err(format!(
-                "unknown key type {s:?} (expected rxkad, rxkad_krb5 or rxgk)"
-            )),
+            _ => Err(ParseError::KeyType(s.to_string())),
         }
     }
 }
