@@ -1,8 +1,17 @@
-//! Kerberos enctype numbers and names, and the key length each one requires.
+//! Kerberos enctype numbers and names, the key length each one requires, which are single
+//! DES, and the error for a key type or enctype name afskeys does not know.
 
-use super::key::ParseError;
 use std::fmt;
 use std::str::FromStr;
+
+/// A key type or enctype name afskeys does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("unknown key type {0:?} (expected rxkad, rxkad_krb5 or rxgk)")]
+    KeyType(String),
+    #[error("unknown enctype {0:?} (give a number or a name such as aes256-cts-hmac-sha1-96)")]
+    Enctype(String),
+}
 
 /// A Kerberos enctype number (the subtype of a typed key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

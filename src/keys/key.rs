@@ -1,7 +1,7 @@
 //! One key and what names it: the key type (rxkad, rxgk, rxkad_krb5), the key id (type,
 //! kvno, enctype) and the key bytes, wiped from memory on drop.
 
-use super::enctype::Enctype;
+use super::enctype::{Enctype, ParseError};
 use std::fmt;
 use std::str::FromStr;
 use zeroize::Zeroizing;
@@ -61,15 +61,6 @@ impl fmt::Display for KeyType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// A key type or enctype name afskeys does not know.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error("unknown key type {0:?} (expected rxkad, rxkad_krb5 or rxgk)")]
-    KeyType(String),
-    #[error("unknown enctype {0:?} (give a number or a name such as aes256-cts-hmac-sha1-96)")]
-    Enctype(String),
 }
 
 impl FromStr for KeyType {

@@ -6,7 +6,7 @@ mod key;
 mod keyset;
 mod principal;
 
-pub use enctype::Enctype;
-pub use key::{Key, KeyId, KeyType, ParseError, BCRYPT_KVNO, MAX_RXKAD_KEYS};
+pub use enctype::{Enctype, ParseError};
+pub use key::{Key, KeyId, KeyType, BCRYPT_KVNO, MAX_RXKAD_KEYS};
 pub use keyset::{KeySet, KeySetError};
 pub use principal::{default_principal, FALLBACK_PRINCIPAL};
