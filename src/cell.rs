@@ -7,7 +7,7 @@ use crate::audit::{Audit, AUDIT_FILE};
 use crate::authdb::file::{FileAuthDb, DEFAULT_NAME};
 use crate::authdb::kadmin::{KadminAuthDb, DEFAULT_KADMIN};
 use crate::authdb::AuthDb;
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, ConfigError, CONFIG_FILE};
 use crate::fleet::local::LocalServer;
 use crate::fleet::ssh::SshServer;
 use crate::fleet::{NoProgress, Progress, Server};
@@ -15,7 +15,7 @@ use crate::journal::{StateFile, STATE_FILE};
 use crate::keys::{default_principal, FALLBACK_PRINCIPAL};
 use crate::policy::Policy;
 use crate::store::ConfDir;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a cell could not be assembled or a server found.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,8 @@ pub enum CellError {
         known.join(", ")
     )]
     UnknownServer { name: String, known: Vec<String> },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// The name the control machine goes by in reports.
@@ -57,6 +59,17 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// Assemble a cell from its conf dir and the config file: `config` when given (it must
+    /// exist), else `<confdir>/afskeys.toml` (absent = the embedded defaults).
+    pub fn load(control: ConfDir, config: Option<&Path>) -> Result<Cell, CellError> {
+        let (path, required) = match config {
+            Some(p) => (p.to_path_buf(), true),
+            None => (control.path().join(CONFIG_FILE), false),
+        };
+        let config = Config::load(&path, required)?;
+        Cell::open(control, &config)
+    }
+
     /// Assemble a cell from its conf dir and config. The cell name comes from the config or
     /// ThisCell. `[[servers]]` entries with `host` are reached over SSH; without it they are
     /// directories on this machine.

@@ -7,7 +7,6 @@ use crate::admin;
 use crate::authdb::AfsEntry;
 use crate::cell::Cell;
 use crate::checksum::key_checksum;
-use crate::config::{Config, CONFIG_FILE};
 use crate::journal::Step;
 use crate::rotation::status::{gather, judge, Level};
 use crate::rotation::{self, RotateError, RotateOptions};
@@ -17,18 +16,11 @@ use chrono::Utc;
 use serde_json::json;
 use std::fmt::Write;
 
-/// Load the config (explicit `--config` must exist; the default may be absent).
-pub fn config(cli: &Cli, dir: &ConfDir) -> Result<Config, CliError> {
-    let (path, required) = match &cli.config {
-        Some(p) => (p.clone(), true),
-        None => (dir.path().join(CONFIG_FILE), false),
-    };
-    Config::load(&path, required).map_err(|e| CliError::failed(e.to_string()))
-}
-
+/// The cell (`--config` must exist when given; the default file may be absent), with a
+/// progress bar for pushes on a terminal.
 pub fn open(cli: &Cli, dir: ConfDir) -> Result<Cell, CliError> {
-    let c = config(cli, &dir)?;
-    let mut cell = Cell::open(dir, &c).map_err(|e| CliError::failed(e.to_string()))?;
+    let mut cell =
+        Cell::load(dir, cli.config.as_deref()).map_err(|e| CliError::failed(e.to_string()))?;
     cell.progress = super::progress::on_terminal(true);
     Ok(cell)
 }
