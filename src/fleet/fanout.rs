@@ -610,6 +610,50 @@ mod tests {
         }
     }
 
+    /// Records every progress call, in order.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Progress for Recorder {
+        fn start(&self, total: usize) {
+            self.0.lock().unwrap().push(format!("start {total}"));
+        }
+        fn phase(&self, name: &str) {
+            self.0.lock().unwrap().push(name.to_string());
+        }
+        fn done(&self, server: &str, ok: bool) {
+            self.0.lock().unwrap().push(format!("done {server} {ok}"));
+        }
+        fn finish(&self) {
+            self.0.lock().unwrap().push("finish".into());
+        }
+    }
+
+    #[test]
+    fn push_reports_its_progress() {
+        let (mut f, _) = fleet(3, 0);
+        let rec = Recorder::default();
+        push(&refs(&f), &KeyFiles::of(&new_set()), 1, &rec);
+        let calls = rec.0.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            [
+                "start 3",
+                "done fs0 true",
+                "done fs1 true",
+                "done fs2 true",
+                "committing",
+                "finish"
+            ]
+        );
+        f[1].fail_stage = true;
+        let rec = Recorder::default();
+        push(&refs(&f), &KeyFiles::of(&new_set()), 1, &rec);
+        let calls = rec.0.lock().unwrap().clone();
+        assert_eq!(calls[2], "done fs1 false");
+        assert_eq!(calls[4..], ["discarding", "finish"]);
+    }
+
     #[test]
     fn parallel_bound_is_respected_and_used() {
         let (f, busy) = fleet(16, 40);
