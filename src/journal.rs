@@ -330,4 +330,19 @@ mod tests {
         let e = f.load().unwrap_err().to_string();
         assert!(e.contains("corrupt") && e.contains("unknown field"), "{e}");
     }
+
+    #[test]
+    fn the_cell_lock_refuses_a_second_holder_unless_waiting() {
+        let d = tempfile::tempdir().unwrap();
+        let f = StateFile::new(d.path().join(STATE_FILE));
+        let held = f.lock(false).unwrap();
+        let e = f.lock(false).err().expect("a second holder is refused");
+        assert!(matches!(e, JournalError::Busy));
+        assert_eq!(
+            e.to_string(),
+            "another afskeys rotate is running on this cell"
+        );
+        drop(held);
+        let _again = f.lock(true).unwrap();
+    }
 }
