@@ -1,19 +1,47 @@
-//! Everything the administration of one cell touches, assembled from the conf dir and
-//! `afskeys.toml`: the control machine's conf dir, the other servers, the auth DB, the
-//! rotation state file, the audit log and the grace/interval policy.
+//! The composition root: everything the administration of one cell touches, assembled from
+//! the conf dir and `afskeys.toml` — the control machine's conf dir, the other servers, the
+//! auth DB, the journal (rotation state and cell lock), the audit log and the grace/interval
+//! policy. The only module that reads `Config`; it imports no use case (`rotation`, `admin`).
 
 use crate::audit::{Audit, AUDIT_FILE};
 use crate::authdb::file::{FileAuthDb, DEFAULT_NAME};
 use crate::authdb::kadmin::{KadminAuthDb, DEFAULT_KADMIN};
 use crate::authdb::AuthDb;
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, ConfigError, CONFIG_FILE};
 use crate::fleet::local::LocalServer;
 use crate::fleet::ssh::SshServer;
-use crate::fleet::Server;
-use crate::keygen::default_principal;
-use crate::rotation::policy::Policy;
-use crate::rotation::state::{StateFile, STATE_FILE};
+use crate::fleet::{NoProgress, Progress, Server};
+use crate::journal::{StateFile, STATE_FILE};
+use crate::keys::{default_principal, FALLBACK_PRINCIPAL};
+use crate::policy::Policy;
 use crate::store::ConfDir;
+use std::path::{Path, PathBuf};
+
+/// Why a cell could not be assembled or a server found.
+#[derive(Debug, thiserror::Error)]
+pub enum CellError {
+    #[error(
+        "{}: no ThisCell, and afskeys.toml names neither `cell` nor `authdb.principal`",
+        confdir.display()
+    )]
+    NoCellName { confdir: PathBuf },
+    #[error(
+        "unknown server {name:?}: the configured servers are {} (see [[servers]] in afskeys.toml)",
+        known.join(", ")
+    )]
+    UnknownServer { name: String, known: Vec<String> },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl crate::error::Kinded for CellError {
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            CellError::UnknownServer { .. } => crate::error::Kind::Failed,
+            _ => crate::error::Kind::Config,
+        }
+    }
+}
 
 /// The name the control machine goes by in reports.
 pub const CONTROL: &str = "control";
@@ -35,15 +63,26 @@ pub struct Cell {
     pub principal: String,
     /// How many servers to work on at once (`[ssh] parallel`).
     pub parallel: usize,
-    /// Draw progress bars on a terminal.
-    pub progress: bool,
+    /// Told how a push to the servers advances (the CLI draws a bar; default: nothing).
+    pub progress: Box<dyn Progress>,
 }
 
 impl Cell {
+    /// Assemble a cell from its conf dir and the config file: `config` when given (it must
+    /// exist), else `<confdir>/afskeys.toml` (absent = the embedded defaults).
+    pub fn load(control: ConfDir, config: Option<&Path>) -> Result<Cell, CellError> {
+        let (path, required) = match config {
+            Some(p) => (p.to_path_buf(), true),
+            None => (control.path().join(CONFIG_FILE), false),
+        };
+        let config = Config::load(&path, required)?;
+        Cell::open(control, &config)
+    }
+
     /// Assemble a cell from its conf dir and config. The cell name comes from the config or
     /// ThisCell. `[[servers]]` entries with `host` are reached over SSH; without it they are
     /// directories on this machine.
-    pub fn open(control: ConfDir, config: &Config) -> Result<Cell, String> {
+    pub fn open(control: ConfDir, config: &Config) -> Result<Cell, CellError> {
         // Without ThisCell or `cell`, key edits still work; only what needs the name fails.
         let name = match &config.cell {
             Some(c) => c.clone(),
@@ -53,12 +92,11 @@ impl Cell {
             (Some(p), _) => p.clone(),
             (None, false) => default_principal(&name),
             (None, true) if config.authdb.backend == Backend::Kadmin => {
-                return Err(format!(
-                    "{}: no ThisCell, and afskeys.toml names neither `cell` nor `authdb.principal`",
-                    control.path().display()
-                ))
+                return Err(CellError::NoCellName {
+                    confdir: control.path().to_path_buf(),
+                })
             }
-            (None, true) => "afs".to_string(),
+            (None, true) => FALLBACK_PRINCIPAL.to_string(),
         };
         let authdb: Box<dyn AuthDb> = match config.authdb.backend {
             Backend::File => Box::new(FileAuthDb::new(
@@ -98,14 +136,14 @@ impl Cell {
                     .clone()
                     .unwrap_or_else(|| control.path().join(AUDIT_FILE)),
             ),
-            policy: Policy::from_config(config),
+            policy: Policy::new(config.token_lifetime, config.rotation_interval),
             control_server: LocalServer::new(CONTROL, control.clone()),
             control,
             servers,
             authdb,
             principal,
             parallel: config.ssh.parallel,
-            progress: true,
+            progress: Box::new(NoProgress),
         })
     }
 
@@ -119,7 +157,7 @@ impl Cell {
 
     /// The server `--server NAME` means: a configured `[[servers]]` name, or the control
     /// machine itself (`control`, `localhost`, or this machine's host name).
-    pub fn find_server(&self, name: &str) -> Result<&dyn Server, String> {
+    pub fn find_server(&self, name: &str) -> Result<&dyn Server, CellError> {
         if let Some(s) = self.servers.iter().find(|s| s.name() == name) {
             return Ok(s.as_ref());
         }
@@ -129,13 +167,14 @@ impl Cell {
         if [CONTROL, "localhost", "127.0.0.1", host, short].contains(&name) {
             return Ok(&self.control_server);
         }
-        let known: Vec<&str> = std::iter::once(CONTROL)
+        let known = std::iter::once(CONTROL)
             .chain(self.servers.iter().map(|s| s.name()))
+            .map(str::to_string)
             .collect();
-        Err(format!(
-            "unknown server {name:?}: the configured servers are {} (see [[servers]] in afskeys.toml)",
-            known.join(", ")
-        ))
+        Err(CellError::UnknownServer {
+            name: name.to_string(),
+            known,
+        })
     }
 
     /// The other servers only.

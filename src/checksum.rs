@@ -1,6 +1,7 @@
 //! The checksum operators compare across servers and give to `--if-cksum`: for rxkad keys the
 //! one `bos listkeys` prints; for typed keys (which OpenAFS never checksums) the first four
 //! bytes of SHA-1 over the key, as a big-endian unsigned integer. Neither reveals the key.
+//! Shown to people as the decimal number, or `-` when there is none.
 
 use crate::crypto::bos_checksum;
 use crate::keys::{Key, KeyType};
@@ -15,6 +16,21 @@ pub fn key_checksum(key: &Key) -> Option<u32> {
             Some(u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
         }
     }
+}
+
+/// A checksum as people see it: the decimal number, or `-` for none.
+pub fn show_checksum(cksum: Option<u32>) -> String {
+    cksum.map_or_else(|| "-".to_string(), |c| c.to_string())
+}
+
+/// `key`'s checksum as people see it.
+pub fn checksum_text(key: &Key) -> String {
+    show_checksum(key_checksum(key))
+}
+
+/// The checksums of `keys` as people see them, comma-separated.
+pub fn checksums_text(keys: &[Key]) -> String {
+    keys.iter().map(checksum_text).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]
@@ -35,5 +51,7 @@ mod tests {
             Zeroizing::new(b"abc".to_vec()),
         );
         assert_eq!(key_checksum(&k), Some(0xa9993e36));
+        assert_eq!(checksum_text(&k), "2845392438");
+        assert_eq!(show_checksum(None), "-");
     }
 }

@@ -112,10 +112,10 @@ pub struct ServerConfig {
 }
 
 fn default_lifetime() -> Duration {
-    Duration::from_secs(25 * 3600)
+    crate::policy::DEFAULT_TOKEN_LIFETIME
 }
 fn default_interval() -> Duration {
-    Duration::from_secs(30 * 86400)
+    crate::policy::DEFAULT_ROTATION_INTERVAL
 }
 fn default_parallel() -> usize {
     16

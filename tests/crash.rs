@@ -7,8 +7,8 @@
 mod common;
 use afskeys::authdb::file::FileAuthDb;
 use afskeys::authdb::AuthDb;
+use afskeys::journal::StateFile;
 use afskeys::keys::KeyId;
-use afskeys::rotation::state::StateFile;
 use afskeys::store::ConfDir;
 use common::*;
 use std::collections::BTreeMap;

@@ -36,8 +36,8 @@ const MIN_RUN: usize = 10;
 const STRUCTURAL: &[(&str, &str)] = &[
     (
         "{}: {op}: {source}",
-        "StoreError::Io: a path, the operation and the OS error; each operation (`cannot read`, \
-         `cannot lock`, …) is a template of its own",
+        "StoreError::Io, JournalError::Io: a path, the operation and the OS error; each \
+         operation (`cannot read`, `cannot lock`, …) is a template of its own",
     ),
     (
         "auth DB {}: {op}: {source}",
@@ -45,16 +45,13 @@ const STRUCTURAL: &[(&str, &str)] = &[
     ),
     (
         "{}: corrupt: {source}",
-        "StoreError::Corrupt: a key file's path, then one FormatError (each is a template)",
+        "StoreError::Corrupt: a key file's path, then one FormatError (each is a template); \
+         JournalError::Corrupt: the journal's path, then serde's JSON error or a template",
     ),
     (
         "auth DB {}: corrupt: {message}",
         "AuthDbError::Corrupt: the auth DB's path, then the problem (serde's JSON error or a \
          template); documented under the file auth DB",
-    ),
-    (
-        "{}: corrupt: {e}",
-        "the journal's path, then serde's JSON error or a template; documented under the journal",
     ),
     (
         "{}: {problem}",
@@ -68,10 +65,6 @@ const STRUCTURAL: &[(&str, &str)] = &[
         "{}: {message}",
         "ConfigError::Parse: the config file's path, then the problem (a template, or the \
          TOML parser's own message)",
-    ),
-    (
-        "{}: {e}",
-        "a name, then an error that is a template of its own",
     ),
     (
         "refused: {0}",

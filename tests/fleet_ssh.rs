@@ -11,7 +11,7 @@ mod sshd;
 use afskeys::config::{ServerConfig, SshConfig};
 use afskeys::fleet::fanout::{self, Agreement, PushReport};
 use afskeys::fleet::ssh::{ReplaceMethod, SshServer, STAGE_PREFIX};
-use afskeys::fleet::{KeyFiles, Server};
+use afskeys::fleet::{KeyFiles, NoProgress, Server};
 use afskeys::keys::{Key, KeyId, KeySet, KeyType};
 use sshd::Sshds;
 use std::fs;
@@ -219,7 +219,7 @@ fn push_then_verify_reaches_every_server() {
     let new = new_set(9);
     let files = KeyFiles::of(&new);
     let before = SystemTime::now();
-    let r = fanout::push(&refs(&servers), &files, 8, false);
+    let r = fanout::push(&refs(&servers), &files, 8, &NoProgress);
     assert!(r.ok(), "{}\n{}", failures(&r), cell.sshds.logs());
     let skew = r.skew.expect("skew measured");
     eprintln!(
@@ -290,7 +290,7 @@ fn push_then_verify_reaches_every_server() {
         .collect();
     let servers = cell.servers();
     let files2 = KeyFiles::of(&new_set(21));
-    let r = fanout::push(&refs(&servers), &files2, 8, false);
+    let r = fanout::push(&refs(&servers), &files2, 8, &NoProgress);
     assert!(r.ok(), "{}", failures(&r));
     drop(servers);
     cell.assert_all(&files2, "after the second push");
@@ -305,7 +305,7 @@ fn push_then_verify_reaches_every_server() {
     let second: Vec<i64> = (0..8)
         .map(|i| mtime(&cell.dir(i).join("CellServDB")))
         .collect();
-    let r = fanout::push(&refs(&servers), &files2, 8, false);
+    let r = fanout::push(&refs(&servers), &files2, 8, &NoProgress);
     assert!(r.ok(), "{}", failures(&r));
     drop(servers);
     for (i, m0) in second.iter().enumerate() {
@@ -346,7 +346,7 @@ fn changed_host_key_is_refused_and_nothing_is_written() {
     let fp = cell.sshds.sshds[3].fingerprint();
     let port = cell.sshds.sshds[3].port;
     let servers = cell.servers();
-    let r = fanout::push(&refs(&servers), &KeyFiles::of(&new_set(9)), 8, false);
+    let r = fanout::push(&refs(&servers), &KeyFiles::of(&new_set(9)), 8, &NoProgress);
     assert!(!r.committed && !r.ok());
     let fails = r.failures();
     assert_eq!(fails.len(), 1, "{}", failures(&r));
@@ -383,7 +383,7 @@ fn unknown_hosts_are_refused_even_with_a_bare_host_entry() {
         ..cell.ssh.clone()
     };
     let servers = cell.servers_with(&ssh);
-    let r = fanout::push(&refs(&servers), &KeyFiles::of(&new_set(9)), 8, false);
+    let r = fanout::push(&refs(&servers), &KeyFiles::of(&new_set(9)), 8, &NoProgress);
     assert!(!r.committed);
     let fails = r.failures();
     assert_eq!(fails.len(), 1, "{}", failures(&r));
@@ -444,7 +444,7 @@ fn a_stopped_sshd_means_no_change_anywhere() {
     };
     cell.sshds.sshds[5].stop();
     let servers = cell.servers();
-    let r = fanout::push(&refs(&servers), &KeyFiles::of(&new_set(9)), 8, false);
+    let r = fanout::push(&refs(&servers), &KeyFiles::of(&new_set(9)), 8, &NoProgress);
     assert!(!r.committed);
     let fails = r.failures();
     assert_eq!(fails.len(), 1, "{}", failures(&r));
@@ -461,7 +461,7 @@ fn a_stopped_sshd_means_no_change_anywhere() {
     assert!(cell.sshds.sshds[5].start());
     let servers = cell.servers();
     let files = KeyFiles::of(&new_set(9));
-    let r = fanout::push(&refs(&servers), &files, 8, false);
+    let r = fanout::push(&refs(&servers), &files, 8, &NoProgress);
     assert!(r.ok(), "{}", failures(&r));
     drop(servers);
     cell.assert_all(&files, "after the sshd came back");
@@ -728,7 +728,7 @@ fn bench_fleet() {
             .map(|i| SshServer::new(&cell.config(i), &ssh))
             .collect();
         let t = Instant::now();
-        let r = fanout::push(&refs(&servers), &files, parallel, false);
+        let r = fanout::push(&refs(&servers), &files, parallel, &NoProgress);
         let pushed = t.elapsed();
         assert!(r.ok(), "{}", failures(&r));
         let v = fanout::verify(&refs(&servers), &set, parallel);

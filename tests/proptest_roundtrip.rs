@@ -7,8 +7,8 @@
 use afskeys::authdb::file::FileAuthDb;
 use afskeys::config::Config;
 use afskeys::format::{read_keyfile, read_keyfileext, write_keyfile, write_keyfileext};
+use afskeys::journal::State;
 use afskeys::keys::{Enctype, Key, KeyId, KeySet, KeyType};
-use afskeys::rotation::state::State;
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::select;

@@ -3,7 +3,7 @@
 //! write for it (pretty JSON) parses back and re-serializes to the same bytes.
 #![no_main]
 
-use afskeys::rotation::state::State;
+use afskeys::journal::State;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let s = match State::parse(data, path) {
         Ok(s) => s,
         Err(e) => {
+            let e = e.to_string();
             assert!(e.starts_with(PATH), "error does not name the file: {e}");
             return;
         }

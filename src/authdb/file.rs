@@ -2,7 +2,7 @@
 //! lock / temp file / fsync / rename discipline as the KeyFile. Needs no configuration.
 
 use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial};
-use crate::keys::{Key, KeyId, KeyType};
+use crate::keys::{Key, KeyId, KeyType, ParseError};
 use crate::store::atomic;
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
@@ -80,7 +80,10 @@ impl FileAuthDb {
         }
         let mut keys = Vec::new();
         for k in &d.keys {
-            let key_type: KeyType = k.key_type.parse().map_err(|e: String| self.corrupt(e))?;
+            let key_type: KeyType = k
+                .key_type
+                .parse()
+                .map_err(|e: ParseError| self.corrupt(e.to_string()))?;
             let bytes = Zeroizing::new(
                 hex::decode(&k.key)
                     .map_err(|_| self.corrupt(format!("kvno {}: key is not hex", d.kvno)))?,

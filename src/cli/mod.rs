@@ -8,6 +8,7 @@ pub mod bosargs;
 mod cellcmds;
 mod fleetcmds;
 mod keycmds;
+mod progress;
 pub mod render;
 mod secret;
 
@@ -107,7 +108,8 @@ pub(crate) fn json_line<T: serde::Serialize>(report: &T) -> String {
 
 /// Run one command and return what goes to stdout.
 pub fn run(cli: &Cli) -> Result<String, Failure> {
-    let paths = CellPaths::new(cli.confdir.clone(), cli.config.clone());
+    let mut paths = CellPaths::new(cli.confdir.clone(), cli.config.clone());
+    paths.progress = progress::on_terminal;
     match &cli.command {
         Command::List(_)
         | Command::Listkeys(_)

@@ -8,10 +8,10 @@
 //! the slowest commit, not the length of the fleet. Commits are not bounded by `parallel`:
 //! each is one short command on a connection staging already opened.
 
-use super::{FleetError, KeyFiles, Server, Staged};
+use super::progress::Progress;
+use super::server::{FleetError, KeyFiles, Server, Staged};
 use crate::checksum::key_checksum;
 use crate::keys::{KeyId, KeySet};
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -121,116 +121,39 @@ impl PushReport {
     }
 }
 
-fn progress_bar(n: usize, progress: bool) -> indicatif::ProgressBar {
-    if !progress || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::with_draw_target(
-        Some(n as u64),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg:>9} [{bar:30}] {pos}/{len} {elapsed}")
-    {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_message("staging");
-    pb
-}
-
 /// Copy `files` to every server in two phases. Phase one stages them on every server (at
 /// most `parallel` at once). Only when every server staged, phase two commits on all of them
-/// together; otherwise every staged upload is discarded and no server changes. A progress
-/// bar is drawn on stderr when `progress` is set and stderr is a terminal.
+/// together; otherwise every staged upload is discarded and no server changes. `progress`
+/// is told of each server staged and of each phase.
 pub fn push(
     servers: &[&dyn Server],
     files: &KeyFiles,
     parallel: usize,
-    progress: bool,
+    progress: &dyn Progress,
 ) -> PushReport {
     let start = Instant::now();
     let n = servers.len();
-    let pb = progress_bar(n, progress);
-    type Slot<'a> = Mutex<Option<Box<dyn Staged + 'a>>>;
-    let staged: Vec<Slot<'_>> = (0..n).map(|_| Mutex::new(None)).collect();
-    let stage_results = bounded(n, parallel, |i| {
-        let t = Instant::now();
-        let r = servers[i].stage(files).map(|st| {
-            *staged[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(st);
-        });
-        pb.inc(1);
-        (r, t.elapsed())
-    });
-    let mut staged: Vec<Option<Box<dyn Staged + '_>>> = staged
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-        .collect();
+    progress.start(n);
+    let (stage_results, staged) = stage_all(servers, files, parallel, progress);
     let all_staged = stage_results.iter().all(|(r, _)| r.is_ok());
     let stage_phase = start.elapsed();
-
-    let mut commits: Vec<Option<Commit>> = (0..n).map(|_| None).collect();
-    if !all_staged {
-        pb.set_message("discarding");
-        let boxes: Vec<Mutex<Option<Box<dyn Staged + '_>>>> =
-            staged.drain(..).map(Mutex::new).collect();
-        bounded(n, parallel, |i| {
-            if let Some(st) = boxes[i].lock().unwrap_or_else(|e| e.into_inner()).take() {
-                st.discard();
-            }
-        });
+    let commits: Vec<Option<Commit>> = if !all_staged {
+        progress.phase("discarding");
+        discard_all(staged, parallel);
+        (0..n).map(|_| None).collect()
     } else if n > 0 {
-        pb.set_message("committing");
-        let barrier = Barrier::new(n);
-        let results: Vec<Mutex<Option<Commit>>> = (0..n).map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for (i, st) in staged.drain(..).enumerate() {
-                let st = st.expect("every server staged");
-                let barrier = &barrier;
-                let slot = &results[i];
-                s.spawn(move || {
-                    barrier.wait();
-                    let r = st.commit();
-                    let done = Instant::now();
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((r, done));
-                });
-            }
-        });
-        for (i, m) in results.into_iter().enumerate() {
-            commits[i] = m.into_inner().unwrap_or_else(|e| e.into_inner());
-        }
-    }
-    pb.finish_and_clear();
-
-    let done: Vec<Instant> = commits
-        .iter()
-        .flatten()
-        .filter(|(r, _)| r.is_ok())
-        .map(|(_, t)| *t)
-        .collect();
-    let skew = match (done.iter().min(), done.iter().max()) {
-        (Some(a), Some(b)) => Some(b.duration_since(*a)),
-        _ => None,
+        progress.phase("committing");
+        commit_all(staged)
+    } else {
+        Vec::new()
     };
+    progress.finish();
+    let skew = skew_of(&commits);
     let servers = servers
         .iter()
         .zip(stage_results)
-        .zip(commits)
-        .map(|((s, (staged, stage_time)), c)| {
-            let (committed, commit_done) = match c {
-                Some((r, t)) => {
-                    let ok = r.is_ok();
-                    (Some(r), ok.then_some(t))
-                }
-                None => (None, None),
-            };
-            ServerPush {
-                name: s.name().to_string(),
-                staged,
-                stage_time,
-                committed,
-                commit_done,
-            }
-        })
+        .zip(commits.into_iter().chain(std::iter::repeat_with(|| None)))
+        .map(|((s, (staged, stage_time)), c)| server_push(s.name(), staged, stage_time, c))
         .collect();
     PushReport {
         servers,
@@ -238,6 +161,107 @@ pub fn push(
         skew,
         total: start.elapsed(),
         stage_phase,
+    }
+}
+
+/// Staged uploads, one slot per server (empty where staging failed).
+type StagedAll<'a> = Vec<Option<Box<dyn Staged + 'a>>>;
+/// One server's staging result and how long it took.
+type StageResult = (Result<(), FleetError>, Duration);
+
+/// Phase one: stage `files` on every server, at most `parallel` at once.
+fn stage_all<'a>(
+    servers: &[&'a dyn Server],
+    files: &KeyFiles,
+    parallel: usize,
+    progress: &dyn Progress,
+) -> (Vec<StageResult>, StagedAll<'a>) {
+    let slots: Vec<Mutex<Option<Box<dyn Staged + 'a>>>> =
+        (0..servers.len()).map(|_| Mutex::new(None)).collect();
+    let results = bounded(servers.len(), parallel, |i| {
+        let t = Instant::now();
+        let r = servers[i].stage(files).map(|st| {
+            *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(st);
+        });
+        progress.done(servers[i].name(), r.is_ok());
+        (r, t.elapsed())
+    });
+    let staged = slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    (results, staged)
+}
+
+/// Some server failed to stage: remove every staged upload (at most `parallel` at once).
+fn discard_all(staged: StagedAll<'_>, parallel: usize) {
+    let n = staged.len();
+    let boxes: Vec<Mutex<Option<Box<dyn Staged + '_>>>> =
+        staged.into_iter().map(Mutex::new).collect();
+    bounded(n, parallel, |i| {
+        if let Some(st) = boxes[i].lock().unwrap_or_else(|e| e.into_inner()).take() {
+            st.discard();
+        }
+    });
+}
+
+/// Phase two: one thread per server, released together by a barrier, each committing.
+fn commit_all(staged: StagedAll<'_>) -> Vec<Option<Commit>> {
+    let n = staged.len();
+    let barrier = Barrier::new(n);
+    let results: Vec<Mutex<Option<Commit>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for (i, st) in staged.into_iter().enumerate() {
+            let st = st.expect("every server staged");
+            let barrier = &barrier;
+            let slot = &results[i];
+            s.spawn(move || {
+                barrier.wait();
+                let r = st.commit();
+                let done = Instant::now();
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((r, done));
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect()
+}
+
+/// From the first successful commit done to the last.
+fn skew_of(commits: &[Option<Commit>]) -> Option<Duration> {
+    let done: Vec<Instant> = commits
+        .iter()
+        .flatten()
+        .filter(|(r, _)| r.is_ok())
+        .map(|(_, t)| *t)
+        .collect();
+    match (done.iter().min(), done.iter().max()) {
+        (Some(a), Some(b)) => Some(b.duration_since(*a)),
+        _ => None,
+    }
+}
+
+fn server_push(
+    name: &str,
+    staged: Result<(), FleetError>,
+    stage_time: Duration,
+    commit: Option<Commit>,
+) -> ServerPush {
+    let (committed, commit_done) = match commit {
+        Some((r, t)) => {
+            let ok = r.is_ok();
+            (Some(r), ok.then_some(t))
+        }
+        None => (None, None),
+    };
+    ServerPush {
+        name: name.to_string(),
+        staged,
+        stage_time,
+        committed,
+        commit_done,
     }
 }
 
@@ -352,6 +376,7 @@ pub fn verify(servers: &[&dyn Server], reference: &KeySet, parallel: usize) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::progress::NoProgress;
     use crate::format::read_keyfile;
     use crate::keys::{Key, KeyType};
     use std::sync::Arc;
@@ -516,7 +541,7 @@ mod tests {
                 s
             })
             .collect();
-        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 3, false);
+        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 3, &NoProgress);
         assert!(r.ok(), "{:?}", r.failures());
         assert!(r.committed);
         for s in &f {
@@ -536,7 +561,7 @@ mod tests {
     fn one_failed_stage_changes_nothing_anywhere() {
         let (mut f, _) = fleet(8, 5);
         f[5].fail_stage = true;
-        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 4, false);
+        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 4, &NoProgress);
         assert!(!r.ok());
         assert!(!r.committed);
         assert!(r.skew.is_none());
@@ -561,7 +586,7 @@ mod tests {
     fn a_failed_commit_is_reported_and_others_commit() {
         let (mut f, _) = fleet(4, 1);
         f[2].fail_commit = true;
-        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 4, false);
+        let r = push(&refs(&f), &KeyFiles::of(&new_set()), 4, &NoProgress);
         assert!(r.committed && !r.ok());
         assert_eq!(r.committed_servers(), vec!["fs0", "fs1", "fs3"]);
         assert!(matches!(r.servers[2].committed, Some(Err(_))));
@@ -585,6 +610,50 @@ mod tests {
         }
     }
 
+    /// Records every progress call, in order.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Progress for Recorder {
+        fn start(&self, total: usize) {
+            self.0.lock().unwrap().push(format!("start {total}"));
+        }
+        fn phase(&self, name: &str) {
+            self.0.lock().unwrap().push(name.to_string());
+        }
+        fn done(&self, server: &str, ok: bool) {
+            self.0.lock().unwrap().push(format!("done {server} {ok}"));
+        }
+        fn finish(&self) {
+            self.0.lock().unwrap().push("finish".into());
+        }
+    }
+
+    #[test]
+    fn push_reports_its_progress() {
+        let (mut f, _) = fleet(3, 0);
+        let rec = Recorder::default();
+        push(&refs(&f), &KeyFiles::of(&new_set()), 1, &rec);
+        let calls = rec.0.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            [
+                "start 3",
+                "done fs0 true",
+                "done fs1 true",
+                "done fs2 true",
+                "committing",
+                "finish"
+            ]
+        );
+        f[1].fail_stage = true;
+        let rec = Recorder::default();
+        push(&refs(&f), &KeyFiles::of(&new_set()), 1, &rec);
+        let calls = rec.0.lock().unwrap().clone();
+        assert_eq!(calls[2], "done fs1 false");
+        assert_eq!(calls[4..], ["discarding", "finish"]);
+    }
+
     #[test]
     fn parallel_bound_is_respected_and_used() {
         let (f, busy) = fleet(16, 40);
@@ -601,7 +670,7 @@ mod tests {
         verify(&refs(&f), &old_set(), 1);
         assert_eq!(busy.max(), 1);
         let (f, busy) = fleet(5, 10);
-        push(&refs(&f), &KeyFiles::of(&new_set()), 2, false);
+        push(&refs(&f), &KeyFiles::of(&new_set()), 2, &NoProgress);
         assert_eq!(busy.max(), 2);
     }
 
@@ -643,7 +712,7 @@ mod tests {
 
     #[test]
     fn empty_fleet() {
-        let r = push(&[], &KeyFiles::of(&new_set()), 4, false);
+        let r = push(&[], &KeyFiles::of(&new_set()), 4, &NoProgress);
         assert!(!r.committed && r.skew.is_none() && r.servers.is_empty());
         assert!(read_all(&[], 4).is_empty());
         assert!(verify(&[], &new_set(), 4).all_agree());

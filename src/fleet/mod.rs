@@ -1,79 +1,19 @@
-//! The server machines of a cell: a `Server` is the KeyFiles of one machine. A local-directory
-//! implementation lives here; SSH plugs into the same trait. The control machine's conf dir is
-//! where every change starts; `distribute` copies its files to the others and confirms.
+//! The server machines of a cell: a `Server` is the KeyFiles of one machine (`server`); a
+//! local directory (`local`) and SSH (`ssh`) implement it. The control machine's conf dir is
+//! where every change starts; `distribute` copies its files to the others and confirms, using
+//! the parallel fan-out (`fanout`), which reports its advance through `progress`.
 
 pub mod fanout;
 pub mod local;
+pub mod progress;
 pub mod seen;
+mod server;
 pub mod ssh;
 
+pub use progress::{NoProgress, Progress};
+pub use server::{FleetError, KeyFiles, Server, Staged};
+
 use crate::keys::{Key, KeySet};
-
-#[derive(Debug, thiserror::Error)]
-#[error("server {server}: {message}")]
-pub struct FleetError {
-    pub server: String,
-    pub message: String,
-}
-
-impl crate::error::Kinded for FleetError {
-    fn kind(&self) -> crate::error::Kind {
-        crate::error::Kind::Failed
-    }
-}
-
-impl FleetError {
-    pub fn new(server: &str, message: impl Into<String>) -> FleetError {
-        FleetError {
-            server: server.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
-/// The KeyFile and KeyFileExt bytes of a conf dir, as they are copied between machines.
-#[derive(Clone)]
-pub struct KeyFiles {
-    pub keyfile: Vec<u8>,
-    pub keyfileext: zeroize::Zeroizing<Vec<u8>>,
-}
-
-impl KeyFiles {
-    pub fn of(set: &KeySet) -> KeyFiles {
-        KeyFiles {
-            keyfile: crate::format::write_keyfile(set),
-            keyfileext: crate::format::write_keyfileext(set),
-        }
-    }
-}
-
-/// One server machine's keys.
-pub trait Server: Send + Sync {
-    /// The name reports and `--server` use.
-    fn name(&self) -> &str;
-    /// The keys the server holds now.
-    fn read_keys(&self) -> Result<KeySet, FleetError>;
-    /// When the server's KeyFile last changed (what `bos listkeys` prints), if known.
-    fn keyfile_mtime(&self) -> Option<std::time::SystemTime> {
-        None
-    }
-    /// Phase one of a two-phase push: put the files on the server as fsynced temp files
-    /// beside the live ones, changing nothing the server reads.
-    fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError>;
-    /// Replace the server's KeyFile and KeyFileExt with these, atomically, keeping a backup.
-    fn install(&self, files: &KeyFiles) -> Result<(), FleetError> {
-        self.stage(files)?.commit()
-    }
-}
-
-/// Files staged on one server by `Server::stage`.
-pub trait Staged: Send {
-    /// Phase two: rename the staged files over the live ones (keeping backups) and make the
-    /// server reload (bump CellServDB's mtime).
-    fn commit(self: Box<Self>) -> Result<(), FleetError>;
-    /// Remove the staged files; the server is unchanged.
-    fn discard(self: Box<Self>);
-}
 
 /// Does `set` hold exactly these keys (same id, same bytes)?
 pub fn holds(set: &KeySet, keys: &[Key]) -> bool {
@@ -100,7 +40,7 @@ pub fn distribute(
     files: &KeyFiles,
     keys: &[Key],
     parallel: usize,
-    progress: bool,
+    progress: &dyn Progress,
 ) -> Distribution {
     let mut d = Distribution::default();
     let mut lacking: Vec<&dyn Server> = Vec::new();

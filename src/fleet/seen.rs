@@ -4,6 +4,7 @@
 
 use crate::checksum::key_checksum;
 use crate::keys::{KeyId, KeySet};
+use crate::store::{atomic, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,7 +52,7 @@ impl SeenFile {
         &self,
         seen: Vec<(String, Vec<SeenKey>)>,
         now: DateTime<Utc>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         let mut all = self.load();
         for (name, keys) in seen {
             all.insert(
@@ -64,7 +65,7 @@ impl SeenFile {
         }
         let mut bytes = serde_json::to_vec_pretty(&all).expect("serializable");
         bytes.push(b'\n');
-        crate::store::atomic::replace_file(&self.path, &bytes).map_err(|e| e.to_string())
+        atomic::replace_file(&self.path, &bytes)
     }
 }
 

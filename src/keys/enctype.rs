@@ -1,7 +1,17 @@
-//! Kerberos enctype numbers and names, and the key length each one requires.
+//! Kerberos enctype numbers and names, the key length each one requires, which are single
+//! DES, and the error for a key type or enctype name afskeys does not know.
 
 use std::fmt;
 use std::str::FromStr;
+
+/// A key type or enctype name afskeys does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("unknown key type {0:?} (expected rxkad, rxkad_krb5 or rxgk)")]
+    KeyType(String),
+    #[error("unknown enctype {0:?} (give a number or a name such as aes256-cts-hmac-sha1-96)")]
+    Enctype(String),
+}
 
 /// A Kerberos enctype number (the subtype of a typed key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,6 +45,20 @@ impl Enctype {
         TABLE.iter().find(|e| e.0 == self.0).and_then(|e| e.2)
     }
 
+    /// Single DES: 1 des-cbc-crc, 2 des-cbc-md4, 3 des-cbc-md5, 4 des-cbc-raw and
+    /// 8 des-hmac-sha1 — every enctype whose key is one 8-byte DES key. Such keys are
+    /// rxkad keys (KeyFile), never KeyFileExt keys, and are kept out of the afs entry.
+    pub fn is_single_des(self) -> bool {
+        matches!(self.0, 1..=4 | 8)
+    }
+
+    /// The single-DES enctypes OpenAFS's `akeyconvert` recognises as such (1-3; it has no
+    /// case for 4 or 8 and would store those as rxkad_krb5 keys). `keytab convert` follows
+    /// it to stay byte-identical; every other check uses `is_single_des`.
+    pub fn is_akeyconvert_des(self) -> bool {
+        matches!(self.0, 1..=3)
+    }
+
     /// True for the two enctypes afskeys can derive from a password (RFC 3962).
     pub fn is_rfc3962(self) -> bool {
         self == Enctype::AES128_SHA1 || self == Enctype::AES256_SHA1
@@ -51,8 +75,8 @@ impl fmt::Display for Enctype {
 }
 
 impl FromStr for Enctype {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         if let Ok(n) = s.parse::<i32>() {
             return Ok(Enctype(n));
         }
@@ -67,7 +91,7 @@ impl FromStr for Enctype {
             .iter()
             .find(|e| e.1 == alias)
             .map(|e| Enctype(e.0))
-            .ok_or_else(|| format!("unknown enctype {s:?} (give a number or a name such as aes256-cts-hmac-sha1-96)"))
+            .ok_or_else(|| ParseError::Enctype(s.to_string()))
     }
 }
 
@@ -84,6 +108,20 @@ mod tests {
         );
         assert_eq!("AES256".parse::<Enctype>().unwrap(), Enctype(18));
         assert!("aes512".parse::<Enctype>().is_err());
+    }
+
+    #[test]
+    fn single_des_sets() {
+        for e in [1, 2, 3, 4, 8] {
+            assert!(Enctype(e).is_single_des(), "{e}");
+        }
+        for e in [0, 5, 6, 7, 16, 17, 18, 23] {
+            assert!(!Enctype(e).is_single_des(), "{e}");
+        }
+        let akc: Vec<i32> = (0..30)
+            .filter(|&e| Enctype(e).is_akeyconvert_des())
+            .collect();
+        assert_eq!(akc, [1, 2, 3]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The keys of one conf dir (KeyFile + KeyFileExt together), kept sorted as OpenAFS
 //! writes them (type, kvno, subtype), with the invariants checked on every insert.
 
-use super::{Key, KeyId, KeyType, BCRYPT_KVNO, MAX_RXKAD_KEYS};
+use super::enctype::Enctype;
+use super::key::{Key, KeyId, KeyType, BCRYPT_KVNO, MAX_RXKAD_KEYS};
 
 /// Why a key cannot join a set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +58,7 @@ impl KeySet {
                 if id.kvno < 0 {
                     return Err(KeySetError::NegativeKvno(id.kvno));
                 }
-                if let Some(len) = super::Enctype(id.subtype).key_len() {
+                if let Some(len) = Enctype(id.subtype).key_len() {
                     if key.bytes().len() != len {
                         return Err(KeySetError::KeyLength {
                             id,

@@ -8,8 +8,7 @@ use crate::cell::Cell;
 use crate::error::Error;
 use crate::fleet;
 use crate::keys::{Key, KeyType};
-use crate::rotation::lock_cell;
-use crate::rotation::policy::fmt_time;
+use crate::time::fmt_time;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -122,7 +121,7 @@ fn raw_backend(cell: &Cell) -> Result<(), Error> {
 pub fn init(cell: &Cell, kvno: Option<i32>, now: DateTime<Utc>) -> Result<AfsEntry, Error> {
     raw_backend(cell)?;
     preflight(cell)?;
-    let _lock = lock_cell(cell, true)?;
+    let _lock = cell.state.lock(true)?;
     let keys = keys_at(cell, kvno)?;
     guard(cell, &keys)?;
     let e = cell.authdb.init(keys[0].kvno(), &keys, now)?;
@@ -139,8 +138,8 @@ pub fn init(cell: &Cell, kvno: Option<i32>, now: DateTime<Utc>) -> Result<AfsEnt
 pub fn set(cell: &Cell, kvno: i32, now: DateTime<Utc>) -> Result<AfsEntry, Error> {
     raw_backend(cell)?;
     preflight(cell)?;
-    let _lock = lock_cell(cell, true)?;
-    let mut state = cell.state.load().map_err(Error::failed)?;
+    let _lock = cell.state.lock(true)?;
+    let mut state = cell.state.load()?;
     if let Some(r) = &state.rotation {
         return Err(Error::refused(format!(
             "a rotation to kvno {} is in progress; finish or abort it first",
@@ -153,7 +152,7 @@ pub fn set(cell: &Cell, kvno: i32, now: DateTime<Utc>) -> Result<AfsEntry, Error
     let e = cell.authdb.set(kvno, &keys, None, now)?;
     if let Some(o) = old {
         state.retire(o.kvno, now);
-        cell.state.save(&state).map_err(Error::failed)?;
+        cell.state.save(&state)?;
     }
     audit(
         cell,

@@ -10,8 +10,7 @@ use crate::error::Error;
 use crate::fleet::{KeyFiles, Server};
 use crate::keygen::{self, Material};
 use crate::keys::{Enctype, Key, KeySet, KeyType};
-use crate::rotation::lock_cell;
-use crate::rotation::policy::removal_refusal;
+use crate::policy::removal_refusal;
 use crate::store::ops::{self, Selector};
 use crate::store::{EditReport, StoreError};
 use chrono::{DateTime, Utc};
@@ -62,7 +61,7 @@ impl<'a> Target<'a> {
         let Some(name) = name else {
             return Ok(Target::Control);
         };
-        let s = cell.find_server(name).map_err(Error::failed)?;
+        let s = cell.find_server(name)?;
         if s.name() == crate::cell::CONTROL {
             return Ok(Target::Control);
         }
@@ -114,9 +113,9 @@ pub fn add_keys(
     now: DateTime<Utc>,
 ) -> Result<(Vec<Key>, EditReport), Error> {
     preflight(cell)?;
-    let _lock = lock_cell(cell, true)?;
+    let _lock = cell.state.lock(true)?;
     let entry = cell.authdb.get()?;
-    let state = cell.state.load().map_err(Error::failed)?;
+    let state = cell.state.load()?;
     let what = describe(&keys);
     let (replaced, report) = target.edit(cell, |set, place| {
         let mut kvnos: Vec<i32> = keys
@@ -158,9 +157,9 @@ pub fn remove_keys(
     now: DateTime<Utc>,
 ) -> Result<(Vec<Key>, EditReport, Vec<String>), Error> {
     preflight(cell)?;
-    let _lock = lock_cell(cell, true)?;
+    let _lock = cell.state.lock(true)?;
     let entry = cell.authdb.get()?;
-    let state = cell.state.load().map_err(Error::failed)?;
+    let state = cell.state.load()?;
     let refusals: Vec<String> = sels
         .iter()
         .filter_map(|s| removal_refusal(s.kvno, entry.as_ref(), &state, &cell.policy, now))
@@ -205,7 +204,12 @@ pub fn sync_after_edit(cell: &Cell, target: &Target) -> Result<Vec<String>, Erro
     let snap = cell.control.read()?;
     entry_kept(cell, &snap.keys)?;
     let files = KeyFiles::of(&snap.keys);
-    let report = crate::fleet::fanout::push(&cell.other_servers(), &files, cell.parallel, true);
+    let report = crate::fleet::fanout::push(
+        &cell.other_servers(),
+        &files,
+        cell.parallel,
+        cell.progress.as_ref(),
+    );
     if report.ok() {
         return Ok(report.servers.iter().map(|p| p.name.clone()).collect());
     }

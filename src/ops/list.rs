@@ -15,7 +15,7 @@ pub fn snapshot(paths: &CellPaths, server: Option<&str>) -> Result<Snapshot, Err
         return Ok(paths.dir().read()?);
     };
     let cell = paths.open()?;
-    let server = cell.find_server(name).map_err(Error::failed)?;
+    let server = cell.find_server(name)?;
     let keys = server.read_keys()?;
     Ok(Snapshot {
         keys,

@@ -16,8 +16,8 @@ pub mod verify;
 
 use crate::cell::Cell;
 use crate::checksum::key_checksum;
-use crate::config::{Config, CONFIG_FILE};
 use crate::error::Error;
+use crate::fleet::{NoProgress, Progress};
 use crate::keys::{Enctype, Key, KeyId};
 use crate::store::ConfDir;
 use serde::Serialize;
@@ -32,13 +32,20 @@ pub type Warn<'a> = &'a mut dyn FnMut(&str);
 pub type Secret<'a> = Box<dyn FnOnce() -> Result<Zeroizing<Vec<u8>>, Error> + 'a>;
 
 /// The cell a command acts on: its control machine's conf dir and its configuration file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CellPaths {
     /// The control machine's conf dir.
     pub confdir: PathBuf,
     /// `--config`: must exist when given; absent means `<confdir>/afskeys.toml`, which may
     /// itself be absent (embedded defaults).
     pub config: Option<PathBuf>,
+    /// Makes what pushes report their progress to (`wanted`: the command would show it);
+    /// the CLI draws a bar on a terminal, the default draws nothing.
+    pub progress: fn(wanted: bool) -> Box<dyn Progress>,
+}
+
+fn no_progress(_wanted: bool) -> Box<dyn Progress> {
+    Box::new(NoProgress)
 }
 
 impl CellPaths {
@@ -53,26 +60,23 @@ impl CellPaths {
                 PathBuf::from("/etc/openafs/server")
             }
         });
-        CellPaths { confdir, config }
+        CellPaths {
+            confdir,
+            config,
+            progress: no_progress,
+        }
     }
 
     pub fn dir(&self) -> ConfDir {
         ConfDir::new(self.confdir.clone())
     }
 
-    /// Load the configuration (an explicit `--config` must exist; the default may be absent).
-    pub fn config(&self) -> Result<Config, Error> {
-        let (path, required) = match &self.config {
-            Some(p) => (p.clone(), true),
-            None => (self.confdir.join(CONFIG_FILE), false),
-        };
-        Ok(Config::load(&path, required)?)
-    }
-
-    /// The whole cell: config, auth DB, servers, policy.
+    /// The whole cell: config (an explicit `--config` must exist; the default may be
+    /// absent), auth DB, servers, policy, and a progress report for its pushes.
     pub fn open(&self) -> Result<Cell, Error> {
-        let c = self.config()?;
-        Cell::open(self.dir(), &c).map_err(Error::config)
+        let mut cell = Cell::load(self.dir(), self.config.as_deref())?;
+        cell.progress = (self.progress)(true);
+        Ok(cell)
     }
 
     /// The cell name: `given`, else ThisCell in the conf dir.

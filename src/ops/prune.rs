@@ -6,8 +6,7 @@ use super::{CellPaths, KeyView};
 use crate::cell::Cell;
 use crate::error::Error;
 use crate::keys::Key;
-use crate::rotation::lock_cell;
-use crate::rotation::policy::{role, Role};
+use crate::policy::{role, Role};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -24,9 +23,9 @@ pub fn prune_keys(cell: &Cell, now: DateTime<Utc>, dry_run: bool) -> Result<Vec<
     if !dry_run {
         preflight(cell)?;
     }
-    let _lock = lock_cell(cell, true)?;
+    let _lock = cell.state.lock(true)?;
     let entry = cell.authdb.get()?;
-    let state = cell.state.load().map_err(Error::failed)?;
+    let state = cell.state.load()?;
     if entry.is_none() {
         return Err(Error::refused(format!(
             "{} has no afs entry, so no key is known to be out of use (run `afskeys authdb init`)",

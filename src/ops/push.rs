@@ -38,7 +38,7 @@ pub fn push(
 ) -> Result<Option<PushDone>, Error> {
     let cell = paths.open()?;
     let targets: Vec<&dyn Server> = match server {
-        Some(n) => vec![cell.find_server(n).map_err(Error::failed)?],
+        Some(n) => vec![cell.find_server(n)?],
         None => cell.other_servers(),
     };
     if targets.is_empty() {
@@ -48,7 +48,12 @@ pub fn push(
     let snap = cell.control.read()?;
     entry_kept(&cell, &snap.keys)?;
     let files = KeyFiles::of(&snap.keys);
-    let report = fleet::fanout::push(&targets, &files, cell.parallel, progress);
+    let report = fleet::fanout::push(
+        &targets,
+        &files,
+        cell.parallel,
+        (paths.progress)(progress).as_ref(),
+    );
     let names: Vec<String> = report.servers.iter().map(|p| p.name.clone()).collect();
     let ok = report.ok();
     if ok {

@@ -3,10 +3,10 @@
 
 use super::{CellPaths, Secret, Warn};
 use crate::error::Error;
+use crate::journal::Step;
 use crate::keys::KeyType;
-use crate::rotation::policy::fmt_time;
-use crate::rotation::state::Step;
 use crate::rotation::{self, RotateOptions};
+use crate::time::fmt_time;
 use serde::Serialize;
 
 /// What the operator asked for.

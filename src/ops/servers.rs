@@ -5,7 +5,7 @@ use super::CellPaths;
 use crate::cell::Cell;
 use crate::error::Error;
 use crate::fleet::seen::{self, SeenFile, SeenKey};
-use crate::rotation::policy::fmt_time;
+use crate::time::fmt_time;
 use chrono::Utc;
 use serde::Serialize;
 

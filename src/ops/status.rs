@@ -5,8 +5,9 @@ use super::authdb::EntryView;
 use super::{CellPaths, KeyView};
 use crate::error::Error;
 use crate::keys::KeyId;
-use crate::rotation::policy::{fmt_time, Role};
+use crate::policy::Role;
 use crate::rotation::status::{gather, judge, Level, ServerState, Status};
+use crate::time::fmt_time;
 use chrono::Utc;
 use serde::Serialize;
 
@@ -137,7 +138,9 @@ pub fn status(paths: &CellPaths) -> Result<StatusReport, Error> {
         afs_entry: match &s.entry {
             Ok(Some(e)) => Some(EntryState::Entry(EntryView::of(e))),
             Ok(None) => None,
-            Err(e) => Some(EntryState::Unreadable { error: e.clone() }),
+            Err(e) => Some(EntryState::Unreadable {
+                error: e.to_string(),
+            }),
         },
         keys: s.keys.iter().map(|(k, r)| role_key(k, r)).collect(),
         servers: s.servers.iter().map(|srv| server_view(&s, srv)).collect(),

@@ -1,12 +1,13 @@
 //! `status` and `check`: gather the cell's state (keys with their roles, the afs entry, every
 //! server, the rotation in progress) and judge it for cron and Nagios.
 
-use super::policy::{fmt_time, role, Role};
-use super::state::{Rotation, State};
-use crate::authdb::AfsEntry;
+use crate::authdb::{AfsEntry, AuthDbError};
 use crate::cell::Cell;
 use crate::checksum::key_checksum;
+use crate::journal::{JournalError, Rotation, State};
 use crate::keys::{Key, KeyId, KeyType};
+use crate::policy::{role, Role};
+use crate::time::fmt_time;
 use chrono::{DateTime, Duration, Utc};
 
 /// One server's view.
@@ -19,11 +20,11 @@ pub struct ServerState {
 pub struct Status {
     pub cell: String,
     pub authdb: String,
-    pub entry: Result<Option<AfsEntry>, String>,
+    pub entry: Result<Option<AfsEntry>, AuthDbError>,
     /// The control machine's keys and their roles (empty when unreadable: see servers[0]).
     pub keys: Vec<(Key, Role)>,
     pub servers: Vec<ServerState>,
-    pub state: Result<State, String>,
+    pub state: Result<State, JournalError>,
     pub now: DateTime<Utc>,
     pub interval: Duration,
 }
@@ -34,7 +35,7 @@ fn summary(keys: &crate::keys::KeySet) -> Vec<(KeyId, Option<u32>)> {
 
 /// Read everything `status` shows. Never fails: what cannot be read is recorded as such.
 pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
-    let entry = cell.authdb.get().map_err(|e| e.to_string());
+    let entry = cell.authdb.get();
     let state = cell.state.load();
     let empty = State::default();
     let st = state.as_ref().unwrap_or(&empty);
@@ -171,116 +172,18 @@ pub fn stuck_after() -> Duration {
 /// Judge the cell.
 pub fn judge(s: &Status) -> Verdict {
     let mut p: Vec<(Level, String)> = Vec::new();
-    let entry = match &s.entry {
-        Err(e) => {
-            p.push((Level::Unknown, format!("auth DB unreadable: {e}")));
-            None
-        }
-        Ok(None) => {
-            p.push((
-                Level::Unknown,
-                format!(
-                    "{} has no afs entry (run `afskeys authdb init` or `afskeys rotate`)",
-                    s.authdb
-                ),
-            ));
-            None
-        }
-        Ok(Some(e)) => Some(e),
-    };
+    let entry = judge_entry(s, &mut p);
     if let Err(e) = &s.state {
         p.push((Level::Unknown, format!("rotation state unreadable: {e}")));
     }
     for srv in &s.servers {
-        match &srv.keys {
-            Err(e) => p.push((
-                Level::Critical,
-                format!("{}: KeyFile unreadable: {e}", srv.name),
-            )),
-            Ok(keys) => {
-                if let Some(e) = entry {
-                    let missing: Vec<&Key> = e
-                        .keys
-                        .iter()
-                        .filter(|k| {
-                            !keys
-                                .iter()
-                                .any(|(id, c)| *id == k.id && *c == key_checksum(k))
-                        })
-                        .collect();
-                    if !missing.is_empty() {
-                        p.push((
-                            Level::Critical,
-                            format!("{} lacks the afs entry's kvno {}", srv.name, e.kvno),
-                        ));
-                    }
-                }
-                if s.disagrees(srv) {
-                    p.push((
-                        Level::Critical,
-                        format!("{} disagrees with the control machine's keys", srv.name),
-                    ));
-                }
-            }
-        }
+        judge_server(s, srv, entry, &mut p);
     }
     if let Some(e) = entry {
-        if s.now > e.changed + s.interval {
-            p.push((
-                Level::Warning,
-                format!(
-                    "current key kvno {} is older than the rotation interval (set {})",
-                    e.kvno,
-                    fmt_time(e.changed)
-                ),
-            ));
-        }
-        if e.key_type() == Some(KeyType::Rxkad) {
-            p.push((
-                Level::Warning,
-                format!(
-                    "the afs entry uses a single-DES key (kvno {}): rotate to rxkad_krb5",
-                    e.kvno
-                ),
-            ));
-        }
+        judge_current_key(s, e, &mut p);
     }
-    let removable: Vec<i32> = {
-        let mut v: Vec<i32> = s
-            .keys
-            .iter()
-            .filter(|(_, r)| *r == Role::Removable)
-            .map(|(k, _)| k.kvno())
-            .collect();
-        v.dedup();
-        v
-    };
-    if !removable.is_empty() {
-        p.push((
-            Level::Warning,
-            format!(
-                "removable keys waiting: kvno {} (run `afskeys prune`)",
-                removable
-                    .iter()
-                    .map(|k| k.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    if let Some(r) = s.rotation() {
-        if s.now > r.updated + stuck_after() {
-            p.push((
-                Level::Warning,
-                format!(
-                    "rotation to kvno {} stuck at step {} since {} (run `afskeys rotate --resume`)",
-                    r.kvno,
-                    r.step.name(),
-                    fmt_time(r.updated)
-                ),
-            ));
-        }
-    }
+    judge_removable(s, &mut p);
+    judge_rotation(s, &mut p);
     p.sort_by_key(|x| std::cmp::Reverse(x.0.severity()));
     let level = p.first().map(|x| x.0).unwrap_or(Level::Ok);
     // Report only the problems at the worst level in the one line; status shows all.
@@ -299,5 +202,128 @@ pub fn judge(s: &Status) -> Verdict {
         level,
         problems: if level == Level::Ok { vec![] } else { worst },
         summary,
+    }
+}
+
+/// The afs entry, or the problem of having none (UNKNOWN).
+fn judge_entry<'a>(s: &'a Status, p: &mut Vec<(Level, String)>) -> Option<&'a AfsEntry> {
+    match &s.entry {
+        Err(e) => {
+            p.push((Level::Unknown, format!("auth DB unreadable: {e}")));
+            None
+        }
+        Ok(None) => {
+            p.push((
+                Level::Unknown,
+                format!(
+                    "{} has no afs entry (run `afskeys authdb init` or `afskeys rotate`)",
+                    s.authdb
+                ),
+            ));
+            None
+        }
+        Ok(Some(e)) => Some(e),
+    }
+}
+
+/// One server: unreadable, lacking the afs entry's key, or disagreeing (all CRITICAL).
+fn judge_server(
+    s: &Status,
+    srv: &ServerState,
+    entry: Option<&AfsEntry>,
+    p: &mut Vec<(Level, String)>,
+) {
+    let keys = match &srv.keys {
+        Err(e) => {
+            p.push((
+                Level::Critical,
+                format!("{}: KeyFile unreadable: {e}", srv.name),
+            ));
+            return;
+        }
+        Ok(keys) => keys,
+    };
+    if let Some(e) = entry {
+        let missing = e.keys.iter().any(|k| {
+            !keys
+                .iter()
+                .any(|(id, c)| *id == k.id && *c == key_checksum(k))
+        });
+        if missing {
+            p.push((
+                Level::Critical,
+                format!("{} lacks the afs entry's kvno {}", srv.name, e.kvno),
+            ));
+        }
+    }
+    if s.disagrees(srv) {
+        p.push((
+            Level::Critical,
+            format!("{} disagrees with the control machine's keys", srv.name),
+        ));
+    }
+}
+
+/// The current key: older than the interval, or single DES (WARNING).
+fn judge_current_key(s: &Status, e: &AfsEntry, p: &mut Vec<(Level, String)>) {
+    if s.now > e.changed + s.interval {
+        p.push((
+            Level::Warning,
+            format!(
+                "current key kvno {} is older than the rotation interval (set {})",
+                e.kvno,
+                fmt_time(e.changed)
+            ),
+        ));
+    }
+    if e.key_type() == Some(KeyType::Rxkad) {
+        p.push((
+            Level::Warning,
+            format!(
+                "the afs entry uses a single-DES key (kvno {}): rotate to rxkad_krb5",
+                e.kvno
+            ),
+        ));
+    }
+}
+
+/// Keys whose grace has ended and that are still there (WARNING).
+fn judge_removable(s: &Status, p: &mut Vec<(Level, String)>) {
+    let mut removable: Vec<i32> = s
+        .keys
+        .iter()
+        .filter(|(_, r)| *r == Role::Removable)
+        .map(|(k, _)| k.kvno())
+        .collect();
+    removable.dedup();
+    if !removable.is_empty() {
+        p.push((
+            Level::Warning,
+            format!(
+                "removable keys waiting: kvno {} (run `afskeys prune`)",
+                removable
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+}
+
+/// A rotation left unfinished for too long (WARNING).
+fn judge_rotation(s: &Status, p: &mut Vec<(Level, String)>) {
+    if let Some(r) = s.rotation() {
+        if s.now > r.updated + stuck_after() {
+            p.push((
+                Level::Warning,
+                format!(
+                    "rotation to kvno {} stuck at step {} since {} (run `afskeys rotate --resume`)",
+                    r.kvno,
+                    r.step.name(),
+                    fmt_time(r.updated)
+                ),
+            ));
+        }
     }
 }

@@ -7,7 +7,7 @@ use afskeys::authdb::file::FileAuthDb;
 use afskeys::authdb::AuthDb;
 use afskeys::format::{write_keyfile, write_keyfileext};
 use afskeys::keys::{Key, KeyId, KeySet, KeyType};
-use afskeys::rotation::state::{JournalKey, Retired, Rotation, State, StateFile, Step};
+use afskeys::journal::{JournalKey, Retired, Rotation, State, StateFile, Step};
 use chrono::{TimeZone, Utc};
 use std::fs;
 use std::path::{Path, PathBuf};

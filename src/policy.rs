@@ -1,11 +1,18 @@
 //! The grace and interval policy (chrono, UTC): which role each kvno plays — current, new in a
 //! rotation, retiring until the token lifetime has passed since the afs entry moved off it,
-//! or removable — and whether a removal is allowed.
+//! or removable — and whether a removal is allowed. Built from plain values (`cell.rs` reads
+//! them from `afskeys.toml`); this module knows nothing of the config file.
 
-use super::state::State;
 use crate::authdb::AfsEntry;
-use crate::config::Config;
+use crate::journal::State;
+use crate::time::fmt_time;
 use chrono::{DateTime, Duration, Utc};
+
+/// The max token lifetime when nothing else says: 25 hours.
+pub const DEFAULT_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(25 * 3600);
+/// How often keys should change when nothing else says: 30 days.
+pub const DEFAULT_ROTATION_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(30 * 86400);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
@@ -16,17 +23,21 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn from_config(c: &Config) -> Policy {
+    /// A lifetime or interval too long for chrono is one that never ends.
+    pub fn new(
+        token_lifetime: std::time::Duration,
+        rotation_interval: std::time::Duration,
+    ) -> Policy {
         Policy {
-            token_lifetime: Duration::from_std(c.token_lifetime).unwrap_or(Duration::MAX),
-            rotation_interval: Duration::from_std(c.rotation_interval).unwrap_or(Duration::MAX),
+            token_lifetime: Duration::from_std(token_lifetime).unwrap_or(Duration::MAX),
+            rotation_interval: Duration::from_std(rotation_interval).unwrap_or(Duration::MAX),
         }
     }
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy::from_config(&Config::default())
+        Policy::new(DEFAULT_TOKEN_LIFETIME, DEFAULT_ROTATION_INTERVAL)
     }
 }
 
@@ -71,10 +82,6 @@ impl Role {
             Role::Unknown => "unknown",
         }
     }
-}
-
-pub fn fmt_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The role of `kvno`. A kvno below the current one with no grace record is taken to have
@@ -163,7 +170,7 @@ pub fn fmt_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rotation::state::{Retired, State};
+    use crate::journal::{Retired, State};
 
     fn entry(kvno: i32, changed: DateTime<Utc>) -> AfsEntry {
         AfsEntry {

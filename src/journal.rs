@@ -1,16 +1,78 @@
 //! The rotation journal and grace records: one JSON file (mode 0600, written atomically)
 //! holding the rotation in progress (each step as it completes, and the new key material so a
-//! crash can be finished by `--resume`), and when each old kvno stopped being current.
+//! crash can be finished by `--resume`), and when each old kvno stopped being current; and
+//! the cell lock beside it, which rotations take to exclude each other and removals take to
+//! wait for a running rotation.
 
-use crate::keys::{Key, KeyId, KeyType};
-use crate::store::atomic;
+use crate::keys::{Key, KeyId, KeyType, ParseError};
+use crate::store::{atomic, StoreError};
 use chrono::{DateTime, Utc};
+use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
 use zeroize::{Zeroize, Zeroizing};
 
 pub const STATE_FILE: &str = "afskeys-state.json";
+
+/// Why the journal could not be read, written or locked.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{}: is a symbolic link; refusing to follow it", path.display())]
+    Symlink { path: PathBuf },
+    #[error("{}: {op}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: corrupt: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: Box<JournalError>,
+    },
+    #[error("{0}")]
+    Json(#[source] serde_json::Error),
+    #[error("version {0} (this afskeys reads version 1)")]
+    Version(u32),
+    #[error("journal: kvno {kvno} key is not hex")]
+    KeyNotHex { kvno: i32 },
+    #[error(transparent)]
+    KeyType(#[from] ParseError),
+    #[error(transparent)]
+    Write(#[from] StoreError),
+    /// Another rotation holds the cell lock (only when not waiting for it).
+    #[error("another afskeys rotate is running on this cell")]
+    Busy,
+}
+
+impl crate::error::Kinded for JournalError {
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            JournalError::Busy => crate::error::Kind::Refused,
+            _ => crate::error::Kind::Failed,
+        }
+    }
+}
+
+impl JournalError {
+    fn corrupt(path: &Path, e: JournalError) -> JournalError {
+        JournalError::Corrupt {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        }
+    }
+
+    fn io(path: &Path, op: &'static str, source: std::io::Error) -> JournalError {
+        JournalError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
+    }
+}
 
 /// The steps of a rotation, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,19 +143,18 @@ impl Drop for Rotation {
 }
 
 impl Rotation {
-    pub fn key_type(&self) -> Result<KeyType, String> {
-        self.key_type.parse()
+    pub fn key_type(&self) -> Result<KeyType, JournalError> {
+        self.key_type.parse().map_err(JournalError::KeyType)
     }
 
     /// The new keys as keys.
-    pub fn keys(&self) -> Result<Vec<Key>, String> {
+    pub fn keys(&self) -> Result<Vec<Key>, JournalError> {
         let t = self.key_type()?;
         self.keys
             .iter()
             .map(|k| {
                 let bytes = Zeroizing::new(
-                    hex::decode(&k.key)
-                        .map_err(|_| format!("journal: kvno {} key is not hex", self.kvno))?,
+                    hex::decode(&k.key).map_err(|_| JournalError::KeyNotHex { kvno: self.kvno })?,
                 );
                 Ok(Key::new(
                     KeyId {
@@ -137,19 +198,17 @@ pub struct State {
 
 impl State {
     /// Parse the state file's bytes; `path` names it in errors.
-    pub fn parse(bytes: &[u8], path: &Path) -> Result<State, String> {
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<State, JournalError> {
         let s: State = serde_json::from_slice(bytes)
-            .map_err(|e| format!("{}: corrupt: {e}", path.display()))?;
+            .map_err(|e| JournalError::corrupt(path, JournalError::Json(e)))?;
         if s.version != 1 {
-            return Err(format!(
-                "{}: corrupt: version {} (this afskeys reads version 1)",
-                path.display(),
-                s.version
+            return Err(JournalError::corrupt(
+                path,
+                JournalError::Version(s.version),
             ));
         }
         if let Some(r) = &s.rotation {
-            r.keys()
-                .map_err(|e| format!("{}: corrupt: {e}", path.display()))?;
+            r.keys().map_err(|e| JournalError::corrupt(path, e))?;
         }
         Ok(s)
     }
@@ -184,13 +243,12 @@ impl StateFile {
         &self.path
     }
 
-    pub fn load(&self) -> Result<State, String> {
+    pub fn load(&self) -> Result<State, JournalError> {
         match fs::symlink_metadata(&self.path) {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!(
-                    "{}: is a symbolic link; refusing to follow it",
-                    self.path.display()
-                ))
+                return Err(JournalError::Symlink {
+                    path: self.path.clone(),
+                })
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -199,26 +257,43 @@ impl StateFile {
                     ..Default::default()
                 })
             }
-            Err(e) => return Err(format!("{}: cannot stat: {e}", self.path.display())),
+            Err(e) => return Err(JournalError::io(&self.path, "cannot stat", e)),
         }
         let bytes = Zeroizing::new(
-            fs::read(&self.path)
-                .map_err(|e| format!("{}: cannot read: {e}", self.path.display()))?,
+            fs::read(&self.path).map_err(|e| JournalError::io(&self.path, "cannot read", e))?,
         );
         State::parse(&bytes, &self.path)
     }
 
     /// Write atomically (temp file, fsync, rename, fsync dir).
-    pub fn save(&self, s: &State) -> Result<(), String> {
+    pub fn save(&self, s: &State) -> Result<(), JournalError> {
         let mut bytes = Zeroizing::new(serde_json::to_vec_pretty(s).expect("serializable"));
         bytes.push(b'\n');
-        atomic::replace_file(&self.path, &bytes).map_err(|e| e.to_string())?;
+        atomic::replace_file(&self.path, &bytes)?;
         if let Some(d) = self.path.parent() {
-            atomic::fsync_dir(d).map_err(|e| e.to_string())?;
+            atomic::fsync_dir(d)?;
         }
         Ok(())
     }
+
+    /// Take the cell lock (a lock file beside the journal): `wait` blocks until the holder
+    /// (a running rotation) lets go; otherwise a held lock is `JournalError::Busy`.
+    pub fn lock(&self, wait: bool) -> Result<CellLock, JournalError> {
+        let p = atomic::lock_path_for(&self.path);
+        let f = atomic::open_lock_file(&p).map_err(|e| JournalError::io(&p, "cannot open", e))?;
+        if wait {
+            f.lock_exclusive()
+                .map_err(|e| JournalError::io(&p, "cannot lock", e))?;
+        } else {
+            f.try_lock_exclusive().map_err(|_| JournalError::Busy)?;
+        }
+        Ok(CellLock(f))
+    }
 }
+
+/// Holds the cell lock until dropped: a second rotate while one runs is refused, and
+/// removals wait for a running rotation so the policy they check cannot change under them.
+pub struct CellLock(#[allow(dead_code)] fs::File);
 
 #[cfg(test)]
 mod tests {
@@ -261,7 +336,22 @@ mod tests {
             b"{\"version\":1,\"rotation\":null,\"retired\":[],\"last_rotation\":null,\"x\":1}",
         )
         .unwrap();
-        let e = f.load().unwrap_err();
+        let e = f.load().unwrap_err().to_string();
         assert!(e.contains("corrupt") && e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn the_cell_lock_refuses_a_second_holder_unless_waiting() {
+        let d = tempfile::tempdir().unwrap();
+        let f = StateFile::new(d.path().join(STATE_FILE));
+        let held = f.lock(false).unwrap();
+        let e = f.lock(false).err().expect("a second holder is refused");
+        assert!(matches!(e, JournalError::Busy));
+        assert_eq!(
+            e.to_string(),
+            "another afskeys rotate is running on this cell"
+        );
+        drop(held);
+        let _again = f.lock(true).unwrap();
     }
 }

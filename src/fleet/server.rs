@@ -1,0 +1,71 @@
+//! What a server machine is to afskeys: the `Server` trait (one machine's KeyFile and
+//! KeyFileExt, read, staged and committed), the bytes copied between machines, and the error
+//! every transport reports.
+
+use crate::keys::KeySet;
+
+#[derive(Debug, thiserror::Error)]
+#[error("server {server}: {message}")]
+pub struct FleetError {
+    pub server: String,
+    pub message: String,
+}
+
+impl crate::error::Kinded for FleetError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Failed
+    }
+}
+
+impl FleetError {
+    pub fn new(server: &str, message: impl Into<String>) -> FleetError {
+        FleetError {
+            server: server.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The KeyFile and KeyFileExt bytes of a conf dir, as they are copied between machines.
+#[derive(Clone)]
+pub struct KeyFiles {
+    pub keyfile: Vec<u8>,
+    pub keyfileext: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl KeyFiles {
+    pub fn of(set: &KeySet) -> KeyFiles {
+        KeyFiles {
+            keyfile: crate::format::write_keyfile(set),
+            keyfileext: crate::format::write_keyfileext(set),
+        }
+    }
+}
+
+/// One server machine's keys.
+pub trait Server: Send + Sync {
+    /// The name reports and `--server` use.
+    fn name(&self) -> &str;
+    /// The keys the server holds now.
+    fn read_keys(&self) -> Result<KeySet, FleetError>;
+    /// When the server's KeyFile last changed (what `bos listkeys` prints), if known.
+    fn keyfile_mtime(&self) -> Option<std::time::SystemTime> {
+        None
+    }
+    /// Phase one of a two-phase push: put the files on the server as fsynced temp files
+    /// beside the live ones, changing nothing the server reads.
+    fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError>;
+    /// Replace the server's KeyFile and KeyFileExt with these, atomically, keeping a backup.
+    fn install(&self, files: &KeyFiles) -> Result<(), FleetError> {
+        self.stage(files)?.commit()
+    }
+}
+
+/// Files staged on one server by `Server::stage`.
+pub trait Staged: Send {
+    /// Phase two: rename the staged files over the live ones (keeping backups) and make the
+    /// server reload (bump CellServDB's mtime).
+    fn commit(self: Box<Self>) -> Result<(), FleetError>;
+    /// Remove the staged files; the server is unchanged.
+    fn discard(self: Box<Self>);
+}

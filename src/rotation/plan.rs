@@ -1,0 +1,242 @@
+//! Step zero of a rotation, which changes nothing: check the key type the auth DB can take,
+//! choose the next kvno (above every kvno in use; exactly the KDC's next one when it decides),
+//! make the new keys, and write down the plan (what `--dry-run` prints) and the journal entry.
+
+use super::error::{entry, RotateError};
+use crate::authdb::{AfsEntry, KeyMaterial};
+use crate::cell::Cell;
+use crate::journal::{Rotation, Step};
+use crate::keygen::{self, Material};
+use crate::keys::{Enctype, Key, KeyType, BCRYPT_KVNO, MAX_RXKAD_KEYS};
+use chrono::Utc;
+use zeroize::Zeroizing;
+
+/// What the operator asked for.
+#[derive(Default)]
+pub struct RotateOptions {
+    /// The new kvno [default: one above every kvno in use].
+    pub kvno: Option<i32>,
+    /// rxkad_krb5 (default, enctypes 18 and 17) or rxkad (a legacy DES-only cell).
+    pub key_type: Option<KeyType>,
+    /// Derive from this password instead of random material.
+    pub password: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// The plan of a rotation (what `--dry-run` prints).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub kvno: i32,
+    pub key_type: KeyType,
+    pub enctypes: Vec<i32>,
+    pub old_kvno: Option<i32>,
+    pub servers: Vec<String>,
+    pub authdb: String,
+    pub from_passphrase: bool,
+}
+
+impl Plan {
+    pub fn steps(&self) -> Vec<String> {
+        let what = if self.key_type == KeyType::Rxkad {
+            "rxkad (single DES)".to_string()
+        } else {
+            format!(
+                "{} enctypes {}",
+                self.key_type,
+                self.enctypes
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        vec![
+            format!("1. choose kvno {} and a new {what} key", self.kvno),
+            "2. add it to the control machine's KeyFiles".to_string(),
+            format!(
+                "3. copy to and confirm on every server: {}",
+                self.servers.join(", ")
+            ),
+            format!(
+                "4. set the afs entry ({}) to kvno {}{}",
+                self.authdb,
+                self.kvno,
+                if self.from_passphrase {
+                    " from a generated passphrase"
+                } else {
+                    ""
+                }
+            ),
+            match self.old_kvno {
+                Some(k) => format!(
+                    "5. start kvno {k}'s grace (it stays until the token lifetime has passed)"
+                ),
+                None => "5. (no old key: the afs entry is new)".to_string(),
+            },
+        ]
+    }
+}
+
+/// Choose the kvno and key of a new rotation (changes nothing).
+pub fn plan(cell: &Cell, opts: &RotateOptions) -> Result<(Plan, Rotation), RotateError> {
+    let cur = entry(cell)?;
+    let key_type = opts.key_type.unwrap_or(KeyType::RxkadKrb5);
+    let material = cell.authdb.key_material();
+    check_key_type(cell, key_type, &material)?;
+    let kvno = choose_kvno(cell, opts, key_type, cur.as_ref())?;
+    let enctypes: Vec<Enctype> = if key_type == KeyType::Rxkad {
+        vec![]
+    } else {
+        keygen::default_enctypes()
+    };
+    let (keys, passphrase) = make_keys(cell, opts, kvno, key_type, &enctypes, &material)?;
+    let now = Utc::now();
+    let plan = Plan {
+        kvno,
+        key_type,
+        enctypes: enctypes.iter().map(|e| e.0).collect(),
+        old_kvno: cur.as_ref().map(|e| e.kvno),
+        servers: cell
+            .all_servers()
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+        authdb: cell.authdb.describe(),
+        from_passphrase: passphrase.is_some(),
+    };
+    let rotation = Rotation {
+        started: now,
+        updated: now,
+        step: Step::Planned,
+        kvno,
+        key_type: key_type.name().to_string(),
+        keys: Rotation::journal_keys(&keys),
+        passphrase: passphrase
+            .as_ref()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        old_kvno: plan.old_kvno,
+        confirmed: vec![],
+        missing: vec![],
+        activated: None,
+    };
+    Ok((plan, rotation))
+}
+
+/// Refuse a key type the auth DB cannot seal tokens with.
+fn check_key_type(
+    cell: &Cell,
+    key_type: KeyType,
+    material: &KeyMaterial,
+) -> Result<(), RotateError> {
+    if key_type == KeyType::Rxkad && *material != KeyMaterial::Raw {
+        return Err(RotateError::Refused(format!(
+            "{} takes only passphrase-derived Kerberos keys; rotate rxkad_krb5 keys there",
+            cell.authdb.describe()
+        )));
+    }
+    if key_type == KeyType::Rxgk {
+        return Err(RotateError::Refused(
+            "rxgk keys are not what the afs entry seals tokens with; rotate rxkad_krb5".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The highest kvno in use anywhere we can see (the afs entry, every readable server).
+fn highest_in_use(
+    cell: &Cell,
+    key_type: KeyType,
+    cur: Option<&AfsEntry>,
+) -> Result<Option<i32>, RotateError> {
+    let mut highest = cur.map(|e| e.kvno);
+    let control = cell.control.read()?;
+    if key_type == KeyType::Rxkad && control.keys.count(KeyType::Rxkad) >= MAX_RXKAD_KEYS {
+        return Err(RotateError::Refused(format!(
+            "the control machine's KeyFile holds {MAX_RXKAD_KEYS} rxkad keys already; prune first"
+        )));
+    }
+    for s in cell.all_servers() {
+        if let Ok(set) = s.read_keys() {
+            highest = highest.max(set.max_kvno());
+        }
+    }
+    Ok(highest)
+}
+
+/// The new kvno: above every kvno in use, the one the KDC will take if it decides, the one
+/// asked for if that fits, and one an rxkad key can have.
+fn choose_kvno(
+    cell: &Cell,
+    opts: &RotateOptions,
+    key_type: KeyType,
+    cur: Option<&AfsEntry>,
+) -> Result<i32, RotateError> {
+    let mut next = highest_in_use(cell, key_type, cur)?
+        .map(|h| h + 1)
+        .unwrap_or(1);
+    // A KDC moves the kvno by one per change: the rotation must land exactly there.
+    let forced = cell
+        .authdb
+        .next_kvno()
+        .map_err(|e| RotateError::authdb(cell, e))?;
+    if let Some(n) = forced {
+        if next > n || opts.kvno.is_some_and(|k| k != n) {
+            return Err(RotateError::Refused(format!(
+                "{} can only move the afs entry to kvno {n}, but {} (remove the stray keys \
+                 at kvno {n} and above, or rotate to kvno {n})",
+                cell.authdb.describe(),
+                match opts.kvno {
+                    Some(k) if k != n => format!("kvno {k} was asked for"),
+                    _ => format!("kvno {} is already in use on a server", next - 1),
+                }
+            )));
+        }
+        next = n;
+    }
+    let kvno = match opts.kvno {
+        Some(k) if k < next => {
+            return Err(RotateError::Refused(format!(
+                "kvno {k} is not above every kvno in use (the next free one is {next})"
+            )))
+        }
+        Some(k) => k,
+        None => next,
+    };
+    if kvno == BCRYPT_KVNO || (key_type == KeyType::Rxkad && kvno > 255) {
+        return Err(RotateError::Refused(format!(
+            "kvno {kvno} cannot be used for an rxkad key (0-255, not 999)"
+        )));
+    }
+    Ok(kvno)
+}
+
+/// A passphrase a KDC derives keys from (wiped when dropped).
+type Passphrase = Zeroizing<Vec<u8>>;
+
+/// The new keys, and the passphrase a KDC derives them from (when it takes one).
+fn make_keys(
+    cell: &Cell,
+    opts: &RotateOptions,
+    kvno: i32,
+    key_type: KeyType,
+    enctypes: &[Enctype],
+    material: &KeyMaterial,
+) -> Result<(Vec<Key>, Option<Passphrase>), RotateError> {
+    let make = |m: Material<'_>, principal: &str| {
+        keygen::make_keys(kvno, key_type, enctypes, m, &cell.name, principal)
+    };
+    match (material, &opts.password) {
+        (KeyMaterial::Raw, None) => Ok((make(Material::Random, &cell.principal)?, None)),
+        (KeyMaterial::Raw, Some(pw)) => Ok((make(Material::Password(pw), &cell.principal)?, None)),
+        (KeyMaterial::Passphrase { principal }, given) => {
+            let pp = match given {
+                Some(pw) => pw.clone(),
+                None => {
+                    let raw = crate::crypto::random_bytes(32)?;
+                    Zeroizing::new(hex::encode(&*raw).into_bytes())
+                }
+            };
+            let keys = make(Material::Password(&pp), principal)?;
+            Ok((keys, Some(pp)))
+        }
+    }
+}

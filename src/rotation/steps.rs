@@ -1,0 +1,223 @@
+//! The steps of a rotation after its plan, walked from wherever the journal says it stopped:
+//! add the new key on the control machine → make every server hold it → set the afs entry
+//! (only when every machine holds it) → start the old key's grace. Each step saves the
+//! journal before the next begins; a failure saves where it stopped and says how to go on.
+
+use super::error::{audit, entry, save, RotateError};
+use crate::cell::Cell;
+use crate::checksum::{checksums_text, key_checksum};
+use crate::fleet::{self, KeyFiles};
+use crate::journal::{Rotation, State, Step};
+use crate::keys::Key;
+use crate::store::{ops, StoreError};
+use crate::time::fmt_time;
+use chrono::{DateTime, Utc};
+use zeroize::Zeroizing;
+
+/// What a finished rotation did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub kvno: i32,
+    pub old_kvno: Option<i32>,
+    pub checksums: Vec<(i32, Option<u32>)>,
+    pub servers: Vec<String>,
+    pub activated: DateTime<Utc>,
+}
+
+/// Called after each step is saved (tests use it to crash or fail between steps).
+pub type Hook<'a> = &'a mut dyn FnMut(Step);
+
+/// Walk the remaining steps.
+pub fn run(cell: &Cell, mut st: State, hook: Hook) -> Result<Report, RotateError> {
+    let r = st.rotation.as_ref().expect("rotation in progress").clone();
+    let keys = r.keys()?;
+    let mut step = r.step;
+    loop {
+        step = match step {
+            Step::Planned => add(cell, &mut st, &keys)?,
+            Step::Added => distribute(cell, &mut st, &keys)?,
+            Step::Distributed => activate(cell, &mut st, &r, &keys)?,
+            Step::Activated => return finish(cell, &mut st, &keys),
+        };
+        hook(step);
+    }
+}
+
+/// Step 2: the new keys on the control machine.
+fn add(cell: &Cell, st: &mut State, keys: &[Key]) -> Result<Step, RotateError> {
+    add_to_control(cell, keys)?;
+    advance(cell, st, Step::Added, |_| {})
+}
+
+/// Step 3: every other server holds the new keys, confirmed by reading them back.
+fn distribute(cell: &Cell, st: &mut State, keys: &[Key]) -> Result<Step, RotateError> {
+    let kvno = st.rotation.as_ref().expect("rotation in progress").kvno;
+    let control = cell.control.read()?;
+    let files = KeyFiles::of(&control.keys);
+    let d = fleet::distribute(
+        &cell.other_servers(),
+        &files,
+        keys,
+        cell.parallel,
+        cell.progress.as_ref(),
+    );
+    if !d.missing.is_empty() {
+        let why = format!("servers lack kvno {kvno}: {}", names(&d.missing));
+        return Err(stopped(cell, st, Step::Added, d.missing, why));
+    }
+    advance(cell, st, Step::Distributed, |r| {
+        r.confirmed = d.confirmed.clone();
+        r.missing.clear();
+    })
+}
+
+/// Step 4: the afs entry set to the new keys — only when every machine holds them.
+fn activate(cell: &Cell, st: &mut State, r: &Rotation, keys: &[Key]) -> Result<Step, RotateError> {
+    let kvno = r.kvno;
+    // The order's guard, checked at the moment it matters: every machine holds it.
+    let lacking = fleet::lacking(&cell.all_servers(), keys);
+    if !lacking.is_empty() {
+        let why = format!(
+            "refusing to set the afs entry: {} lack kvno {kvno}",
+            names(&lacking)
+        );
+        return Err(stopped(cell, st, Step::Added, lacking, why));
+    }
+    let cur = entry(cell)?;
+    let already = cur
+        .as_ref()
+        .is_some_and(|e| e.kvno == kvno && crate::authdb::verify_entry(e, kvno, keys).is_ok());
+    let now = Utc::now();
+    if !already {
+        let pp = r
+            .passphrase
+            .as_ref()
+            .map(|p| Zeroizing::new(p.clone().into_bytes()));
+        if let Err(e) = cell
+            .authdb
+            .set(kvno, keys, pp.as_ref().map(|p| p.as_slice()), now)
+        {
+            let why = format!("setting the afs entry failed: {e}");
+            return Err(stopped(cell, st, Step::Distributed, vec![], why));
+        }
+    }
+    audit(
+        cell,
+        "rotate",
+        &format!(
+            "afs entry set to kvno {kvno} cksum {}",
+            checksums_text(keys)
+        ),
+    )?;
+    advance(cell, st, Step::Activated, |r| {
+        r.activated = Some(now);
+        r.passphrase = None;
+    })
+}
+
+/// Step 5: the old key's grace starts; the journal forgets the rotation.
+fn finish(cell: &Cell, st: &mut State, keys: &[Key]) -> Result<Report, RotateError> {
+    let r = st.rotation.take().expect("rotation in progress");
+    let kvno = r.kvno;
+    let activated = r.activated.unwrap_or_else(Utc::now);
+    if let Some(old) = r.old_kvno {
+        if old != kvno {
+            st.retire(old, activated);
+        }
+    }
+    st.last_rotation = Some(activated);
+    save(cell, st)?;
+    let old = match r.old_kvno {
+        Some(o) => format!("kvno {o} retiring from {}", fmt_time(activated)),
+        None => "no old key".into(),
+    };
+    audit(cell, "rotate", &format!("done: kvno {kvno} current; {old}"))?;
+    Ok(Report {
+        kvno,
+        old_kvno: r.old_kvno,
+        checksums: keys
+            .iter()
+            .map(|k| (k.id.subtype, key_checksum(k)))
+            .collect(),
+        servers: cell
+            .all_servers()
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+        activated,
+    })
+}
+
+/// "name (why); name (why)".
+fn names(v: &[(String, String)]) -> String {
+    v.iter()
+        .map(|(n, w)| format!("{n} ({w})"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Save that the rotation stopped after `step` (with the servers that lack the key) and say
+/// how to go on.
+fn stopped(
+    cell: &Cell,
+    st: &mut State,
+    step: Step,
+    missing: Vec<(String, String)>,
+    why: String,
+) -> RotateError {
+    let r = st.rotation.as_mut().expect("rotation in progress");
+    r.step = step;
+    r.missing = missing;
+    r.updated = Utc::now();
+    let kvno = r.kvno;
+    let saved = save(cell, st);
+    let _ = audit(
+        cell,
+        "rotate",
+        &format!("stopped at kvno {kvno} step {}: {why}", step.name()),
+    );
+    let now_at = match cell.authdb.get() {
+        Ok(Some(e)) => format!("the afs entry is at kvno {}", e.kvno),
+        Ok(None) => "the afs entry does not exist yet".to_string(),
+        Err(e) => format!("the afs entry could not be read back ({e})"),
+    };
+    match saved {
+        Err(e) => e,
+        Ok(()) => RotateError::Stopped(format!(
+            "rotation to kvno {kvno} stopped after step \"{}\": {why}; {now_at}. Fix it and \
+             run `afskeys rotate --resume` (or `--abort` to undo)",
+            step.name()
+        )),
+    }
+}
+
+/// Save the journal at `next` (after `edit`), returning `next`.
+fn advance(
+    cell: &Cell,
+    st: &mut State,
+    next: Step,
+    edit: impl FnOnce(&mut Rotation),
+) -> Result<Step, RotateError> {
+    let r = st.rotation.as_mut().expect("rotation in progress");
+    r.step = next;
+    r.updated = Utc::now();
+    edit(r);
+    save(cell, st)?;
+    Ok(next)
+}
+
+/// Put the new keys on the control machine; already there (a resumed step) is fine.
+fn add_to_control(cell: &Cell, keys: &[Key]) -> Result<(), RotateError> {
+    let snap = cell.control.read()?;
+    if fleet::holds(&snap.keys, keys) {
+        return Ok(());
+    }
+    match ops::add_keys(&cell.control, keys.to_vec(), false, None) {
+        Ok(_) => Ok(()),
+        Err(StoreError::Failed(m)) => Err(RotateError::Stopped(format!(
+            "{m}: the control machine holds a different key at that kvno; \
+             `afskeys rotate --abort` and start again"
+        ))),
+        Err(e) => Err(RotateError::Stopped(e.to_string())),
+    }
+}
