@@ -50,15 +50,6 @@ pub enum Material<'a> {
     Raw(&'a [u8]),
 }
 
-/// The default afs principal of a cell: `afs/<cell>@<CELL>`.
-pub fn default_principal(cell: &str) -> String {
-    format!(
-        "afs/{}@{}",
-        cell.to_ascii_lowercase(),
-        cell.to_ascii_uppercase()
-    )
-}
-
 /// The default enctypes of a typed key: what the afs principal gets in the KDC.
 pub fn default_enctypes() -> Vec<Enctype> {
     vec![Enctype::AES256_SHA1, Enctype::AES128_SHA1]

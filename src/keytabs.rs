@@ -32,9 +32,10 @@ impl crate::error::Kinded for KeytabError {
     }
 }
 
-/// Single-DES enctypes: they belong in KeyFile as rxkad keys, never in KeyFileExt.
+/// The enctypes `akeyconvert` treats as single DES (rxkad keys for KeyFile, never
+/// KeyFileExt): see [`Enctype::is_akeyconvert_des`].
 fn is_des(enctype: u16) -> bool {
-    matches!(enctype, 1..=3)
+    Enctype(i32::from(enctype)).is_akeyconvert_des()
 }
 
 fn describe(entries: &[Entry]) -> String {

@@ -4,7 +4,7 @@ use crate::checksum::key_checksum;
 use crate::keys::{Enctype, Key, KeyType};
 use crate::ops::KeyView;
 use crate::store::Snapshot;
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Local};
 use serde::Serialize;
 use std::fmt::Write;
 use std::time::SystemTime;
@@ -121,12 +121,12 @@ pub fn table(snap: &Snapshot, showkey: bool) -> String {
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
-    DateTime::<Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    crate::time::fmt_system_time(t)
 }
 
 /// A checksum as text: `-` when the key has none.
 pub fn cksum(c: Option<u32>) -> String {
-    c.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+    crate::checksum::show_checksum(c)
 }
 
 /// `list --json`: the conf dir and its keys.

@@ -5,7 +5,7 @@
 
 use super::{shown, CellPaths, KeyView, Secret, Warn};
 use crate::cell::Cell;
-use crate::checksum::key_checksum;
+use crate::checksum::checksum_text;
 use crate::error::Error;
 use crate::fleet::{KeyFiles, Server};
 use crate::keygen::{self, Material};
@@ -20,15 +20,7 @@ use std::path::PathBuf;
 /// `id cksum N; …` for the audit log.
 pub(crate) fn describe(keys: &[Key]) -> String {
     keys.iter()
-        .map(|k| {
-            format!(
-                "{} cksum {}",
-                k.id,
-                key_checksum(k)
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "-".into())
-            )
-        })
+        .map(|k| format!("{} cksum {}", k.id, checksum_text(k)))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -294,7 +286,7 @@ fn make_keys<'a>(
     let principal = o
         .principal
         .clone()
-        .unwrap_or_else(|| keygen::default_principal(&cell));
+        .unwrap_or_else(|| crate::keys::default_principal(&cell));
     let mut o = o;
     let source = std::mem::replace(&mut o.source, AddSource::Random);
     let keys = match source {

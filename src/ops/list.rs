@@ -46,7 +46,7 @@ pub fn string_to_key(
 ) -> Result<Derived, Error> {
     let cell = paths.cell_name(cell)?;
     let password = password()?;
-    let principal = principal.map_or_else(|| keygen::default_principal(&cell), str::to_string);
+    let principal = principal.map_or_else(|| crate::keys::default_principal(&cell), str::to_string);
     let key = keygen::derive_unchecked(enctype, &password, &cell, &principal)?;
     Ok(Derived {
         cell: cell.to_ascii_lowercase(),
