@@ -20,3 +20,4 @@ pub mod keys;
 pub mod keytabs;
 pub mod rotation;
 pub mod store;
+pub mod unix_user;
