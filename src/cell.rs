@@ -8,7 +8,7 @@ use crate::authdb::kadmin::{KadminAuthDb, DEFAULT_KADMIN};
 use crate::authdb::AuthDb;
 use crate::config::{Backend, Config};
 use crate::fleet::local::LocalServer;
-use crate::fleet::ssh::SshServer;
+use crate::fleet::ssh::{SshServer, SshTarget};
 use crate::fleet::Server;
 use crate::keygen::default_principal;
 use crate::rotation::policy::Policy;
@@ -85,7 +85,16 @@ impl Cell {
                     s.name.clone(),
                     ConfDir::new(s.confdir.clone()),
                 ))),
-                Some(_) => servers.push(Box::new(SshServer::new(s, &config.ssh))),
+                Some(host) => servers.push(Box::new(SshServer::new(SshTarget {
+                    name: s.name.clone(),
+                    host: host.clone(),
+                    port: s.port,
+                    user: s.user.clone(),
+                    confdir: s.confdir.clone(),
+                    identity: config.ssh.identity.clone(),
+                    known_hosts: config.ssh.known_hosts.clone(),
+                    timeout: config.ssh.timeout,
+                }))),
             }
         }
         Ok(Cell {
