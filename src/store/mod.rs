@@ -148,15 +148,14 @@ impl ConfDir {
             .map_err(|e| StoreError::io(&self.path, "cannot open conf dir", e))?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
-        rules::check_conf_dir(md.mode(), md.uid(), for_write, Some(me)).map_err(|p| match p {
-            DirProblem::NotDir => StoreError::Invalid {
-                path: self.path.clone(),
-                problem: p.to_string(),
-            },
-            DirProblem::Writable(_) | DirProblem::Owner(_) => StoreError::Unsafe {
-                path: self.path.clone(),
-                problem: format!("conf dir {p}"),
-            },
+        rules::check_conf_dir(md.mode(), md.uid(), for_write, Some(me)).map_err(|p| {
+            let (path, problem) = (self.path.clone(), p.to_string());
+            match p {
+                DirProblem::NotDir => StoreError::Invalid { path, problem },
+                DirProblem::Writable(_) | DirProblem::Owner(_) => {
+                    StoreError::Unsafe { path, problem }
+                }
+            }
         })
     }
 

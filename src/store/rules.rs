@@ -49,20 +49,20 @@ impl FileKind {
     }
 }
 
-/// Why a conf dir may not be used (the messages follow its path, or "conf dir").
+/// Why a conf dir may not be used (the messages follow its path).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DirProblem {
     #[error("is not a directory")]
     NotDir,
     #[error(
-        "has mode {:04o}: other users could replace the key files; refusing to write \
-         (chmod go-w it)",
+        "conf dir has mode {:04o}: other users could replace the key files; refusing to \
+         write (chmod go-w it)",
         .0 & 0o7777
     )]
     Writable(u32),
     #[error(
-        "is owned by uid {0}, not root: that user could replace the key files; refusing to \
-         write (chown root it)"
+        "conf dir is owned by uid {0}, not root: that user could replace the key files; \
+         refusing to write (chown root it)"
     )]
     Owner(u32),
 }
@@ -174,14 +174,14 @@ pub fn cellservdb_mtime(old: u64, now: u64) -> u64 {
 /// Which key file a problem is in.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFilesError {
-    #[error("{file}: {source}")]
+    #[error("{}: {source}", .file)]
     Format {
         file: &'static str,
         #[source]
         source: FormatError,
     },
     /// A KeyFileExt key that collides with one already read (cannot happen with typed keys).
-    #[error("{file}: {source}")]
+    #[error("{}: {source}", .file)]
     Key {
         file: &'static str,
         #[source]
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(check_conf_dir(0o040777, 0, false, None), Ok(()));
         let e = check_conf_dir(0o040777, 0, true, None).unwrap_err();
         assert!(
-            e.to_string().starts_with("has mode 0777: other users"),
+            e.to_string().starts_with("conf dir has mode 0777: other"),
             "{e}"
         );
         assert_eq!(

@@ -21,8 +21,8 @@ const WRITE_CHUNK: usize = 32 * 1024;
 /// A reply that says an operation failed (the connection itself is fine).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
-    #[error("{}", wire::status_text(*.code, .msg))]
-    Status { code: u32, msg: String },
+    #[error("{0}")]
+    Status(Status),
     /// The reply's kind and size (never its bytes).
     #[error("unexpected SFTP reply {0}")]
     Unexpected(String),
@@ -33,12 +33,25 @@ pub enum ReplyError {
 impl ReplyError {
     fn of(r: &Reply) -> ReplyError {
         match r {
-            Reply::Status(code, msg) => ReplyError::Status {
+            Reply::Status(code, msg) => ReplyError::Status(Status {
                 code: *code,
                 msg: msg.clone(),
-            },
+            }),
             other => ReplyError::Unexpected(format!("{other:?}")),
         }
+    }
+}
+
+/// An SFTP status code with the server's message: prints as `wire::status_text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub code: u32,
+    pub msg: String,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&wire::status_text(self.code, &self.msg))
     }
 }
 

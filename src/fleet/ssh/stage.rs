@@ -92,8 +92,12 @@ impl SshServer {
         let dir_attrs =
             sftp::attrs(&r[0]).map_err(|e| op(format!("conf dir {}: {e}", dir.display())))?;
         // The owner is not judged: the remote user's uid is not known here.
-        rules::check_conf_dir(dir_attrs.perm.unwrap_or(0), 0, true, None)
-            .map_err(|p| op(format!("conf dir {} {p}", dir.display())))?;
+        rules::check_conf_dir(dir_attrs.perm.unwrap_or(0), 0, true, None).map_err(|p| {
+            // Over SSH the path goes inside: "conf dir <path> has mode …".
+            let p = p.to_string();
+            let rest = p.strip_prefix("conf dir ").unwrap_or(&p);
+            op(format!("conf dir {} {rest}", dir.display()))
+        })?;
         let mut live_exists = [false; 2];
         for (i, p) in live.iter().enumerate() {
             let a =
