@@ -236,13 +236,7 @@ pub fn encode(req: &Req, id: u32, out: &mut Vec<u8>) {
             head(&mut b, OPEN);
             put_path(&mut b, p);
             put_u32(&mut b, *flags);
-            put_attrs(
-                &mut b,
-                &Attrs {
-                    perm: *perm,
-                    ..Attrs::default()
-                },
-            );
+            put_attrs(&mut b, &perm.map(Attrs::perm).unwrap_or_default());
         }
         Req::Read(h, off, len) => {
             head(&mut b, READ);
