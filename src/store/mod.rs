@@ -16,7 +16,7 @@ pub mod rules;
 pub use error::StoreError;
 pub use rules::{BACKUP_DIR, KEYFILE, KEYFILEEXT, LOCKFILE, MAX_BACKUPS};
 
-use crate::format::{write_keyfile, write_keyfileext, FormatError};
+use crate::format::FormatError;
 use crate::keys::KeySet;
 use rules::{DirProblem, KeyFileProblem, KeyFilesError};
 use std::fs;
@@ -197,9 +197,7 @@ impl ConfDir {
             warnings: snap.warnings,
             ..Default::default()
         };
-        let new_kf = write_keyfile(&keys);
-        let new_kx = write_keyfileext(&keys);
-        // KeyFileExt is written whenever KeyFile is, as OpenAFS does, so both always exist.
+        let (new_kf, new_kx) = rules::split(&keys);
         let kf_changed = kf.bytes.as_deref() != Some(&new_kf[..]);
         let kx_changed = kx.bytes.as_deref() != Some(&new_kx[..]);
         if !kf_changed && !kx_changed {

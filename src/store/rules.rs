@@ -5,7 +5,7 @@
 //! (`fleet/ssh/`) each stat, read and write in their own way and ask these functions what
 //! it means.
 
-use crate::format::{read_keyfile, read_keyfileext, FormatError};
+use crate::format::{read_keyfile, read_keyfileext, write_keyfile, write_keyfileext, FormatError};
 use crate::keys::{KeySet, KeySetError};
 use std::time::Duration;
 
@@ -214,6 +214,12 @@ pub fn merge(keyfile: Option<&[u8]>, keyfileext: Option<&[u8]>) -> Result<KeySet
     Ok(keys)
 }
 
+/// A key set as the two files that hold it: (KeyFile, KeyFileExt). KeyFileExt is written
+/// whenever KeyFile is, as OpenAFS does, so both always exist.
+pub fn split(set: &KeySet) -> (Vec<u8>, zeroize::Zeroizing<Vec<u8>>) {
+    (write_keyfile(set), write_keyfileext(set))
+}
+
 /// A file to install that is not a key file of its kind.
 #[derive(Debug, thiserror::Error)]
 #[error("the {file} to install is not valid: {source}")]
@@ -315,7 +321,6 @@ mod tests {
 
     #[test]
     fn key_files_merge_into_one_set() {
-        use crate::format::{write_keyfile, write_keyfileext};
         use crate::keys::Key;
         let mut set = KeySet::new();
         set.insert(Key::rxkad(
@@ -323,7 +328,8 @@ mod tests {
             &[0x01, 0x02, 0x04, 0x07, 0x08, 0x0b, 0x0d, 0x0e],
         ))
         .unwrap();
-        let (kf, kx) = (write_keyfile(&set), write_keyfileext(&set));
+        let (kf, kx) = split(&set);
+        assert_eq!((&kf, &kx), (&write_keyfile(&set), &write_keyfileext(&set)));
         assert_eq!(merge(Some(&kf), Some(&kx)).unwrap(), set);
         assert_eq!(merge(None, None).unwrap(), KeySet::new());
         let e = merge(Some(&kf[..3]), None).unwrap_err();
