@@ -47,10 +47,10 @@ impl Audit {
         let user = std::env::var("SUDO_USER")
             .or_else(|_| std::env::var("USER"))
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| user_name(uid));
+            .unwrap_or_else(|_| crate::unix_user::user_name(uid));
         let line = format!(
             "{} user={} uid={} {}: {}\n",
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            crate::time::now_string(),
             clean(&user),
             uid,
             clean(command),
@@ -61,23 +61,6 @@ impl Audit {
             .and_then(|_| f.sync_data())
             .map_err(|e| format!("audit log {}: cannot write: {e}", self.path.display()))
     }
-}
-
-/// The login name of `uid` from the password database, or the number.
-fn user_name(uid: libc::uid_t) -> String {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: all-zero is a valid `passwd` value to be filled in.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut out: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes only into `pw` and `buf` (whose length we pass), and sets `out`.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
-    if rc != 0 || out.is_null() || pw.pw_name.is_null() {
-        return uid.to_string();
-    }
-    // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
-    unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// One line per record: control characters become spaces.

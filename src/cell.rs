@@ -9,7 +9,7 @@ use crate::authdb::kadmin::{KadminAuthDb, DEFAULT_KADMIN};
 use crate::authdb::AuthDb;
 use crate::config::{Backend, Config, ConfigError, CONFIG_FILE};
 use crate::fleet::local::LocalServer;
-use crate::fleet::ssh::SshServer;
+use crate::fleet::ssh::{SshServer, SshTarget};
 use crate::fleet::{NoProgress, Progress, Server};
 use crate::journal::{StateFile, STATE_FILE};
 use crate::keys::{default_principal, FALLBACK_PRINCIPAL};
@@ -123,7 +123,16 @@ impl Cell {
                     s.name.clone(),
                     ConfDir::new(s.confdir.clone()),
                 ))),
-                Some(_) => servers.push(Box::new(SshServer::new(s, &config.ssh))),
+                Some(host) => servers.push(Box::new(SshServer::new(SshTarget {
+                    name: s.name.clone(),
+                    host: host.clone(),
+                    port: s.port,
+                    user: s.user.clone(),
+                    confdir: s.confdir.clone(),
+                    identity: config.ssh.identity.clone(),
+                    known_hosts: config.ssh.known_hosts.clone(),
+                    timeout: config.ssh.timeout,
+                }))),
             }
         }
         Ok(Cell {

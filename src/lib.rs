@@ -36,3 +36,4 @@ pub mod policy;
 pub mod rotation;
 pub mod store;
 pub mod time;
+pub mod unix_user;

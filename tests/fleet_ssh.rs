@@ -10,7 +10,7 @@ mod sshd;
 
 use afskeys::config::{ServerConfig, SshConfig};
 use afskeys::fleet::fanout::{self, Agreement, PushReport};
-use afskeys::fleet::ssh::{ReplaceMethod, SshServer, STAGE_PREFIX};
+use afskeys::fleet::ssh::{ReplaceMethod, SshServer, SshTarget, STAGE_PREFIX};
 use afskeys::fleet::{KeyFiles, NoProgress, Server};
 use afskeys::keys::{Key, KeyId, KeySet, KeyType};
 use sshd::Sshds;
@@ -115,7 +115,7 @@ impl Cell {
 
     fn servers_with(&self, ssh: &SshConfig) -> Vec<SshServer> {
         (0..self.dirs.len())
-            .map(|i| SshServer::new(&self.config(i), ssh))
+            .map(|i| ssh_server(&self.config(i), ssh))
             .collect()
     }
 
@@ -171,6 +171,20 @@ fn set_mtime(p: &Path, secs: i64) {
 
 fn mtime(p: &Path) -> i64 {
     fs::metadata(p).unwrap().mtime()
+}
+
+/// The server `cell.rs` would build from this `[[servers]]` entry and `[ssh]`.
+fn ssh_server(s: &ServerConfig, ssh: &SshConfig) -> SshServer {
+    SshServer::new(SshTarget {
+        name: s.name.clone(),
+        host: s.host.clone().unwrap_or_else(|| s.name.clone()),
+        port: s.port,
+        user: s.user.clone(),
+        confdir: s.confdir.clone(),
+        identity: ssh.identity.clone(),
+        known_hosts: ssh.known_hosts.clone(),
+        timeout: ssh.timeout,
+    })
 }
 
 fn refs(s: &[SshServer]) -> Vec<&dyn Server> {
@@ -406,7 +420,7 @@ fn unknown_hosts_are_refused_even_with_a_bare_host_entry() {
     let line = cell.sshds.sshds[2].host_key_line();
     let key: Vec<&str> = line.split_whitespace().take(2).collect();
     fs::write(&kh, format!("127.0.0.1 {}\n", key.join(" "))).unwrap();
-    let e = SshServer::new(&cell.config(2), &ssh)
+    let e = ssh_server(&cell.config(2), &ssh)
         .read_keys()
         .unwrap_err()
         .to_string();
@@ -416,7 +430,7 @@ fn unknown_hosts_are_refused_even_with_a_bare_host_entry() {
         known_hosts: Some(cell.sshds.dir.path().join("no-such-file")),
         ..cell.ssh.clone()
     };
-    let e = SshServer::new(&cell.config(0), &none)
+    let e = ssh_server(&cell.config(0), &none)
         .read_keys()
         .unwrap_err()
         .to_string();
@@ -492,7 +506,7 @@ fn cut_between_stage_and_commit_leaves_old_or_new() {
     }
     // it comes back, and the next connection works (a new one: the kept one died)
     assert!(cell.sshds.sshds[6].start());
-    let s6 = SshServer::new(&cell.config(6), &cell.ssh);
+    let s6 = ssh_server(&cell.config(6), &cell.ssh);
     assert_eq!(s6.read_keys().unwrap(), old_set());
 }
 
@@ -501,7 +515,7 @@ fn a_kept_connection_that_died_is_replaced() {
     let Some(mut cell) = Cell::new(1, 1) else {
         return;
     };
-    let s = SshServer::new(&cell.config(0), &cell.ssh);
+    let s = ssh_server(&cell.config(0), &cell.ssh);
     assert_eq!(s.read_keys().unwrap(), old_set());
     cell.sshds.sshds[0].stop();
     assert!(cell.sshds.sshds[0].start());
@@ -519,7 +533,7 @@ fn connections_cut_at_any_moment_never_tear_a_keyfile() {
     let (mut olds, mut news) = (0, 0);
     // Time a whole install first, then cut at moments spread over it (and past it).
     let t = std::time::Instant::now();
-    let s = SshServer::new(&cell.config(0), &cell.ssh);
+    let s = ssh_server(&cell.config(0), &cell.ssh);
     let mut prev = KeyFiles::of(&new_set(100));
     s.install(&prev).unwrap();
     drop(s);
@@ -527,7 +541,7 @@ fn connections_cut_at_any_moment_never_tear_a_keyfile() {
     for trial in 0..12u32 {
         let files = KeyFiles::of(&new_set(trial as u8));
         let delay = whole * trial / 10;
-        let s = SshServer::new(&cell.config(0), &cell.ssh);
+        let s = ssh_server(&cell.config(0), &cell.ssh);
         let outcome = std::thread::scope(|sc| {
             let h = sc.spawn(|| s.install(&files));
             std::thread::sleep(delay);
@@ -579,7 +593,7 @@ fn the_replace_overwrites_where_sftp_rename_cannot() {
     // afskeys' install does replace the live file, by rename (a new inode, never rewritten
     // in place).
     let ino = fs::metadata(d.join("KeyFile")).unwrap().ino();
-    let s = SshServer::new(&cell.config(0), &cell.ssh);
+    let s = ssh_server(&cell.config(0), &cell.ssh);
     let files = KeyFiles::of(&new_set(7));
     s.install(&files).unwrap();
     drop(s);
@@ -588,7 +602,7 @@ fn the_replace_overwrites_where_sftp_rename_cannot() {
     assert_ne!(fs::metadata(d.join("KeyFile")).unwrap().ino(), ino);
     // and so does the `mv -f` fallback
     let ino = fs::metadata(d.join("KeyFile")).unwrap().ino();
-    let s = SshServer::new(&cell.config(0), &cell.ssh).with_replace_method(ReplaceMethod::ShellMv);
+    let s = ssh_server(&cell.config(0), &cell.ssh).with_replace_method(ReplaceMethod::ShellMv);
     let files = KeyFiles::of(&new_set(8));
     s.install(&files).unwrap();
     drop(s);
@@ -613,7 +627,7 @@ fn backups_are_bounded_and_abandoned_stages_are_cleaned() {
     // and one from a push still in flight elsewhere: kept
     let fresh = d.join(format!("{STAGE_PREFIX}1111111111111111"));
     fs::create_dir(&fresh).unwrap();
-    let s = SshServer::new(&cell.config(0), &cell.ssh);
+    let s = ssh_server(&cell.config(0), &cell.ssh);
     for i in 0..13u8 {
         s.install(&KeyFiles::of(&new_set(i))).unwrap();
     }
@@ -646,7 +660,7 @@ fn odd_conf_dir_names_are_quoted() {
     fs::write(odd.join("CellServDB"), "").unwrap();
     let mut cfg = cell.config(0);
     cfg.confdir = odd.clone();
-    let s = SshServer::new(&cfg, &cell.ssh);
+    let s = ssh_server(&cfg, &cell.ssh);
     assert!(
         s.read_keys().unwrap().is_empty(),
         "absent files are an empty set"
@@ -657,7 +671,7 @@ fn odd_conf_dir_names_are_quoted() {
     assert_eq!(fs::read(odd.join("KeyFile")).unwrap(), files.keyfile);
     // The fallback for servers without posix-rename runs `mv -f` in the login shell: the
     // path must reach it as one word, whatever it holds.
-    let s = SshServer::new(&cfg, &cell.ssh).with_replace_method(ReplaceMethod::ShellMv);
+    let s = ssh_server(&cfg, &cell.ssh).with_replace_method(ReplaceMethod::ShellMv);
     let files = KeyFiles::of(&new_set(6));
     s.install(&files).unwrap();
     assert_eq!(s.read_keys().unwrap(), new_set(6));
@@ -670,7 +684,7 @@ fn odd_conf_dir_names_are_quoted() {
     assert_eq!(backups(&odd, "KeyFile").len(), 1);
     // a conf dir others can write to is refused, as locally
     fs::set_permissions(&odd, fs::Permissions::from_mode(0o777)).unwrap();
-    let s = SshServer::new(&cfg, &cell.ssh);
+    let s = ssh_server(&cfg, &cell.ssh);
     let e = s
         .install(&KeyFiles::of(&old_set()))
         .unwrap_err()
@@ -724,9 +738,7 @@ fn bench_fleet() {
         // (c) afskeys: push + verify, fresh servers (no connection yet)
         let set = new_set(round as u8 * 2 + 1);
         let files = KeyFiles::of(&set);
-        let servers: Vec<SshServer> = (0..n)
-            .map(|i| SshServer::new(&cell.config(i), &ssh))
-            .collect();
+        let servers: Vec<SshServer> = (0..n).map(|i| ssh_server(&cell.config(i), &ssh)).collect();
         let t = Instant::now();
         let r = fanout::push(&refs(&servers), &files, parallel, &NoProgress);
         let pushed = t.elapsed();

@@ -35,9 +35,10 @@ pub struct KeyFiles {
 
 impl KeyFiles {
     pub fn of(set: &KeySet) -> KeyFiles {
+        let (keyfile, keyfileext) = crate::store::rules::split(set);
         KeyFiles {
-            keyfile: crate::format::write_keyfile(set),
-            keyfileext: crate::format::write_keyfileext(set),
+            keyfile,
+            keyfileext,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The primitives of a crash-safe edit: the dir lock, temp-file + fsync + rename, dir fsync,
 //! and the CellServDB touch that makes running servers reload their keys.
 
+use super::rules::{cellservdb_mtime, CELLSERVDB};
 use super::{StoreError, LOCKFILE};
 use fs2::FileExt;
 use std::fs::{self, File, FileTimes, OpenOptions};
@@ -117,7 +118,7 @@ pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 /// Move CellServDB's mtime forward to a different whole second (servers compare whole
 /// seconds, at most once a second); absent CellServDB is left absent.
 pub fn bump_cellservdb(dir: &Path) -> Result<(), StoreError> {
-    let p = dir.join("CellServDB");
+    let p = dir.join(CELLSERVDB);
     let f = match OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -137,7 +138,7 @@ pub fn bump_cellservdb(dir: &Path) -> Result<(), StoreError> {
             .unwrap_or(0)
     };
     let now = SystemTime::now();
-    let new_secs = secs(now).max(secs(old) + 1);
+    let new_secs = cellservdb_mtime(secs(old), secs(now));
     let new = UNIX_EPOCH + Duration::from_secs(new_secs);
     f.set_times(FileTimes::new().set_modified(new).set_accessed(now))
         .map_err(|e| StoreError::io(&p, "cannot set mtime", e))

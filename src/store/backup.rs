@@ -1,13 +1,11 @@
 //! Backups of the previous version of each key file: `<dir>/.afskeys-backup/<name>.<UTC time>`,
 //! mode 0600 in a 0700 dir, at most `MAX_BACKUPS` per file (the oldest are removed).
 
+use super::rules::{self, BACKUP_DIR};
 use super::{atomic, StoreError};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-pub const MAX_BACKUPS: usize = 10;
-pub const BACKUP_DIR: &str = ".afskeys-backup";
 
 /// Save `old` (the bytes of `file` before the edit) and trim the oldest backups.
 pub fn keep(dir: &Path, file: &Path, old: &[u8]) -> Result<PathBuf, StoreError> {
@@ -18,39 +16,30 @@ pub fn keep(dir: &Path, file: &Path, old: &[u8]) -> Result<PathBuf, StoreError> 
         Err(e) => return Err(StoreError::io(&bdir, "cannot create backup dir", e)),
     }
     let md = fs::symlink_metadata(&bdir).map_err(|e| StoreError::io(&bdir, "cannot stat", e))?;
-    if !md.is_dir() {
-        return Err(StoreError::Unsafe {
-            path: bdir,
-            problem: "is not a directory (refusing to put key backups there)".into(),
-        });
-    }
-    if md.permissions().mode() & 0o077 != 0 {
+    let make_private =
+        rules::check_backup_dir(md.permissions().mode()).map_err(|p| StoreError::Unsafe {
+            path: bdir.clone(),
+            problem: p.to_string(),
+        })?;
+    if make_private {
         fs::set_permissions(&bdir, fs::Permissions::from_mode(0o700))
             .map_err(|e| StoreError::io(&bdir, "cannot chmod backup dir", e))?;
     }
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ");
-    let dest = bdir.join(format!("{name}.{stamp}"));
+    let dest = bdir.join(rules::backup_name(name, chrono::Utc::now()));
     atomic::replace_file(&dest, old)?;
     trim(&bdir, name)?;
     Ok(dest)
 }
 
 fn trim(bdir: &Path, name: &str) -> Result<(), StoreError> {
-    let prefix = format!("{name}.");
-    let mut found: Vec<String> = fs::read_dir(bdir)
+    let names: Vec<String> = fs::read_dir(bdir)
         .map_err(|e| StoreError::io(bdir, "cannot list backup dir", e))?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| {
-            n.strip_prefix(&prefix)
-                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-        })
         .collect();
-    // The UTC stamps sort as text in time order.
-    found.sort();
-    while found.len() > MAX_BACKUPS {
-        let old = bdir.join(found.remove(0));
+    for old in rules::backups_to_trim(names.iter().map(String::as_str), name) {
+        let old = bdir.join(old);
         fs::remove_file(&old).map_err(|e| StoreError::io(&old, "cannot remove old backup", e))?;
     }
     Ok(())
@@ -59,6 +48,7 @@ fn trim(bdir: &Path, name: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MAX_BACKUPS;
 
     #[test]
     fn bounded_and_private() {

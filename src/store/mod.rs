@@ -4,26 +4,26 @@
 //! the change, and for each file whose bytes change: keeps a backup of the old one, writes
 //! the new one to a temp file in the same dir (mode 0600), fsyncs it, renames it over the old
 //! one and fsyncs the dir. Then it bumps `CellServDB`'s mtime so running servers reload.
+//! What the names, checks and backups are is decided in `rules`, which the SSH server shares;
+//! this module and its children do the local I/O.
 
 pub mod atomic;
 mod backup;
 mod error;
 pub mod ops;
+pub mod rules;
 
-pub use backup::MAX_BACKUPS;
 pub use error::StoreError;
+pub use rules::{BACKUP_DIR, KEYFILE, KEYFILEEXT, LOCKFILE, MAX_BACKUPS};
 
-use crate::format::{read_keyfile, read_keyfileext, write_keyfile, write_keyfileext};
+use crate::format::FormatError;
 use crate::keys::KeySet;
+use rules::{DirProblem, KeyFileProblem, KeyFilesError};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-
-pub const KEYFILE: &str = "KeyFile";
-pub const KEYFILEEXT: &str = "KeyFileExt";
-pub const LOCKFILE: &str = ".afskeys.lock";
 
 /// One server conf dir (`/usr/afs/etc`, `/etc/openafs/server`, or a test's own dir).
 #[derive(Debug, Clone)]
@@ -100,34 +100,18 @@ impl ConfDir {
         let kf = read_file(&self.keyfile_path())?;
         let kx = read_file(&self.keyfileext_path())?;
         let mut warnings = Vec::new();
-        let mut keys = match &kf.bytes {
-            Some(b) => read_keyfile(b).map_err(|e| StoreError::corrupt(&kf.path, e))?,
-            None => KeySet::new(),
-        };
-        if let Some(b) = &kx.bytes {
-            let ext = read_keyfileext(b).map_err(|e| StoreError::corrupt(&kx.path, e))?;
-            for k in ext.iter() {
-                // Typed keys never collide with rxkad ones; insert cannot fail here.
-                keys.insert(k.clone()).map_err(|e| {
-                    StoreError::corrupt(
-                        &kx.path,
-                        crate::format::FormatError::Key {
-                            offset: 0,
-                            source: e,
-                        },
-                    )
-                })?;
+        let keys = rules::merge(kf.bytes.as_deref(), kx.bytes.as_deref()).map_err(|e| match e {
+            KeyFilesError::Format { file, source } => {
+                StoreError::corrupt(if file == KEYFILE { &kf.path } else { &kx.path }, source)
             }
-        }
+            // Typed keys never collide with rxkad ones; this cannot happen.
+            KeyFilesError::Key { source, .. } => {
+                StoreError::corrupt(&kx.path, FormatError::Key { offset: 0, source })
+            }
+        })?;
         for raw in [&kf, &kx] {
-            if let Some(mode) = raw.mode {
-                if mode & 0o077 != 0 {
-                    warnings.push(format!(
-                        "{}: mode {:04o} lets other users read the keys (afskeys writes 0600)",
-                        raw.path.display(),
-                        mode & 0o7777
-                    ));
-                }
+            if let Some(w) = raw.mode.and_then(rules::key_file_mode_warning) {
+                warnings.push(format!("{}: {w}", raw.path.display()));
             }
         }
         for k in keys.of_type(crate::keys::KeyType::Rxkad) {
@@ -162,35 +146,17 @@ impl ConfDir {
     fn check_dir(&self, for_write: bool) -> Result<(), StoreError> {
         let md = fs::metadata(&self.path)
             .map_err(|e| StoreError::io(&self.path, "cannot open conf dir", e))?;
-        if !md.is_dir() {
-            return Err(StoreError::Invalid {
-                path: self.path.clone(),
-                problem: "is not a directory".into(),
-            });
-        }
-        if for_write && md.mode() & 0o022 != 0 {
-            return Err(StoreError::Unsafe {
-                path: self.path.clone(),
-                problem: format!(
-                    "conf dir has mode {:04o}: other users could replace the key files; \
-                     refusing to write (chmod go-w it)",
-                    md.mode() & 0o7777
-                ),
-            });
-        }
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
-        if for_write && md.uid() != 0 && md.uid() != me {
-            return Err(StoreError::Unsafe {
-                path: self.path.clone(),
-                problem: format!(
-                    "conf dir is owned by uid {}, not root: that user could replace the key \
-                     files; refusing to write (chown root it)",
-                    md.uid()
-                ),
-            });
-        }
-        Ok(())
+        rules::check_conf_dir(md.mode(), md.uid(), for_write, Some(me)).map_err(|p| {
+            let (path, problem) = (self.path.clone(), p.to_string());
+            match p {
+                DirProblem::NotDir => StoreError::Invalid { path, problem },
+                DirProblem::Writable(_) | DirProblem::Owner(_) => {
+                    StoreError::Unsafe { path, problem }
+                }
+            }
+        })
     }
 
     /// Phase one of a two-phase replace: check that the bytes are valid key files and write
@@ -198,12 +164,10 @@ impl ConfDir {
     /// `Staged::commit`; dropping the `Staged` removes the temp files.
     pub fn stage(&self, keyfile: &[u8], keyfileext: &[u8]) -> Result<Staged, StoreError> {
         self.check_dir(true)?;
-        let invalid = |what: &str, e: crate::format::FormatError| StoreError::Invalid {
+        rules::check_install(keyfile, keyfileext).map_err(|e| StoreError::Invalid {
             path: self.path.clone(),
-            problem: format!("the {what} to install is not valid: {e}"),
-        };
-        read_keyfile(keyfile).map_err(|e| invalid(KEYFILE, e))?;
-        read_keyfileext(keyfileext).map_err(|e| invalid(KEYFILEEXT, e))?;
+            problem: e.to_string(),
+        })?;
         Ok(Staged {
             dir: self.clone(),
             keyfileext: (
@@ -233,9 +197,7 @@ impl ConfDir {
             warnings: snap.warnings,
             ..Default::default()
         };
-        let new_kf = write_keyfile(&keys);
-        let new_kx = write_keyfileext(&keys);
-        // KeyFileExt is written whenever KeyFile is, as OpenAFS does, so both always exist.
+        let (new_kf, new_kx) = rules::split(&keys);
         let kf_changed = kf.bytes.as_deref() != Some(&new_kf[..]);
         let kx_changed = kx.bytes.as_deref() != Some(&new_kx[..]);
         if !kf_changed && !kx_changed {
@@ -312,20 +274,13 @@ fn read_file(path: &Path) -> Result<Raw, StoreError> {
         }
         Err(e) => return Err(StoreError::io(path, "cannot stat", e)),
     };
-    if md.file_type().is_symlink() {
-        return Err(StoreError::Unsafe {
-            path: path.to_path_buf(),
-            problem: "is a symbolic link; afskeys reads and writes key files only in place \
-                      (replace the link with the file itself)"
-                .into(),
-        });
-    }
-    if !md.is_file() {
-        return Err(StoreError::Invalid {
-            path: path.to_path_buf(),
-            problem: "is not a regular file".into(),
-        });
-    }
+    rules::check_key_file(md.mode()).map_err(|p| {
+        let (path, problem) = (path.to_path_buf(), p.to_string());
+        match p {
+            KeyFileProblem::Symlink => StoreError::Unsafe { path, problem },
+            KeyFileProblem::NotRegular => StoreError::Invalid { path, problem },
+        }
+    })?;
     let bytes = fs::read(path).map_err(|e| StoreError::io(path, "cannot read", e))?;
     Ok(Raw {
         path: path.to_path_buf(),

@@ -1,10 +1,14 @@
 //! Write the valid seeds of fixtures/seeds/<target>/ with the afskeys library itself:
 //! `cargo run --manifest-path fuzz/seedgen/Cargo.toml -- fixtures/seeds` (bin/fuzz --seeds).
 //! The corrupt seeds are copies of fixtures/corrupt/; the seeds written by hand (the old
-//! 100-byte KeyFile, a KeyFileExt with a longer meta) are written here too.
+//! 100-byte KeyFile, a KeyFileExt with a longer meta) are written here too, and so are the
+//! SFTP reply packets (valid ones from `wire::encode_reply`, plus the forms it never writes:
+//! VERSION, a STATUS without message, attributes with uid/gid and extensions; corrupt ones:
+//! truncated, bad length, unknown type).
 
 use afskeys::authdb::file::FileAuthDb;
 use afskeys::authdb::AuthDb;
+use afskeys::fleet::ssh::wire::{encode_reply, Attrs, Reply};
 use afskeys::format::{write_keyfile, write_keyfileext};
 use afskeys::keys::{Key, KeyId, KeySet, KeyType};
 use afskeys::journal::{JournalKey, Retired, Rotation, State, StateFile, Step};
@@ -249,4 +253,86 @@ user = "afsadmin"
         afskeys::config::Config::parse(text, Path::new(name)).expect("config seed parses");
         write(&d, name, text.as_bytes());
     }
+
+    sftp_replies(&out.join("sftp_reply"));
+}
+
+fn be(v: u32) -> [u8; 4] {
+    v.to_be_bytes()
+}
+
+/// A packet: length prefix, then `body` (type byte first).
+fn packet(body: &[u8]) -> Vec<u8> {
+    let mut p = be(body.len() as u32).to_vec();
+    p.extend_from_slice(body);
+    p
+}
+
+fn sftp_replies(d: &Path) {
+    let full = Attrs {
+        size: Some(300),
+        perm: Some(0o100600),
+        atime: Some(1_600_000_000),
+        mtime: Some(1_700_000_000),
+    };
+    for (name, id, reply) in [
+        ("valid.status-ok", 1, Reply::Status(0, "Success".into())),
+        ("valid.status-eof", 2, Reply::Status(1, String::new())),
+        ("valid.handle", 3, Reply::Handle(vec![0, 0, 0, 1])),
+        ("valid.data", 4, Reply::Data((0..300u32).map(|i| (i * 7) as u8).collect())),
+        ("valid.attrs", 5, Reply::Attrs(full)),
+        ("valid.attrs-empty", 6, Reply::Attrs(Attrs::default())),
+        (
+            "valid.name",
+            7,
+            Reply::Name(vec![
+                ("KeyFile.20260102T030405.000000000Z".into(), full),
+                (".afskeys-stage.0011223344556677".into(), Attrs::perm(0o040700)),
+            ]),
+        ),
+        ("valid.extended", 8, Reply::Extended),
+    ] {
+        write(d, name, &encode_reply(id, &reply));
+    }
+    // VERSION 3 with OpenSSH's extensions.
+    let mut v = vec![2];
+    v.extend_from_slice(&be(3));
+    for ext in ["posix-rename@openssh.com", "fsync@openssh.com", "hardlink@openssh.com"] {
+        v.extend_from_slice(&be(ext.len() as u32));
+        v.extend_from_slice(ext.as_bytes());
+        v.extend_from_slice(&be(1));
+        v.push(b'1');
+    }
+    write(d, "valid.version", &packet(&v));
+    // STATUS with neither message nor language tag (old servers).
+    let mut st = vec![101];
+    st.extend_from_slice(&be(9));
+    st.extend_from_slice(&be(4));
+    write(d, "valid.status-bare", &packet(&st));
+    // ATTRS with every flag: size, uid/gid, permissions, times, one extension pair.
+    let mut at = vec![105];
+    at.extend_from_slice(&be(10));
+    at.extend_from_slice(&be(0x8000_000f));
+    at.extend_from_slice(&300u64.to_be_bytes());
+    for x in [0, 0, 0o100600, 1, 2, 1] {
+        at.extend_from_slice(&be(x));
+    }
+    for s in ["x@example.com", "v"] {
+        at.extend_from_slice(&be(s.len() as u32));
+        at.extend_from_slice(s.as_bytes());
+    }
+    write(d, "valid.attrs-every-flag", &packet(&at));
+
+    let data = encode_reply(11, &Reply::Data(seq(30, 3)));
+    write(d, "corrupt.truncated", &data[..data.len() - 5]);
+    write(d, "corrupt.length-zero", &be(0));
+    let mut huge = be(0x0200_0000).to_vec();
+    huge.extend_from_slice(&data[4..]);
+    write(d, "corrupt.length-too-large", &huge);
+    let mut unknown = data.clone();
+    unknown[4] = 99;
+    write(d, "corrupt.unknown-type", &unknown);
+    let mut count = encode_reply(12, &Reply::Name(vec![("a".into(), Attrs::default())]));
+    count[9..13].copy_from_slice(&be(u32::MAX));
+    write(d, "corrupt.name-count", &count);
 }

@@ -1,0 +1,264 @@
+//! Phase two of a push over SSH, and its undo. `commit` sends, in one round trip,
+//! `posix-rename@openssh.com` of KeyFileExt then KeyFile over the live files (rename(2): a
+//! reader sees the old file or the new one, never a mix, whenever the connection drops), the
+//! CellServDB mtime bump to a new whole second, and an fsync of the conf dir. A server
+//! without `posix-rename` is committed with `mv -f` over an exec channel instead
+//! (`ReplaceMethod::ShellMv`). `discard` (or dropping the staged push) removes the staged
+//! files and the backups made for them.
+
+use super::stage::NAMES;
+use super::tidy::Tidy;
+use super::wire::{self, Attrs, Reply, Req};
+use super::{lock, op, Conn, Fail, ReplaceMethod, SshServer};
+use crate::fleet::{FleetError, Staged};
+use crate::store::rules::{self, CELLSERVDB};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Files staged on one SSH server.
+pub(super) struct SshStaged<'a> {
+    pub(super) server: &'a SshServer,
+    /// The connection that staged them.
+    pub(super) gen: u64,
+    pub(super) stage_dir: PathBuf,
+    /// An SFTP handle on the conf dir, to fsync it after the renames.
+    pub(super) dir_handle: Option<Vec<u8>>,
+    /// [KeyFileExt, KeyFile]: does the live file change?
+    pub(super) changed: [bool; 2],
+    /// Backups made of the live files that change.
+    pub(super) backups: Vec<PathBuf>,
+    /// CellServDB's mtime when staged (None: absent, so not touched).
+    pub(super) cellservdb: Option<u64>,
+    /// The server's clock at staging (a staged file's mtime) and our instant then.
+    pub(super) remote_now: Option<(u64, Instant)>,
+    /// Committed or discarded.
+    pub(super) done: bool,
+}
+
+impl SshStaged<'_> {
+    /// The mtime CellServDB gets: a whole second later than it had, and at least the
+    /// server's present time as far as we can tell.
+    fn bump(&self) -> Option<u32> {
+        let old = self.cellservdb?;
+        let now = self.remote_now().unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        });
+        u32::try_from(rules::cellservdb_mtime(old, now)).ok()
+    }
+
+    fn remote_now(&self) -> Option<u64> {
+        self.remote_now.map(|(t, at)| t + at.elapsed().as_secs())
+    }
+
+    fn commit_on(&self, c: &mut Conn) -> Result<(), Fail> {
+        let s = self.server;
+        let any = self.changed.iter().any(|c| *c);
+        let method = match s.replace {
+            ReplaceMethod::Auto if c.sftp.has_posix_rename => ReplaceMethod::PosixRename,
+            ReplaceMethod::Auto => ReplaceMethod::ShellMv,
+            m => m,
+        };
+        let mut reqs = Vec::new();
+        let mut renamed = Vec::new();
+        if any && method == ReplaceMethod::ShellMv {
+            shell_mv(c, &s.confdir, &self.stage_dir, self.changed)?;
+        }
+        for (i, name) in NAMES.into_iter().enumerate() {
+            if self.changed[i] && method == ReplaceMethod::PosixRename {
+                if !c.sftp.has_posix_rename {
+                    return Err(op("the server's SFTP lacks posix-rename@openssh.com"));
+                }
+                reqs.push(Req::PosixRename(self.stage_dir.join(name), s.path(name)));
+                renamed.push(name);
+            }
+        }
+        let renames = reqs.len();
+        let bump = if any { self.bump() } else { None };
+        if any {
+            if let Some(t) = bump {
+                reqs.push(Req::Setstat(s.path(CELLSERVDB), Attrs::times(t, t)));
+            }
+            if let (Some(h), true) = (&self.dir_handle, c.sftp.has_fsync) {
+                reqs.push(Req::Fsync(h.clone()));
+            }
+        }
+        let r = if reqs.is_empty() {
+            Vec::new()
+        } else {
+            c.sftp.batch(&reqs)?
+        };
+        for (i, rep) in r.iter().enumerate().take(renames) {
+            if let Reply::Status(code, msg) = rep {
+                if *code != 0 {
+                    return Err(op(format!(
+                        "cannot rename the staged {} into place: {}",
+                        renamed[i],
+                        wire::status_text(*code, msg)
+                    )));
+                }
+            }
+        }
+        if let (Some(_), Some(Reply::Status(code, msg))) = (bump, r.get(renames)) {
+            if *code != 0 {
+                return Err(op(format!(
+                    "the new key files are in place, but CellServDB's mtime could not be \
+                     changed ({}): running servers keep the old keys until it changes \
+                     (touch {})",
+                    wire::status_text(*code, msg),
+                    s.path(CELLSERVDB).display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the staged files and the backups made for them.
+    fn discard_now(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let s = self.server;
+        let mut guard = lock(&s.conn);
+        let Some(c) = guard.as_mut().filter(|c| c.gen == self.gen) else {
+            return;
+        };
+        let mut reqs: Vec<Req> = NAMES
+            .iter()
+            .map(|n| Req::Remove(self.stage_dir.join(n)))
+            .collect();
+        reqs.push(Req::Rmdir(self.stage_dir.clone()));
+        for b in &self.backups {
+            reqs.push(Req::Remove(b.clone()));
+        }
+        if let Some(h) = self.dir_handle.take() {
+            reqs.push(Req::Close(h));
+        }
+        if c.sftp.batch(&reqs).is_err() {
+            *guard = None;
+        }
+    }
+}
+
+/// Commit by `mv -f` in the login shell (a server without `posix-rename@openssh.com`).
+fn shell_mv(c: &mut Conn, dir: &Path, stage: &Path, changed: [bool; 2]) -> Result<(), Fail> {
+    let mut cmd = b"cd -- ".to_vec();
+    cmd.extend_from_slice(&sh_quote(dir.as_os_str().as_bytes()));
+    for (i, name) in NAMES.into_iter().enumerate() {
+        if changed[i] {
+            cmd.extend_from_slice(b" && mv -f -- ");
+            cmd.extend_from_slice(&sh_quote(stage.join(name).as_os_str().as_bytes()));
+            cmd.push(b' ');
+            cmd.extend_from_slice(name.as_bytes());
+        }
+    }
+    let cmd = String::from_utf8(cmd)
+        .map_err(|_| op("the conf dir's path is not UTF-8: cannot pass it to mv"))?;
+    let mut ch = c
+        .sess
+        .channel_session()
+        .map_err(|e| Fail::Broken(format!("cannot open a command channel: {}", e.message())))?;
+    ch.exec(&cmd)
+        .map_err(|e| Fail::Broken(format!("cannot run mv: {}", e.message())))?;
+    let mut out = String::new();
+    let mut err = String::new();
+    ch.read_to_string(&mut out)
+        .map_err(|e| Fail::Broken(format!("connection lost during mv: {e}")))?;
+    let _ = ch.stderr().read_to_string(&mut err);
+    let _ = ch.wait_close();
+    match ch.exit_status() {
+        Ok(0) => Ok(()),
+        Ok(n) => Err(op(format!(
+            "mv -f of the staged files failed (exit {n}): {}",
+            err.trim()
+        ))),
+        Err(e) => Err(Fail::Broken(format!("mv: {}", e.message()))),
+    }
+}
+
+/// Quote bytes for a POSIX shell: one single-quoted word.
+pub fn sh_quote(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    out.push(b'\'');
+    for &c in s {
+        if c == b'\'' {
+            out.extend_from_slice(b"'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push(b'\'');
+    out
+}
+
+impl Staged for SshStaged<'_> {
+    fn commit(mut self: Box<Self>) -> Result<(), FleetError> {
+        self.done = true;
+        let s = self.server;
+        let mut guard = lock(&s.conn);
+        let r = match guard.as_mut() {
+            Some(c) if c.gen == self.gen => self.commit_on(c),
+            _ => Err(Fail::Broken(
+                "the connection that staged the files was lost".into(),
+            )),
+        };
+        match r {
+            Ok(()) => {
+                lock(&s.tidy).push(Tidy {
+                    gen: self.gen,
+                    stage_dir: self.stage_dir.clone(),
+                    dir_handle: self.dir_handle.take(),
+                    remote_now: self.remote_now(),
+                });
+                Ok(())
+            }
+            Err(Fail::Op(m)) => Err(s.err(format!("commit failed: {m}"))),
+            Err(broken) => {
+                *guard = None;
+                Err(s.err(format!(
+                    "commit failed: {broken}; each of the server's key files is the old one or \
+                     the new one (each is replaced by one rename); verify to see which"
+                )))
+            }
+        }
+    }
+
+    fn discard(mut self: Box<Self>) {
+        self.discard_now();
+    }
+}
+
+impl Drop for SshStaged<'_> {
+    fn drop(&mut self) {
+        // Neither committed nor discarded: leave the server as it was.
+        self.discard_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_any_byte() {
+        assert_eq!(sh_quote(b"/usr/afs/etc"), b"'/usr/afs/etc'");
+        assert_eq!(sh_quote(b"a'b"), b"'a'\\''b'");
+        assert_eq!(sh_quote(b"$(rm -rf /)"), b"'$(rm -rf /)'");
+        // Run the quoted word through a real sh and get the same bytes back.
+        for s in [&b"a b"[..], b"it's", b"$HOME `x` \"q\" \\ \n;|&", b"-n"] {
+            let mut cmd = b"printf '%s' ".to_vec();
+            cmd.extend_from_slice(&sh_quote(s));
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(std::ffi::OsStr::from_bytes(&cmd))
+                .output()
+                .unwrap();
+            assert_eq!(out.stdout, s);
+        }
+    }
+}

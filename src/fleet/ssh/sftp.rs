@@ -1,0 +1,306 @@
+//! A small SFTP (protocol 3) client on an ssh2 channel: requests are pipelined (`batch` sends
+//! them all, then reads every reply), and OpenSSH's extensions are usable.
+//!
+//! Why not libssh2's own SFTP (`ssh2::Sftp`): it has no `posix-rename@openssh.com` binding
+//! (and protocol 3's RENAME never replaces an existing file, so an atomic replace of a live
+//! key file is impossible with it), no `fsync@openssh.com` (a staged file could be lost in a
+//! crash after the rename) and no `hardlink@openssh.com` (the backup that *is* the file the
+//! rename replaces); and it sends one request per round trip, where a push needs a handful
+//! of pipelined round trips per server.
+
+use super::wire::{self, Attrs, Extensions, Reply, Req, FX_EOF, FX_NO_SUCH_FILE};
+use super::Fail;
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// Bytes per SFTP read request: well under OpenSSH's per-request cap (256 KiB less 1 KiB),
+/// so a short read means end of file.
+pub const READ_CHUNK: u32 = 64 * 1024;
+const WRITE_CHUNK: usize = 32 * 1024;
+
+/// A reply that says an operation failed (the connection itself is fine).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("{0}")]
+    Status(Status),
+    /// The reply's kind and size (never its bytes).
+    #[error("unexpected SFTP reply {0}")]
+    Unexpected(String),
+    #[error("larger than {} KiB: not a key file", 2 * READ_CHUNK / 1024)]
+    TooLarge,
+}
+
+impl ReplyError {
+    fn of(r: &Reply) -> ReplyError {
+        match r {
+            Reply::Status(code, msg) => ReplyError::Status(Status {
+                code: *code,
+                msg: msg.clone(),
+            }),
+            other => ReplyError::Unexpected(format!("{other:?}")),
+        }
+    }
+}
+
+/// An SFTP status code with the server's message: prints as `wire::status_text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub code: u32,
+    pub msg: String,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&wire::status_text(self.code, &self.msg))
+    }
+}
+
+/// The status of a reply that should be `Status(0)`: `Err` for any other.
+pub fn ok(r: &Reply) -> Result<(), ReplyError> {
+    match r {
+        Reply::Status(0, _) => Ok(()),
+        r => Err(ReplyError::of(r)),
+    }
+}
+
+pub fn attrs(r: &Reply) -> Result<Attrs, ReplyError> {
+    match r {
+        Reply::Attrs(a) => Ok(*a),
+        r => Err(ReplyError::of(r)),
+    }
+}
+
+/// The attributes, or `None` when there is no such file.
+pub fn optional_attrs(r: &Reply) -> Result<Option<Attrs>, ReplyError> {
+    match r {
+        Reply::Status(FX_NO_SUCH_FILE, _) => Ok(None),
+        r => attrs(r).map(Some),
+    }
+}
+
+pub fn handle(r: &Reply) -> Result<Vec<u8>, ReplyError> {
+    match r {
+        Reply::Handle(h) => Ok(h.clone()),
+        r => Err(ReplyError::of(r)),
+    }
+}
+
+/// The file's bytes from the replies to READ@0 and READ@READ_CHUNK.
+pub fn read_reply(first: &Reply, second: &Reply) -> Result<Vec<u8>, ReplyError> {
+    let mut out = match first {
+        Reply::Data(d) => d.clone(),
+        Reply::Status(FX_EOF, _) => return Ok(Vec::new()),
+        r => return Err(ReplyError::of(r)),
+    };
+    if out.len() < READ_CHUNK as usize {
+        return Ok(out);
+    }
+    match second {
+        Reply::Data(d) if d.len() < READ_CHUNK as usize => {
+            out.extend_from_slice(d);
+            Ok(out)
+        }
+        Reply::Status(FX_EOF, _) => Ok(out),
+        Reply::Data(_) => Err(ReplyError::TooLarge),
+        r => Err(ReplyError::of(r)),
+    }
+}
+
+/// `bytes` cut into WRITE requests' (offset, chunk).
+pub fn chunks(b: &[u8]) -> Vec<(u64, &[u8])> {
+    b.chunks(WRITE_CHUNK)
+        .enumerate()
+        .map(|(i, c)| ((i * WRITE_CHUNK) as u64, c))
+        .collect()
+}
+
+/// The two READs and the CLOSE that read a whole key file through `h`.
+pub fn read_whole(h: &[u8]) -> [Req; 3] {
+    [
+        Req::Read(h.to_vec(), 0, READ_CHUNK),
+        Req::Read(h.to_vec(), READ_CHUNK as u64, READ_CHUNK),
+        Req::Close(h.to_vec()),
+    ]
+}
+
+fn lost(what: &'static str) -> impl FnOnce(std::io::Error) -> Fail {
+    move |source| Fail::Lost { what, source }
+}
+
+fn ssh_broken(what: &str) -> impl FnOnce(ssh2::Error) -> Fail + '_ {
+    move |e| Fail::Broken(format!("connection lost ({what}: {})", e.message()))
+}
+
+pub struct Sftp {
+    ch: ssh2::Channel,
+    next_id: u32,
+    pub has_posix_rename: bool,
+    pub has_fsync: bool,
+    pub has_hardlink: bool,
+}
+
+impl Sftp {
+    /// Open the `sftp` subsystem and agree on version 3; note the extensions offered.
+    pub fn start(sess: &ssh2::Session) -> Result<Sftp, Fail> {
+        let mut ch = sess
+            .channel_session()
+            .map_err(ssh_broken("opening a channel"))?;
+        ch.subsystem("sftp")
+            .map_err(ssh_broken("starting the sftp subsystem"))?;
+        ch.write_all(&wire::init_packet())
+            .and_then(|_| ch.flush())
+            .map_err(lost("SFTP init"))?;
+        let mut s = Sftp {
+            ch,
+            next_id: 1,
+            has_posix_rename: false,
+            has_fsync: false,
+            has_hardlink: false,
+        };
+        let body = s.recv()?;
+        if body[0] != wire::VERSION {
+            return Err(Fail::Broken(format!(
+                "the sftp subsystem answered {}, not VERSION (is something printing from the \
+                 login shell's rc files?)",
+                body[0]
+            )));
+        }
+        let (
+            v,
+            Extensions {
+                posix_rename,
+                fsync,
+                hardlink,
+            },
+        ) = wire::parse_version(&body[1..])?;
+        if v < 3 {
+            return Err(Fail::Op(format!("SFTP version {v} is too old")));
+        }
+        (s.has_posix_rename, s.has_fsync, s.has_hardlink) = (posix_rename, fsync, hardlink);
+        Ok(s)
+    }
+
+    /// One packet's body (type byte first).
+    fn recv(&mut self) -> Result<Vec<u8>, Fail> {
+        let mut len = [0u8; 4];
+        self.ch
+            .read_exact(&mut len)
+            .map_err(lost("reading an SFTP reply"))?;
+        let len = wire::packet_len(len)?;
+        let mut body = vec![0u8; len];
+        self.ch
+            .read_exact(&mut body)
+            .map_err(lost("reading an SFTP reply"))?;
+        Ok(body)
+    }
+
+    /// Send every request at once, then read their replies (in order).
+    pub fn batch(&mut self, reqs: &[Req]) -> Result<Vec<Reply>, Fail> {
+        let mut out = Vec::new();
+        let mut ids = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let id = self.next_id;
+            self.next_id = self.next_id.wrapping_add(1);
+            wire::encode(r, id, &mut out);
+            ids.push(id);
+        }
+        self.ch
+            .write_all(&out)
+            .and_then(|_| self.ch.flush())
+            .map_err(lost("sending SFTP requests"))?;
+        let mut replies = Vec::with_capacity(reqs.len());
+        for id in ids {
+            let (got, reply) = wire::parse_reply(&self.recv()?)?;
+            if got != id {
+                return Err(Fail::Broken(format!(
+                    "SFTP reply {got} where {id} was expected"
+                )));
+            }
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
+    /// The names in a directory (without `.` and `..`) with their attributes.
+    pub fn list_dir(&mut self, dir: &Path) -> Result<Vec<(String, Attrs)>, Fail> {
+        let r = self.batch(&[Req::Opendir(dir.to_path_buf())])?;
+        let h = handle(&r[0]).map_err(|e| match e {
+            ReplyError::Unexpected(_) => Fail::Op("unexpected reply to OPENDIR".into()),
+            e => Fail::Op(e.to_string()),
+        })?;
+        let mut names = Vec::new();
+        loop {
+            let r = self.batch(&[Req::Readdir(h.clone())])?;
+            match r.into_iter().next() {
+                Some(Reply::Name(v)) => names.extend(v),
+                _ => break,
+            }
+        }
+        self.batch(&[Req::Close(h)])?;
+        names.retain(|(n, _)| n != "." && n != "..");
+        Ok(names)
+    }
+
+    /// Read whole files (absent: `None`) in two round trips.
+    pub fn read_files(&mut self, paths: &[&Path]) -> Result<Vec<Option<Vec<u8>>>, Fail> {
+        let opens: Vec<Req> = paths
+            .iter()
+            .map(|p| Req::Open(p.to_path_buf(), wire::FXF_READ, None))
+            .collect();
+        let r = self.batch(&opens)?;
+        let mut handles = Vec::new();
+        for (p, rep) in paths.iter().zip(&r) {
+            match rep {
+                Reply::Status(FX_NO_SUCH_FILE, _) => handles.push(None),
+                rep => handles
+                    .push(Some(handle(rep).map_err(|e| {
+                        Fail::Op(format!("cannot open {}: {e}", p.display()))
+                    })?)),
+            }
+        }
+        let reqs: Vec<Req> = handles
+            .iter()
+            .flatten()
+            .flat_map(|h| read_whole(h))
+            .collect();
+        let r = if reqs.is_empty() {
+            Vec::new()
+        } else {
+            self.batch(&reqs)?
+        };
+        let mut out = Vec::new();
+        let mut j = 0;
+        for (p, h) in paths.iter().zip(&handles) {
+            if h.is_none() {
+                out.push(None);
+                continue;
+            }
+            out.push(Some(read_reply(&r[j], &r[j + 1]).map_err(|e| {
+                Fail::Op(format!("cannot read {}: {e}", p.display()))
+            })?));
+            j += 3;
+        }
+        Ok(out)
+    }
+
+    /// Create a new file (0600, must not exist) holding `bytes`, fsynced where supported.
+    pub fn upload(&mut self, path: &Path, bytes: &[u8]) -> Result<(), Fail> {
+        let create = wire::FXF_WRITE | wire::FXF_CREAT | wire::FXF_EXCL;
+        let r = self.batch(&[Req::Open(path.to_path_buf(), create, Some(0o600))])?;
+        let h = handle(&r[0]).map_err(|e| Fail::Op(e.to_string()))?;
+        let mut reqs: Vec<Req> = chunks(bytes)
+            .into_iter()
+            .map(|(off, c)| Req::Write(h.clone(), off, c.to_vec()))
+            .collect();
+        if self.has_fsync {
+            reqs.push(Req::Fsync(h.clone()));
+        }
+        reqs.push(Req::Close(h));
+        for rep in self.batch(&reqs)? {
+            if let Reply::Status(..) = rep {
+                ok(&rep).map_err(|e| Fail::Op(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,329 @@
+//! Phase one of a push over SSH (see `Server::stage`): both files are uploaded (0600, fsynced
+//! with `fsync@openssh.com`) into a private stage dir inside the conf dir (same filesystem,
+//! so the commit's rename is atomic), and a backup is kept of each live file that will change
+//! — a hard link (`hardlink@openssh.com`), so the backup is exactly the file the rename will
+//! replace; a server without the extension gets a copy. A file whose bytes do not change is
+//! not staged. Nothing the server reads changes here.
+
+use super::commit::SshStaged;
+use super::sftp::{self, Sftp};
+use super::wire::{self, Attrs, Reply, Req};
+use super::{op, Conn, Fail, SshServer};
+use crate::fleet::KeyFiles;
+use crate::store::rules::{self, BACKUP_DIR, CELLSERVDB, STAGE_PREFIX};
+use crate::store::{KEYFILE, KEYFILEEXT};
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The order files are staged and committed in: KeyFileExt first, then KeyFile.
+pub(super) const NAMES: [&str; 2] = [KEYFILEEXT, KEYFILE];
+
+/// What the conf dir holds before staging.
+struct Survey {
+    /// [KeyFileExt, KeyFile]: is there a live file?
+    live_exists: [bool; 2],
+    /// CellServDB's mtime (None: absent).
+    cellservdb: Option<u64>,
+    /// The backup dir: None when absent, else whether it must be made private first.
+    backup_dir: Option<bool>,
+}
+
+/// [KeyFileExt, KeyFile] as they are on the server (None: absent).
+type LiveFiles = [Option<Vec<u8>>; 2];
+
+/// The handles step 2 opened.
+struct Handles {
+    new: Vec<Vec<u8>>,
+    dir: Option<Vec<u8>>,
+    /// (index in `NAMES`, handle) of each live file.
+    live: Vec<(usize, Vec<u8>)>,
+}
+
+impl SshServer {
+    /// Phase one, on the connection: see `Server::stage`.
+    pub(super) fn stage_on(&self, c: &mut Conn, files: &KeyFiles) -> Result<SshStaged<'_>, Fail> {
+        let survey = self.survey(&mut c.sftp)?;
+        let stage_dir = self.path(&format!("{STAGE_PREFIX}{}", random_hex()));
+        let new_paths = NAMES.map(|n| stage_dir.join(n));
+        let r = self.open_stage(&mut c.sftp, &survey, &stage_dir, &new_paths)?;
+        let staged = (|| {
+            let h = self.handles(&r, &survey, &new_paths)?;
+            let bytes: [&[u8]; 2] = [&files.keyfileext, &files.keyfile];
+            let (remote_now, mut live) = self.write_and_read(&mut c.sftp, &h, &stage_dir, bytes)?;
+            let changed = [0, 1].map(|i| live[i].as_deref() != Some(bytes[i]));
+            let backups = self.back_up(&mut c.sftp, &survey, &new_paths, changed, &mut live)?;
+            Ok(SshStaged {
+                server: self,
+                gen: c.gen,
+                stage_dir: stage_dir.clone(),
+                dir_handle: h.dir,
+                changed,
+                backups,
+                cellservdb: survey.cellservdb,
+                remote_now: remote_now.map(|t| (t, Instant::now())),
+                done: false,
+            })
+        })();
+        if let Err(Fail::Op(_)) = &staged {
+            // Best effort; a broken connection leaves a stage dir that a later commit removes
+            // once it is a day old.
+            let _ = c.sftp.batch(&[
+                Req::Remove(new_paths[0].clone()),
+                Req::Remove(new_paths[1].clone()),
+                Req::Rmdir(stage_dir),
+            ]);
+        }
+        staged
+    }
+
+    /// Step 1: stat the conf dir, the live files, CellServDB and the backup dir, and judge
+    /// them by the conf-dir rules.
+    fn survey(&self, sftp: &mut Sftp) -> Result<Survey, Fail> {
+        let dir = &self.confdir;
+        let live = NAMES.map(|n| self.path(n));
+        let bdir = self.path(BACKUP_DIR);
+        let r = sftp.batch(&[
+            Req::Stat(dir.clone()),
+            Req::Lstat(live[0].clone()),
+            Req::Lstat(live[1].clone()),
+            Req::Stat(self.path(CELLSERVDB)),
+            Req::Lstat(bdir.clone()),
+        ])?;
+        let dir_attrs =
+            sftp::attrs(&r[0]).map_err(|e| op(format!("conf dir {}: {e}", dir.display())))?;
+        // The owner is not judged: the remote user's uid is not known here.
+        rules::check_conf_dir(dir_attrs.perm.unwrap_or(0), 0, true, None).map_err(|p| {
+            // Over SSH the path goes inside: "conf dir <path> has mode …".
+            let p = p.to_string();
+            let rest = p.strip_prefix("conf dir ").unwrap_or(&p);
+            op(format!("conf dir {} {rest}", dir.display()))
+        })?;
+        let mut live_exists = [false; 2];
+        for (i, p) in live.iter().enumerate() {
+            let a =
+                sftp::optional_attrs(&r[1 + i]).map_err(|e| op(format!("{}: {e}", p.display())))?;
+            let Some(a) = a else { continue };
+            if rules::check_key_file(a.perm.unwrap_or(0)).is_err() {
+                return Err(op(format!(
+                    "{} is not a regular file (a symbolic link?); afskeys replaces key \
+                     files only in place (replace the link with the file itself)",
+                    p.display()
+                )));
+            }
+            live_exists[i] = true;
+        }
+        let cellservdb = sftp::optional_attrs(&r[3])
+            .map_err(|e| op(format!("CellServDB: {e}")))?
+            .and_then(|a| a.mtime.map(u64::from));
+        let backup_dir = sftp::optional_attrs(&r[4])
+            .map_err(|e| op(format!("{}: {e}", bdir.display())))?
+            .map(|a| rules::check_backup_dir(a.perm.unwrap_or(0)))
+            .transpose()
+            .map_err(|p| op(format!("{} {p}", bdir.display())))?;
+        Ok(Survey {
+            live_exists,
+            cellservdb,
+            backup_dir,
+        })
+    }
+
+    /// Step 2: make the stage dir, create the two new files in it, open the conf dir (to
+    /// fsync it at commit) and the live files (to compare and maybe copy them).
+    fn open_stage(
+        &self,
+        sftp: &mut Sftp,
+        survey: &Survey,
+        stage_dir: &std::path::Path,
+        new_paths: &[PathBuf; 2],
+    ) -> Result<Vec<Reply>, Fail> {
+        let create = wire::FXF_WRITE | wire::FXF_CREAT | wire::FXF_EXCL;
+        let mut reqs = vec![
+            Req::Mkdir(stage_dir.to_path_buf(), 0o700),
+            Req::Open(new_paths[0].clone(), create, Some(0o600)),
+            Req::Open(new_paths[1].clone(), create, Some(0o600)),
+            Req::Open(self.confdir.clone(), wire::FXF_READ, None),
+        ];
+        for (i, name) in NAMES.into_iter().enumerate() {
+            if survey.live_exists[i] {
+                reqs.push(Req::Open(self.path(name), wire::FXF_READ, None));
+            }
+        }
+        let r = sftp.batch(&reqs)?;
+        if let Reply::Status(code, msg) = &r[0] {
+            if *code != 0 {
+                return Err(op(format!(
+                    "cannot create {}: {}",
+                    stage_dir.display(),
+                    wire::status_text(*code, msg)
+                )));
+            }
+        }
+        Ok(r)
+    }
+
+    /// The handles in step 2's replies.
+    fn handles(
+        &self,
+        r: &[Reply],
+        survey: &Survey,
+        new_paths: &[PathBuf; 2],
+    ) -> Result<Handles, Fail> {
+        let mut new = Vec::new();
+        for (i, rep) in r[1..3].iter().enumerate() {
+            new.push(
+                sftp::handle(rep)
+                    .map_err(|e| op(format!("cannot create {}: {e}", new_paths[i].display())))?,
+            );
+        }
+        let mut live = Vec::new();
+        let mut k = 4;
+        for (i, name) in NAMES.into_iter().enumerate() {
+            if survey.live_exists[i] {
+                let h = sftp::handle(&r[k])
+                    .map_err(|e| op(format!("cannot open {}: {e}", self.path(name).display())))?;
+                live.push((i, h));
+                k += 1;
+            }
+        }
+        Ok(Handles {
+            new,
+            dir: sftp::handle(&r[3]).ok(),
+            live,
+        })
+    }
+
+    /// Step 3: write, fsync and close the new files; read the live ones. Returns the
+    /// server's clock (the new KeyFile's mtime) and the live files' bytes.
+    fn write_and_read(
+        &self,
+        sftp: &mut Sftp,
+        h: &Handles,
+        stage_dir: &std::path::Path,
+        bytes: [&[u8]; 2],
+    ) -> Result<(Option<u64>, LiveFiles), Fail> {
+        let mut reqs = Vec::new();
+        let mut fsync_at = Vec::new();
+        let mut fstat_at = 0;
+        for (i, h) in h.new.iter().enumerate() {
+            for (off, chunk) in sftp::chunks(bytes[i]) {
+                reqs.push(Req::Write(h.clone(), off, chunk.to_vec()));
+            }
+            if sftp.has_fsync {
+                fsync_at.push(reqs.len());
+                reqs.push(Req::Fsync(h.clone()));
+            }
+            if i == 1 {
+                fstat_at = reqs.len();
+                reqs.push(Req::Fstat(h.clone()));
+            }
+            reqs.push(Req::Close(h.clone()));
+        }
+        let read_from = reqs.len();
+        for (_, h) in &h.live {
+            reqs.extend(sftp::read_whole(h));
+        }
+        let r = sftp.batch(&reqs)?;
+        for (i, rep) in r[..read_from].iter().enumerate() {
+            if let Reply::Status(code, msg) = rep {
+                if *code != 0 && !(fsync_at.contains(&i) && *code == wire::FX_OP_UNSUPPORTED) {
+                    return Err(op(format!(
+                        "cannot write the staged files in {}: {}",
+                        stage_dir.display(),
+                        wire::status_text(*code, msg)
+                    )));
+                }
+            }
+        }
+        let remote_now = match &r[fstat_at] {
+            Reply::Attrs(a) => a.mtime.map(u64::from),
+            _ => None,
+        };
+        let mut live: LiveFiles = [None, None];
+        for (j, (i, _)) in h.live.iter().enumerate() {
+            let at = read_from + 3 * j;
+            live[*i] = Some(sftp::read_reply(&r[at], &r[at + 1]).map_err(|e| {
+                op(format!(
+                    "cannot read {}: {e}",
+                    self.path(NAMES[*i]).display()
+                ))
+            })?);
+        }
+        Ok((remote_now, live))
+    }
+
+    /// Step 4: back up the live files that will be replaced (hard links, else copies);
+    /// remove the staged files that change nothing. Returns the backups made.
+    fn back_up(
+        &self,
+        sftp: &mut Sftp,
+        survey: &Survey,
+        new_paths: &[PathBuf; 2],
+        changed: [bool; 2],
+        live: &mut LiveFiles,
+    ) -> Result<Vec<PathBuf>, Fail> {
+        let bdir = self.path(BACKUP_DIR);
+        let now = chrono::Utc::now();
+        let mut reqs = Vec::new();
+        let mut backups = Vec::new();
+        let mut copies = Vec::new();
+        for (i, name) in NAMES.into_iter().enumerate() {
+            if !changed[i] {
+                reqs.push(Req::Remove(new_paths[i].clone()));
+                continue;
+            }
+            if !survey.live_exists[i] {
+                continue;
+            }
+            if backups.is_empty() && copies.is_empty() {
+                match survey.backup_dir {
+                    None => reqs.push(Req::Mkdir(bdir.clone(), 0o700)),
+                    Some(true) => reqs.push(Req::Setstat(bdir.clone(), Attrs::perm(0o700))),
+                    Some(false) => {}
+                }
+            }
+            let b = bdir.join(rules::backup_name(name, now));
+            if sftp.has_hardlink {
+                reqs.push(Req::Hardlink(self.path(name), b.clone()));
+                reqs.push(Req::Setstat(b.clone(), Attrs::perm(0o600)));
+                backups.push(b);
+            } else {
+                copies.push((b, live[i].take().unwrap_or_default()));
+            }
+        }
+        if !reqs.is_empty() {
+            let r = sftp.batch(&reqs)?;
+            let must_succeed = |q: &Req| match q {
+                Req::Hardlink(..) => true,
+                Req::Setstat(p, _) => *p == bdir,
+                _ => false,
+            };
+            for (rep, _) in r.iter().zip(&reqs).filter(|(_, q)| must_succeed(q)) {
+                sftp::ok(rep).map_err(|e| {
+                    op(format!(
+                        "cannot back up the live key files into {}: {e}",
+                        bdir.display()
+                    ))
+                })?;
+            }
+        }
+        for (b, old) in copies {
+            sftp.upload(&b, &old)
+                .map_err(|e| op(format!("cannot back up to {}: {e}", b.display())))?;
+            backups.push(b);
+        }
+        Ok(backups)
+    }
+}
+
+/// 16 random hex digits for a stage dir's name.
+fn random_hex() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = ((t as u64) ^ ((std::process::id() as u64) << 32)).to_be_bytes();
+    }
+    hex::encode(b)
+}
