@@ -101,6 +101,7 @@ impl FileAuthDb {
             kvno: d.kvno,
             keys,
             changed: d.changed,
+            kdc: None,
         })
     }
 
@@ -167,6 +168,7 @@ impl FileAuthDb {
             kvno,
             keys: keys.to_vec(),
             changed: now,
+            kdc: None,
         };
         let bytes = self.encode(&entry);
         atomic::replace_file(&self.path, &bytes)

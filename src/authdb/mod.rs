@@ -1,9 +1,15 @@
 //! The Authentication Database's `afs` entry: the key the ticket service seals new tokens
 //! with. A trait with two backends: an embedded file (the default) and a real MIT Kerberos
-//! database driven through `kadmin.local`.
+//! database driven through `kadmin.local`, or through `kadmin` and kadmind over the network;
+//! and the proof by tickets ([`ticket`]): a real service ticket opened with the servers' keys.
 
+pub mod ccache;
 pub mod file;
+pub mod getprinc;
 pub mod kadmin;
+pub mod mit_remote;
+mod private;
+pub mod ticket;
 
 use crate::keys::{Key, KeyType};
 use chrono::{DateTime, Utc};
@@ -20,6 +26,22 @@ pub struct AfsEntry {
     pub keys: Vec<Key>,
     /// When the entry last changed.
     pub changed: DateTime<Utc>,
+    /// What a KDC says beside the keys; `None` for the file backend.
+    pub kdc: Option<KdcFacts>,
+}
+
+/// What a KDC backend knows about the afs entry besides key bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KdcFacts {
+    /// The enctypes the KDC holds at the current kvno.
+    pub enctypes: Vec<i32>,
+    /// The principal's maximum ticket life (`None`: no limit of its own, the realm's
+    /// applies). Tokens live no longer: the grace before an old key may go.
+    pub max_ticket_life: Option<std::time::Duration>,
+    /// True when `keys` are the KDC's key bytes as read from it (`ktadd -norandkey`); false
+    /// over kadmind, which never hands out key bytes: `keys` are then empty after `get`, and
+    /// after `set` the keys given, confirmed by a ticket ([`ticket`]).
+    pub keys_read: bool,
 }
 
 impl AfsEntry {
@@ -62,6 +84,9 @@ pub enum AuthDbError {
     /// Refused: the change would break an invariant (exit 3).
     #[error("refused: {0}")]
     Refused(String),
+    /// Getting or reading a real ticket failed.
+    #[error("ticket proof: {0}")]
+    Ticket(#[from] ticket::TicketError),
 }
 
 impl AuthDbError {
@@ -98,6 +123,17 @@ pub trait AuthDb: Send + Sync {
     /// The only kvno the next `set` can use, when the backend decides it (a KDC bumps the
     /// kvno by one per change); `None` when any kvno above the current one will do.
     fn next_kvno(&self) -> Result<Option<i32>, AuthDbError> {
+        Ok(None)
+    }
+
+    /// Proof by tickets: a real service ticket for the afs principal from the KDC, opened
+    /// with each server's keys (`(name, keys)`). `None` when the backend has no KDC to ask
+    /// (the file backend).
+    fn prove_tickets(
+        &self,
+        servers: &[(&str, &[Key])],
+    ) -> Result<Option<ticket::TicketProof>, AuthDbError> {
+        let _ = servers;
         Ok(None)
     }
 

@@ -171,6 +171,7 @@ mod tests {
             kvno,
             keys: vec![],
             changed,
+            kdc: None,
         }
     }
 
