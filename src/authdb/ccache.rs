@@ -228,4 +228,24 @@ pub(crate) mod tests {
         many.extend_from_slice(&1000u32.to_be_bytes());
         assert_eq!(parse(&many), Err(CcacheError::TooManyComponents(1000)));
     }
+
+    /// A real cache: `kinit -k -t admin.keytab` then `kvno afs/seed.cell` against MIT 1.20
+    /// (a throwaway realm; also the fuzzer's seed).
+    #[test]
+    fn reads_what_kinit_and_kvno_wrote() {
+        let b = include_bytes!("../../fixtures/seeds/ccache/kinit-kvno-aes256");
+        let c = parse(b).unwrap();
+        let servers: Vec<&str> = c.iter().map(|c| c.server.as_str()).collect();
+        assert_eq!(
+            servers,
+            ["krbtgt/SEED.REALM@SEED.REALM", "afs/seed.cell@SEED.REALM"]
+        );
+        assert!(c.iter().all(|c| c.client == "afskeys/admin@SEED.REALM"));
+        let t = crate::authdb::ticket::decode_ticket(&c[1].ticket, c[1].end_time).unwrap();
+        assert_eq!(
+            (t.principal.as_str(), t.kvno, t.enctype),
+            ("afs/seed.cell@SEED.REALM", 1, 18)
+        );
+        assert_eq!(t.open(&[]), crate::authdb::ticket::Opening::NoKey);
+    }
 }
