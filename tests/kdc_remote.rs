@@ -4,6 +4,7 @@
 //! KDC's tickets with the keys set — checked against the real tools (`kvno -k KEYTAB`), and
 //! catching a key changed behind afskeys' back at the same kvno.
 
+mod common;
 mod kdc;
 
 use afskeys::authdb::kadmin::{KadminAuthDb, RemoteKdc, KEYSALT_LIST};
@@ -281,4 +282,91 @@ fn no_secret_on_any_argv_environment_log_or_message() {
             assert!(!cmdline.windows(s.len()).any(|w| w == s.as_slice()));
         }
     }
+}
+
+/// The keys of `kvno` in `dir`'s KeyFileExt, as `afskeys list --json --showkey` shows them.
+fn keys_in(dir: &Path, kvno: i32) -> Vec<Key> {
+    let out = common::ok(common::run(dir, &["--json", "list", "--showkey"], b""));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let list = v["keys"].as_array().or(v.as_array()).expect("a key list");
+    list.iter()
+        .filter(|k| k["kvno"] == kvno && k["type"] == "rxkad_krb5")
+        .map(|k| {
+            Key::new(
+                KeyId {
+                    key_type: KeyType::RxkadKrb5,
+                    kvno,
+                    subtype: k["enctype"].as_i64().unwrap() as i32,
+                },
+                Zeroizing::new(hex::decode(k["key"].as_str().unwrap()).unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn afskeys_rotate_through_kadmind() {
+    let Some(realm) = kdc::Realm::serve("ROTATE.TEST") else {
+        return;
+    };
+    const CELL: &str = "rotate.test";
+    let principal = format!("afs/{CELL}@{}", realm.name());
+    let control = common::confdir(CELL);
+    let fs1 = common::confdir(CELL);
+    let dir = control.path();
+    fs::write(
+        dir.join("afskeys.toml"),
+        format!(
+            "[authdb]\nbackend = \"kadmin\"\nprincipal = \"{principal}\"\nserver = \"{}\"\n\
+             admin_principal = \"{}\"\nadmin_keytab = \"{}\"\n\n\
+             [[servers]]\nname = \"fs1\"\nconfdir = \"{}\"\n",
+            realm.kadmind_addr(),
+            realm.admin_principal(),
+            realm.admin_keytab().display(),
+            fs1.path().display()
+        ),
+    )
+    .unwrap();
+    let db = remote_db(&realm, &principal, "kadmin");
+    for kvno in 1..=3 {
+        let mut c = common::afskeys();
+        c.envs(realm.env()).arg("--confdir").arg(dir).arg("rotate");
+        let out = common::ok(common::pipe(c, b""));
+        assert!(
+            out.starts_with(&format!("kvno {kvno} is on every server")),
+            "{out}"
+        );
+        assert_eq!(realm.kvno(&principal), Some(kvno));
+        let control_keys = keys_in(dir, kvno);
+        let fs1_keys = keys_in(fs1.path(), kvno);
+        assert_eq!(control_keys.len(), 2);
+        let proof = db
+            .ticket_proof(&[("control", &control_keys), ("fs1", &fs1_keys)])
+            .unwrap();
+        assert!(proof.all_opened(), "{proof:?}");
+    }
+    assert_eq!(
+        realm
+            .kadmind_log()
+            .matches(&format!("kadm5_chpass_principal, {principal}, success"))
+            .count(),
+        2
+    );
+    // The read-only commands work over kadmind too (no key bytes needed).
+    let run = |args: &[&str]| {
+        let mut c = common::afskeys();
+        c.envs(realm.env()).arg("--confdir").arg(dir).args(args);
+        common::ok(common::pipe(c, b""))
+    };
+    let show = run(&["authdb", "show"]);
+    assert!(
+        show.starts_with(&format!("afs entry {principal}: kvno 3 ")),
+        "{show}"
+    );
+    let status = run(&["status"]);
+    assert!(
+        status.contains(&format!("(kadmin -s {})", realm.kadmind_addr())),
+        "{status}"
+    );
+    assert!(run(&["check"]).starts_with("AFSKEYS OK - kvno 3 current"));
 }
