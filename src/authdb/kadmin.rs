@@ -530,23 +530,7 @@ impl AuthDb for KadminAuthDb {
         let p = checked_principal(&self.principal)?;
         let cur = self.principal_info()?;
         if let Some(c) = &cur {
-            if kvno <= c.kvno {
-                return Err(AuthDbError::Refused(format!(
-                    "{} is at kvno {}; a new key needs a higher kvno than {kvno}",
-                    c.principal, c.kvno
-                )));
-            }
-            if kvno != c.kvno + 1 {
-                return Err(AuthDbError::Refused(format!(
-                    "{} is at kvno {}, so the KDC's next kvno is {}, not {kvno}: each cpw adds \
-                     one, and MIT's `modprinc -kvno` would relabel every key kept by -keepold; \
-                     choose kvno {} (servers first)",
-                    c.principal,
-                    c.kvno,
-                    c.kvno + 1,
-                    c.kvno + 1
-                )));
-            }
+            check_next_kvno(c, kvno)?;
         }
         let salt_principal = cur
             .as_ref()
@@ -602,6 +586,28 @@ impl AuthDb for KadminAuthDb {
         })?;
         Ok(back)
     }
+}
+
+/// An existing principal takes exactly its current kvno + 1 (each cpw adds one).
+fn check_next_kvno(c: &PrincipalInfo, kvno: i32) -> Result<(), AuthDbError> {
+    if kvno <= c.kvno {
+        return Err(AuthDbError::Refused(format!(
+            "{} is at kvno {}; a new key needs a higher kvno than {kvno}",
+            c.principal, c.kvno
+        )));
+    }
+    if kvno != c.kvno + 1 {
+        return Err(AuthDbError::Refused(format!(
+            "{} is at kvno {}, so the KDC's next kvno is {}, not {kvno}: each cpw adds \
+             one, and MIT's `modprinc -kvno` would relabel every key kept by -keepold; \
+             choose kvno {} (servers first)",
+            c.principal,
+            c.kvno,
+            c.kvno + 1,
+            c.kvno + 1
+        )));
+    }
+    Ok(())
 }
 
 /// The afs entry `info` describes, holding `keys`.

@@ -11,7 +11,7 @@ pub mod mit_remote;
 mod private;
 pub mod ticket;
 
-use crate::keys::{Key, KeyType};
+use crate::keys::{Key, KeyId, KeySet, KeyType};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 
@@ -48,6 +48,29 @@ impl AfsEntry {
     /// The key type of the entry's keys (rxkad or rxkad_krb5).
     pub fn key_type(&self) -> Option<KeyType> {
         self.keys.first().map(|k| k.key_type())
+    }
+
+    /// True when `set` (one server's keys) holds the entry's keys: the same bytes for each
+    /// key known; when the key bytes cannot be read (a KDC over kadmind), a rxkad_krb5 key at
+    /// the entry's kvno for each enctype the KDC holds there — the bytes are then proven only
+    /// by a ticket ([`AuthDb::prove_tickets`]).
+    pub fn held_by(&self, set: &KeySet) -> bool {
+        let bytes_ok = self
+            .keys
+            .iter()
+            .all(|k| set.get(&k.id).is_some_and(|h| h.bytes() == k.bytes()));
+        let enctypes_ok = match &self.kdc {
+            Some(f) if !f.keys_read && self.keys.is_empty() => f.enctypes.iter().all(|&e| {
+                set.get(&KeyId {
+                    key_type: KeyType::RxkadKrb5,
+                    kvno: self.kvno,
+                    subtype: e,
+                })
+                .is_some()
+            }),
+            _ => true,
+        };
+        bytes_ok && enctypes_ok
     }
 }
 
@@ -178,4 +201,51 @@ pub fn verify_entry(entry: &AfsEntry, kvno: i32, keys: &[Key]) -> Result<(), Aut
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroizing;
+
+    fn key(kvno: i32, e: i32, b: u8) -> Key {
+        Key::new(
+            KeyId {
+                key_type: KeyType::RxkadKrb5,
+                kvno,
+                subtype: e,
+            },
+            Zeroizing::new(vec![b; if e == 17 { 16 } else { 32 }]),
+        )
+    }
+
+    #[test]
+    fn held_by_compares_bytes_or_only_enctypes_when_unreadable() {
+        let mut set = KeySet::new();
+        set.insert(key(3, 18, 1)).unwrap();
+        set.insert(key(3, 17, 1)).unwrap();
+        let mut e = AfsEntry {
+            principal: "afs/c@R".into(),
+            kvno: 3,
+            keys: vec![key(3, 18, 1)],
+            changed: Utc::now(),
+            kdc: None,
+        };
+        assert!(e.held_by(&set));
+        e.keys = vec![key(3, 18, 2)];
+        assert!(!e.held_by(&set));
+        // Over kadmind: no bytes, the enctypes the KDC holds at the kvno.
+        e.keys.clear();
+        e.kdc = Some(KdcFacts {
+            enctypes: vec![18, 17],
+            max_ticket_life: None,
+            keys_read: false,
+        });
+        assert!(e.held_by(&set));
+        e.kdc.as_mut().unwrap().enctypes.push(16);
+        assert!(!e.held_by(&set));
+        e.kvno = 4;
+        e.kdc.as_mut().unwrap().enctypes = vec![18];
+        assert!(!e.held_by(&set));
+    }
 }
