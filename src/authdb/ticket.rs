@@ -364,7 +364,14 @@ mod tests {
                 kvno,
                 subtype: enctype,
             },
-            Zeroizing::new(vec![b; if enctype == 17 { 16 } else { 32 }]),
+            Zeroizing::new(vec![
+                b;
+                match enctype {
+                    17 => 16,
+                    16 => 24,
+                    _ => 32,
+                }
+            ]),
         )
     }
 
@@ -471,6 +478,11 @@ mod tests {
         let k17 = key(5, 17, 0x33);
         let t = decode_ticket(&sealed_ticket(&k17), 0).unwrap();
         assert_eq!(t.open(&[k17]), Opening::Opened);
+        // And des3-cbc-sha1 (Heimdal's second default enctype).
+        let k16 = key(6, 16, 0x45);
+        let t = decode_ticket(&sealed_ticket(&k16), 0).unwrap();
+        assert_eq!(t.open(std::slice::from_ref(&k16)), Opening::Opened);
+        assert_eq!(t.open(&[key(6, 16, 0x46)]), Opening::DidNotOpen);
     }
 
     #[test]
@@ -485,6 +497,19 @@ mod tests {
         t[n - 1] ^= 1; // the cipher text: still decodes, no longer opens
         let t = decode_ticket(&t, 0).unwrap();
         assert_eq!(t.open(&[key(3, 18, 1)]), Opening::DidNotOpen);
+        // An arcfour-hmac (23) ticket is an error naming the enctype, not a verdict.
+        let mut rc4 = sealed_ticket(&key(3, 18, 1));
+        let at = rc4
+            .windows(5)
+            .position(|w| w == [0xa0, 3, 2, 1, 18])
+            .unwrap();
+        rc4[at + 4] = 23;
+        match decode_ticket(&rc4, 0) {
+            Err(e @ TicketError::Enctype { enctype: 23, .. }) => {
+                assert!(e.to_string().contains("enctype 23"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(int(&[0xff]), Some(-1));
         assert_eq!(int(&[0x00, 0x80]), Some(128));
         assert_eq!(int(&[]), None);
