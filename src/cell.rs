@@ -5,7 +5,7 @@
 
 use crate::audit::{Audit, AUDIT_FILE};
 use crate::authdb::file::{FileAuthDb, DEFAULT_NAME};
-use crate::authdb::kadmin::{KadminAuthDb, DEFAULT_KADMIN};
+use crate::authdb::kadmin::{KadminAuthDb, RemoteKdc, DEFAULT_KADMIN, DEFAULT_REMOTE_KADMIN};
 use crate::authdb::AuthDb;
 use crate::config::{Backend, Config, ConfigError, CONFIG_FILE};
 use crate::fleet::local::LocalServer;
@@ -107,14 +107,7 @@ impl Cell {
                     .unwrap_or_else(|| control.path().join(DEFAULT_NAME)),
                 principal.clone(),
             )),
-            Backend::Kadmin => Box::new(KadminAuthDb::new(
-                principal.clone(),
-                config
-                    .authdb
-                    .kadmin
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_KADMIN.into()),
-            )),
+            Backend::Kadmin => Box::new(kadmin_backend(&config.authdb, principal.clone())),
         };
         let mut servers: Vec<Box<dyn Server>> = Vec::new();
         for s in &config.servers {
@@ -189,5 +182,25 @@ impl Cell {
     /// The other servers only.
     pub fn other_servers(&self) -> Vec<&dyn Server> {
         self.servers.iter().map(|s| s.as_ref()).collect()
+    }
+}
+
+/// The MIT backend `[authdb]` describes: kadmin.local on the local database, or `kadmin`
+/// through kadmind when `server` is set; the admin keytab (when given) also gets tickets.
+fn kadmin_backend(c: &crate::config::AuthDbConfig, principal: String) -> KadminAuthDb {
+    let default = if c.server.is_some() {
+        DEFAULT_REMOTE_KADMIN
+    } else {
+        DEFAULT_KADMIN
+    };
+    let db = KadminAuthDb::new(
+        principal,
+        c.kadmin.clone().unwrap_or_else(|| default.into()),
+    );
+    match (&c.admin_principal, &c.admin_keytab) {
+        (Some(p), Some(k)) => {
+            db.with_remote(RemoteKdc::new(c.server.clone(), p.clone(), k.clone()))
+        }
+        _ => db,
     }
 }

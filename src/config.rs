@@ -64,8 +64,60 @@ pub struct AuthDbConfig {
     pub path: Option<PathBuf>,
     /// kadmin backend: the afs principal [default: afs/<cell>@<CELL>]
     pub principal: Option<String>,
-    /// kadmin backend: the command to run [default: kadmin.local]
+    /// kadmin backend: the command to run [default: kadmin.local; kadmin with `server`]
     pub kadmin: Option<String>,
+    /// kadmin backend: kadmind's `host[:port]`; absent = the local database (kadmin.local)
+    pub server: Option<String>,
+    /// kadmin backend: who kadmin logs in as, and who gets tickets for the ticket proof
+    pub admin_principal: Option<String>,
+    /// kadmin backend: that principal's keytab (no prompt)
+    pub admin_keytab: Option<PathBuf>,
+}
+
+impl AuthDbConfig {
+    /// The `[authdb]` rules: a server needs the admin principal and keytab; those two go
+    /// together, only with the kadmin backend, and hold no spaces or quotes.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |m: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        let admin = (self.admin_principal.is_some(), self.admin_keytab.is_some());
+        if self.backend != Backend::Kadmin && (self.server.is_some() || admin.0 || admin.1) {
+            return Err(bad(
+                "authdb.server, admin_principal and admin_keytab need backend = \"kadmin\"".into(),
+            ));
+        }
+        if admin.0 != admin.1 {
+            return Err(bad(
+                "authdb.admin_principal and admin_keytab go together".into()
+            ));
+        }
+        if self.server.is_some() && !admin.0 {
+            return Err(bad(
+                "authdb.server needs admin_principal and admin_keytab (kadmin logs in to \
+                 kadmind with the keytab; nothing may prompt)"
+                    .into(),
+            ));
+        }
+        let odd = |v: &str| {
+            v.is_empty()
+                || v.starts_with('-')
+                || v.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "\"'\\".contains(c))
+        };
+        for (name, v) in [
+            ("server", self.server.as_deref()),
+            ("admin_principal", self.admin_principal.as_deref()),
+        ] {
+            if v.is_some_and(odd) {
+                return Err(bad(format!(
+                    "authdb.{name} must be one plain word (no spaces, quotes or leading '-')"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -196,6 +248,7 @@ impl Config {
         }
         for p in [
             self.authdb.path.as_mut(),
+            self.authdb.admin_keytab.as_mut(),
             self.audit.path.as_mut(),
             self.ssh.identity.as_mut(),
             self.ssh.known_hosts.as_mut(),
@@ -224,6 +277,7 @@ impl Config {
                 "token_lifetime and rotation_interval must be at most 36500d (100 years)".into(),
             ));
         }
+        self.authdb.validate(path)?;
         if self.ssh.parallel == 0 {
             return Err(bad("ssh.parallel must be at least 1".into()));
         }
@@ -343,5 +397,28 @@ confdir = "/usr/afs/etc"
             .unwrap_err()
             .to_string();
         assert!(e.contains("ldap"), "{e}");
+    }
+
+    #[test]
+    fn remote_kadmin_settings() {
+        let ok = "[authdb]\nbackend = \"kadmin\"\nserver = \"kdc1.example.com:749\"\n\
+                  admin_principal = \"afskeys/admin@EXAMPLE.COM\"\nadmin_keytab = \"admin.keytab\"\n";
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("afskeys.toml"), ok).unwrap();
+        let c = Config::load(&d.path().join("afskeys.toml"), true).unwrap();
+        assert_eq!(c.authdb.server.as_deref(), Some("kdc1.example.com:749"));
+        assert_eq!(
+            c.authdb.admin_keytab.unwrap(),
+            d.path().join("admin.keytab")
+        );
+        let err = |t: &str| Config::parse(t, Path::new("c")).unwrap_err().to_string();
+        let no_keytab = "[authdb]\nbackend = \"kadmin\"\nserver = \"kdc1\"\n";
+        assert!(err(no_keytab).contains("server needs admin_principal"));
+        let half = "[authdb]\nbackend = \"kadmin\"\nadmin_principal = \"a@R\"\n";
+        assert!(err(half).contains("go together"));
+        let file = "[authdb]\nserver = \"kdc1\"\n";
+        assert!(err(file).contains("need backend"));
+        let odd = ok.replace("kdc1.example.com:749", "-oProxy");
+        assert!(err(&odd).contains("authdb.server must be one plain word"));
     }
 }

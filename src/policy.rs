@@ -178,6 +178,7 @@ mod tests {
             kvno,
             keys: vec![],
             changed,
+            kdc: None,
         }
     }
 

@@ -104,6 +104,7 @@ impl FileAuthDb {
             kvno: d.kvno,
             keys,
             changed: d.changed,
+            kdc: None,
         })
     }
 
@@ -170,6 +171,7 @@ impl FileAuthDb {
             kvno,
             keys: keys.to_vec(),
             changed: now,
+            kdc: None,
         };
         let bytes = self.encode(&entry);
         atomic::replace_file(&self.path, &bytes)

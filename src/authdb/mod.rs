@@ -1,11 +1,17 @@
 //! The Authentication Database's `afs` entry: the key the ticket service seals new tokens
 //! with. A trait with two backends: an embedded file (the default) and a real MIT Kerberos
-//! database driven through `kadmin.local`.
+//! database driven through `kadmin.local`, or through `kadmin` and kadmind over the network;
+//! and the proof by tickets ([`ticket`]): a real service ticket opened with the servers' keys.
 
+pub mod ccache;
 pub mod file;
+pub mod getprinc;
 pub mod kadmin;
+pub mod mit_remote;
+mod private;
+pub mod ticket;
 
-use crate::keys::{Key, KeyType};
+use crate::keys::{Key, KeyId, KeySet, KeyType};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 
@@ -20,12 +26,51 @@ pub struct AfsEntry {
     pub keys: Vec<Key>,
     /// When the entry last changed.
     pub changed: DateTime<Utc>,
+    /// What a KDC says beside the keys; `None` for the file backend.
+    pub kdc: Option<KdcFacts>,
+}
+
+/// What a KDC backend knows about the afs entry besides key bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KdcFacts {
+    /// The enctypes the KDC holds at the current kvno.
+    pub enctypes: Vec<i32>,
+    /// The principal's maximum ticket life (`None`: no limit of its own, the realm's
+    /// applies). Tokens live no longer: the grace before an old key may go.
+    pub max_ticket_life: Option<std::time::Duration>,
+    /// True when `keys` are the KDC's key bytes as read from it (`ktadd -norandkey`); false
+    /// over kadmind, which never hands out key bytes: `keys` are then empty after `get`, and
+    /// after `set` the keys given, confirmed by a ticket ([`ticket`]).
+    pub keys_read: bool,
 }
 
 impl AfsEntry {
     /// The key type of the entry's keys (rxkad or rxkad_krb5).
     pub fn key_type(&self) -> Option<KeyType> {
         self.keys.first().map(|k| k.key_type())
+    }
+
+    /// True when `set` (one server's keys) holds the entry's keys: the same bytes for each
+    /// key known; when the key bytes cannot be read (a KDC over kadmind), a rxkad_krb5 key at
+    /// the entry's kvno for each enctype the KDC holds there — the bytes are then proven only
+    /// by a ticket ([`AuthDb::prove_tickets`]).
+    pub fn held_by(&self, set: &KeySet) -> bool {
+        let bytes_ok = self
+            .keys
+            .iter()
+            .all(|k| set.get(&k.id).is_some_and(|h| h.bytes() == k.bytes()));
+        let enctypes_ok = match &self.kdc {
+            Some(f) if !f.keys_read && self.keys.is_empty() => f.enctypes.iter().all(|&e| {
+                set.get(&KeyId {
+                    key_type: KeyType::RxkadKrb5,
+                    kvno: self.kvno,
+                    subtype: e,
+                })
+                .is_some()
+            }),
+            _ => true,
+        };
+        bytes_ok && enctypes_ok
     }
 }
 
@@ -62,6 +107,9 @@ pub enum AuthDbError {
     /// Refused: the change would break an invariant (exit 3).
     #[error("refused: {0}")]
     Refused(String),
+    /// Getting or reading a real ticket failed.
+    #[error("ticket proof: {0}")]
+    Ticket(#[from] ticket::TicketError),
 }
 
 impl crate::error::Kinded for AuthDbError {
@@ -98,6 +146,17 @@ pub trait AuthDb: Send + Sync {
     /// The only kvno the next `set` can use, when the backend decides it (a KDC bumps the
     /// kvno by one per change); `None` when any kvno above the current one will do.
     fn next_kvno(&self) -> Result<Option<i32>, AuthDbError> {
+        Ok(None)
+    }
+
+    /// Proof by tickets: a real service ticket for the afs principal from the KDC, opened
+    /// with each server's keys (`(name, keys)`). `None` when the backend has no KDC to ask
+    /// (the file backend).
+    fn prove_tickets(
+        &self,
+        servers: &[(&str, &[Key])],
+    ) -> Result<Option<ticket::TicketProof>, AuthDbError> {
+        let _ = servers;
         Ok(None)
     }
 
@@ -142,4 +201,51 @@ pub fn verify_entry(entry: &AfsEntry, kvno: i32, keys: &[Key]) -> Result<(), Aut
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroizing;
+
+    fn key(kvno: i32, e: i32, b: u8) -> Key {
+        Key::new(
+            KeyId {
+                key_type: KeyType::RxkadKrb5,
+                kvno,
+                subtype: e,
+            },
+            Zeroizing::new(vec![b; if e == 17 { 16 } else { 32 }]),
+        )
+    }
+
+    #[test]
+    fn held_by_compares_bytes_or_only_enctypes_when_unreadable() {
+        let mut set = KeySet::new();
+        set.insert(key(3, 18, 1)).unwrap();
+        set.insert(key(3, 17, 1)).unwrap();
+        let mut e = AfsEntry {
+            principal: "afs/c@R".into(),
+            kvno: 3,
+            keys: vec![key(3, 18, 1)],
+            changed: Utc::now(),
+            kdc: None,
+        };
+        assert!(e.held_by(&set));
+        e.keys = vec![key(3, 18, 2)];
+        assert!(!e.held_by(&set));
+        // Over kadmind: no bytes, the enctypes the KDC holds at the kvno.
+        e.keys.clear();
+        e.kdc = Some(KdcFacts {
+            enctypes: vec![18, 17],
+            max_ticket_life: None,
+            keys_read: false,
+        });
+        assert!(e.held_by(&set));
+        e.kdc.as_mut().unwrap().enctypes.push(16);
+        assert!(!e.held_by(&set));
+        e.kvno = 4;
+        e.kdc.as_mut().unwrap().enctypes = vec![18];
+        assert!(!e.held_by(&set));
+    }
 }

@@ -91,10 +91,18 @@ pub fn distribute(
 
 /// Which servers lack `keys` (or cannot be read): the order invariant's check.
 pub fn lacking(servers: &[&dyn Server], keys: &[Key]) -> Vec<(String, String)> {
+    lacking_by(servers, |set| holds(set, keys))
+}
+
+/// Which servers hold a key set that `has_it` rejects (or cannot be read).
+pub fn lacking_by(
+    servers: &[&dyn Server],
+    has_it: impl Fn(&KeySet) -> bool,
+) -> Vec<(String, String)> {
     servers
         .iter()
         .filter_map(|s| match s.read_keys() {
-            Ok(set) if holds(&set, keys) => None,
+            Ok(set) if has_it(&set) => None,
             Ok(_) => Some((s.name().to_string(), "lacks the key".to_string())),
             Err(e) => Some((s.name().to_string(), e.message)),
         })

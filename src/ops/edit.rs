@@ -217,7 +217,7 @@ pub fn sync_after_edit(cell: &Cell, target: &Target) -> Result<Vec<String>, Erro
 /// token is sealed with off every server.
 pub(crate) fn entry_kept(cell: &Cell, keys: &KeySet) -> Result<(), Error> {
     if let Ok(Some(e)) = cell.authdb.get() {
-        if !crate::fleet::holds(keys, &e.keys) {
+        if !e.held_by(keys) {
             return Err(Error::refused(format!(
                 "the control machine lacks the afs entry's kvno {} (or holds \
                  other bytes for it); pushing its files would take that key from every \

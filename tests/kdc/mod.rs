@@ -14,7 +14,17 @@
 //! When `kdb5_util`, `kadmin.local` or `klist` is missing, [`Realm::create`] panics if
 //! `AFSKEYS_REQUIRE_INTEROP` is set (as `bin/test` and CI set it) and otherwise prints
 //! `SKIPPED: …` and returns `None`.
+//!
+//! [`Realm::serve`] makes the same realm and also runs it: `krb5kdc` and `kadmind` on
+//! 127.0.0.1 free high ports (kdc.conf through `KRB5_KDC_PROFILE`: `kdc_listen`,
+//! `kdc_tcp_listen`, `kadmind_listen`, `kpasswd_listen`; krb5.conf through `KRB5_CONFIG`
+//! naming `kdc` and `admin_server` with those ports), an admin principal
+//! `afskeys/admin@REALM` with a keytab, and the ACL `afskeys/admin@REALM *` (everything but
+//! the extract-keys privilege). The daemons run in the foreground as children of the test
+//! and are killed when the realm is dropped.
 #![allow(dead_code)]
+
+mod served;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -41,6 +51,25 @@ pub struct Realm {
     kdb5_util: PathBuf,
     kadmin_local: PathBuf,
     klist: PathBuf,
+    served: Option<Served>,
+}
+
+/// The running daemons of a served realm.
+struct Served {
+    kdc_port: u16,
+    kadmind_port: u16,
+    daemons: Vec<(String, std::process::Child)>,
+}
+
+impl Drop for Realm {
+    fn drop(&mut self) {
+        if let Some(s) = &mut self.served {
+            for (_, d) in &mut s.daemons {
+                let _ = d.kill();
+                let _ = d.wait();
+            }
+        }
+    }
 }
 
 impl Realm {
@@ -96,6 +125,7 @@ impl Realm {
             kdb5_util,
             kadmin_local,
             klist,
+            served: None,
         };
         let out = realm
             .command(&realm.kdb5_util)
