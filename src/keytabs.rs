@@ -10,8 +10,12 @@ use zeroize::Zeroizing;
 #[derive(Debug, thiserror::Error)]
 pub enum KeytabError {
     /// The file is not a keytab afskeys can read.
-    #[error("keytab {name}: {message}")]
-    Parse { name: String, message: String },
+    #[error("keytab {name}: {source}")]
+    Parse {
+        name: String,
+        #[source]
+        source: keytab::KeytabFormatError,
+    },
     /// The keytab lacks the keys asked for; the message says what it holds.
     #[error("{0}")]
     Missing(String),
@@ -52,9 +56,9 @@ fn describe(entries: &[Entry]) -> String {
 }
 
 fn parse(bytes: &[u8], name: &str) -> Result<Vec<Entry>, KeytabError> {
-    keytab::parse(bytes).map_err(|message| KeytabError::Parse {
+    keytab::parse(bytes).map_err(|source| KeytabError::Parse {
         name: name.to_string(),
-        message,
+        source,
     })
 }
 
@@ -184,7 +188,8 @@ pub fn export(
     principal: &str,
     timestamp: u32,
 ) -> Result<Zeroizing<Vec<u8>>, KeytabError> {
-    let (components, realm) = keytab::split_principal(principal).map_err(KeytabError::Principal)?;
+    let (components, realm) =
+        keytab::split_principal(principal).map_err(|e| KeytabError::Principal(e.to_string()))?;
     let mut entries = Vec::new();
     for k in keys {
         let enctype = u16::try_from(k.id.subtype).map_err(|_| KeytabError::Enctype(k.id))?;

@@ -80,7 +80,7 @@ const STRUCTURAL: &[(&str, &str)] = &[
         "FleetError: a server's name, then its message; documented under configuration and servers",
     ),
     (
-        "keytab {name}: {message}",
+        "keytab {name}: {source}",
         "the keytab's name, then a keytab parse error (each is a template)",
     ),
     (

@@ -11,6 +11,31 @@
 
 use zeroize::Zeroizing;
 
+/// Why bytes are not a keytab, or a name not a principal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeytabFormatError {
+    #[error("keytab version 0x0501 (host byte order) is not supported")]
+    HostByteOrder,
+    #[error("not a keytab (starts {0:02x} {1:02x})")]
+    NotAKeytab(u8, u8),
+    #[error("not a keytab (shorter than 2 bytes)")]
+    TooShort,
+    #[error("offset {offset}: entry length {len} is invalid")]
+    EntryLength { offset: usize, len: i32 },
+    #[error("offset {offset}: entry of {n} bytes runs past the end of the file ({size} bytes)")]
+    EntryPastEnd {
+        offset: usize,
+        n: usize,
+        size: usize,
+    },
+    #[error("offset {offset}: {what} runs past the end of its entry")]
+    FieldPastEnd { offset: usize, what: &'static str },
+    #[error("{0:?} ends with a backslash")]
+    TrailingBackslash(String),
+    #[error("{0:?} is not a principal name/instance@REALM")]
+    NotAPrincipal(String),
+}
+
 #[derive(Debug)]
 pub struct Entry {
     pub realm: Vec<u8>,
@@ -52,42 +77,40 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], KeytabFormatError> {
         if self.end - self.pos < n {
-            return Err(format!(
-                "offset {}: {what} runs past the end of its entry",
-                self.pos
-            ));
+            return Err(KeytabFormatError::FieldPastEnd {
+                offset: self.pos,
+                what,
+            });
         }
         let s = &self.b[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
     }
-    fn u8(&mut self, what: &str) -> Result<u8, String> {
+    fn u8(&mut self, what: &'static str) -> Result<u8, KeytabFormatError> {
         Ok(self.take(1, what)?[0])
     }
-    fn u16(&mut self, what: &str) -> Result<u16, String> {
+    fn u16(&mut self, what: &'static str) -> Result<u16, KeytabFormatError> {
         let s = self.take(2, what)?;
         Ok(u16::from_be_bytes([s[0], s[1]]))
     }
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
+    fn u32(&mut self, what: &'static str) -> Result<u32, KeytabFormatError> {
         let s = self.take(4, what)?;
         Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
-    fn counted(&mut self, what: &str) -> Result<Vec<u8>, String> {
+    fn counted(&mut self, what: &'static str) -> Result<Vec<u8>, KeytabFormatError> {
         let n = self.u16(what)? as usize;
         Ok(self.take(n, what)?.to_vec())
     }
 }
 
-pub fn parse(b: &[u8]) -> Result<Vec<Entry>, String> {
+pub fn parse(b: &[u8]) -> Result<Vec<Entry>, KeytabFormatError> {
     match b {
         [0x05, 0x02, ..] => {}
-        [0x05, 0x01, ..] => {
-            return Err("keytab version 0x0501 (host byte order) is not supported".into())
-        }
-        [a, c, ..] => return Err(format!("not a keytab (starts {a:02x} {c:02x})")),
-        _ => return Err("not a keytab (shorter than 2 bytes)".into()),
+        [0x05, 0x01, ..] => return Err(KeytabFormatError::HostByteOrder),
+        [a, c, ..] => return Err(KeytabFormatError::NotAKeytab(*a, *c)),
+        _ => return Err(KeytabFormatError::TooShort),
     }
     let mut out = Vec::new();
     let mut pos = 2usize;
@@ -98,14 +121,15 @@ pub fn parse(b: &[u8]) -> Result<Vec<Entry>, String> {
             break;
         }
         if len == i32::MIN {
-            return Err(format!("offset {pos}: entry length {len} is invalid"));
+            return Err(KeytabFormatError::EntryLength { offset: pos, len });
         }
         let n = len.unsigned_abs() as usize;
         if b.len() - start < n {
-            return Err(format!(
-                "offset {pos}: entry of {n} bytes runs past the end of the file ({} bytes)",
-                b.len()
-            ));
+            return Err(KeytabFormatError::EntryPastEnd {
+                offset: pos,
+                n,
+                size: b.len(),
+            });
         }
         pos = start + n;
         if len < 0 {
@@ -147,7 +171,7 @@ pub fn parse(b: &[u8]) -> Result<Vec<Entry>, String> {
 }
 
 /// Split `name/inst@REALM` (backslash escapes honoured) into components and realm.
-pub fn split_principal(p: &str) -> Result<(Vec<Vec<u8>>, Vec<u8>), String> {
+pub fn split_principal(p: &str) -> Result<(Vec<Vec<u8>>, Vec<u8>), KeytabFormatError> {
     let mut comps = vec![Vec::new()];
     let mut realm: Option<Vec<u8>> = None;
     let mut chars = p.chars();
@@ -157,7 +181,7 @@ pub fn split_principal(p: &str) -> Result<(Vec<Vec<u8>>, Vec<u8>), String> {
             '\\' => (
                 chars
                     .next()
-                    .ok_or_else(|| format!("{p:?} ends with a backslash"))?,
+                    .ok_or_else(|| KeytabFormatError::TrailingBackslash(p.to_string()))?,
                 true,
             ),
             c => (c, false),
@@ -177,7 +201,7 @@ pub fn split_principal(p: &str) -> Result<(Vec<Vec<u8>>, Vec<u8>), String> {
     }
     match realm {
         Some(r) if !r.is_empty() && comps.iter().all(|c| !c.is_empty()) => Ok((comps, r)),
-        _ => Err(format!("{p:?} is not a principal name/instance@REALM")),
+        _ => Err(KeytabFormatError::NotAPrincipal(p.to_string())),
     }
 }
 
@@ -283,31 +307,43 @@ mod tests {
 
     #[test]
     fn keytab_errors() {
-        assert!(parse(b"").unwrap_err().contains("shorter"));
-        assert!(parse(&[5, 1, 0, 0]).unwrap_err().contains("0x0501"));
-        assert!(parse(&[1, 2]).unwrap_err().contains("not a keytab"));
+        assert!(parse(b"").unwrap_err().to_string().contains("shorter"));
+        assert!(parse(&[5, 1, 0, 0])
+            .unwrap_err()
+            .to_string()
+            .contains("0x0501"));
+        assert!(parse(&[1, 2])
+            .unwrap_err()
+            .to_string()
+            .contains("not a keytab"));
         // Only the version: an empty keytab.
         assert!(parse(&[5, 2]).unwrap().is_empty());
         // An entry longer than the file.
         let mut kt = vec![5, 2];
         kt.extend(entry(&["afs"], "R", 1, Some(1), 17, &[1; 16], 0));
         let cut = &kt[..kt.len() - 1];
-        assert!(parse(cut).unwrap_err().contains("past the end of the file"));
+        assert!(parse(cut)
+            .unwrap_err()
+            .to_string()
+            .contains("past the end of the file"));
         // A hole longer than the file.
         let mut kt = vec![5, 2];
         kt.extend((-100i32).to_be_bytes());
-        assert!(parse(&kt).unwrap_err().contains("past the end"));
+        assert!(parse(&kt).unwrap_err().to_string().contains("past the end"));
         // A key length beyond its entry.
         let mut kt = vec![5, 2];
         let mut e = entry(&["afs"], "R", 1, None, 17, &[1; 16], 0);
         let n = e.len();
         e[n - 18] = 0x01; // key length 16 -> 0x0110
         kt.extend(e);
-        assert!(parse(&kt).unwrap_err().contains("key runs past"));
+        assert!(parse(&kt)
+            .unwrap_err()
+            .to_string()
+            .contains("key runs past"));
         // i32::MIN is not a hole.
         let mut kt = vec![5, 2];
         kt.extend(i32::MIN.to_be_bytes());
-        assert!(parse(&kt).unwrap_err().contains("invalid"));
+        assert!(parse(&kt).unwrap_err().to_string().contains("invalid"));
     }
 
     #[test]
