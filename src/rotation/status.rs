@@ -1,6 +1,7 @@
 //! `status` and `check`: gather the cell's state (keys with their roles, the afs entry, every
 //! server, the rotation in progress) and judge it for cron and Nagios.
 
+use super::proof::{prove, CellProof};
 use crate::authdb::{AfsEntry, AuthDbError};
 use crate::cell::Cell;
 use crate::checksum::key_checksum;
@@ -27,6 +28,9 @@ pub struct Status {
     pub state: Result<State, JournalError>,
     pub now: DateTime<Utc>,
     pub interval: Duration,
+    /// The ticket proof, when the backend can give one and the afs entry exists (`Err`: no
+    /// ticket could be had, with why).
+    pub proof: Option<Result<CellProof, String>>,
 }
 
 fn summary(keys: &crate::keys::KeySet) -> Vec<(KeyId, Option<u32>)> {
@@ -64,7 +68,12 @@ pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
             keys: s.read_keys().map(|k| summary(&k)).map_err(|e| e.message),
         })
         .collect();
+    let proof = match &entry {
+        Ok(Some(_)) => prove(cell).map_err(|e| e.to_string()).transpose(),
+        _ => None,
+    };
     Status {
+        proof,
         cell: cell.name.clone(),
         authdb: cell.authdb.describe(),
         entry,
@@ -184,6 +193,7 @@ pub fn judge(s: &Status) -> Verdict {
     }
     judge_removable(s, &mut p);
     judge_rotation(s, &mut p);
+    judge_proof(s, &mut p);
     p.sort_by_key(|x| std::cmp::Reverse(x.0.severity()));
     let level = p.first().map(|x| x.0).unwrap_or(Level::Ok);
     // Report only the problems at the worst level in the one line; status shows all.
@@ -325,5 +335,20 @@ fn judge_rotation(s: &Status, p: &mut Vec<(Level, String)>) {
                 ),
             ));
         }
+    }
+}
+
+/// The ticket proof: a ticket that does not open, or enctype sets that disagree, is CRITICAL
+/// (new tokens would be refused); no ticket to be had is UNKNOWN.
+fn judge_proof(s: &Status, p: &mut Vec<(Level, String)>) {
+    match &s.proof {
+        None => {}
+        Some(Err(e)) => p.push((Level::Unknown, format!("ticket proof: {e}"))),
+        Some(Ok(proof)) => p.extend(
+            proof
+                .ticket_problems()
+                .into_iter()
+                .map(|m| (Level::Critical, format!("ticket proof: {m}"))),
+        ),
     }
 }
