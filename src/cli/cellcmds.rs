@@ -118,6 +118,9 @@ pub fn status(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
         }
     }
     status_keys(&s, &mut out);
+    if s.keys.iter().any(|k| k.role == "retiring") {
+        let _ = writeln!(out, "grace for retiring keys: {}", s.grace.text);
+    }
     status_servers(&s, &mut out);
     match &s.rotation {
         Some(r) => {

@@ -6,7 +6,7 @@ use super::{CellPaths, KeyView};
 use crate::cell::Cell;
 use crate::error::Error;
 use crate::keys::Key;
-use crate::policy::{role, Role};
+use crate::policy::{lifetime_conflict, role, Role};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -31,6 +31,9 @@ pub fn prune_keys(cell: &Cell, now: DateTime<Utc>, dry_run: bool) -> Result<Vec<
             "{} has no afs entry, so no key is known to be out of use (run `afskeys authdb init`)",
             cell.authdb.describe()
         )));
+    }
+    if let Some(c) = lifetime_conflict(&cell.policy, entry.as_ref()) {
+        return Err(Error::refused(c));
     }
     let snap = cell.control.read()?;
     let doomed: Vec<Key> = snap
