@@ -96,6 +96,19 @@ fn the_kdc_max_ticket_life_plus_skew_is_the_grace() {
     }
     let o = afskeys_at(Some("+607m"), &["remove", "--kvno", "1"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // What to do next: restart the server processes started before kvno 2 arrived.
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "kvno 1 removed: restart the OpenAFS server processes that started before kvno 2"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("  bos restart ") && l.ends_with(" -all -localauth")),
+        "{err}"
+    );
 
     // An explicit token_lifetime below the KDC's max life: refused, naming both values.
     fs::write(
