@@ -117,6 +117,13 @@ fn the_kdc_max_ticket_life_plus_skew_is_the_grace() {
     )
     .unwrap();
     ok(afskeys_at(None, &["rotate"]));
+    let o = afskeys_at(None, &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("grace: token_lifetime 5h in afskeys.toml is below"),
+        "{}",
+        stdout(&o)
+    );
     let o = afskeys_at(Some("+6h"), &["prune"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(

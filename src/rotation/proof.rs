@@ -9,7 +9,7 @@ use crate::authdb::AuthDbError;
 use crate::cell::Cell;
 use crate::fleet::fanout;
 use crate::journal::State;
-use crate::keys::{Enctype, Key};
+use crate::keys::{Enctype, Key, KeySet};
 use chrono::Utc;
 use serde::Serialize;
 
@@ -95,18 +95,28 @@ fn list(v: &[i32]) -> String {
 /// backend cannot prove: it has no KDC (the file backend), or no admin keytab to get a
 /// ticket with (`kadmin.local` alone; its key bytes are then compared directly).
 pub fn prove(cell: &Cell) -> Result<Option<CellProof>, AuthDbError> {
-    let mut read: Vec<(String, Vec<Key>)> = Vec::new();
+    let sets: Vec<(String, Result<KeySet, String>)> =
+        fanout::read_all(&cell.all_servers(), cell.parallel)
+            .into_iter()
+            .map(|(n, r)| (n, r.map_err(|e| e.message)))
+            .collect();
+    prove_sets(cell, &sets)
+}
+
+/// [`prove`] with every machine's keys already read (`(name, keys or why not)`).
+pub fn prove_sets(
+    cell: &Cell,
+    sets: &[(String, Result<KeySet, String>)],
+) -> Result<Option<CellProof>, AuthDbError> {
+    let mut read: Vec<(&str, Vec<Key>)> = Vec::new();
     let mut unreadable = Vec::new();
-    for (name, r) in fanout::read_all(&cell.all_servers(), cell.parallel) {
+    for (name, r) in sets {
         match r {
             Ok(set) => read.push((name, set.iter().cloned().collect())),
-            Err(e) => unreadable.push((name, e.message)),
+            Err(e) => unreadable.push((name.clone(), e.clone())),
         }
     }
-    let servers: Vec<(&str, &[Key])> = read
-        .iter()
-        .map(|(n, k)| (n.as_str(), k.as_slice()))
-        .collect();
+    let servers: Vec<(&str, &[Key])> = read.iter().map(|(n, k)| (*n, k.as_slice())).collect();
     match cell.authdb.prove_tickets(&servers) {
         Ok(Some(proof)) => Ok(Some(CellProof { proof, unreadable })),
         Ok(None) | Err(AuthDbError::Ticket(TicketError::NoClient(_))) => Ok(None),
