@@ -138,7 +138,8 @@ impl Cell {
                     .clone()
                     .unwrap_or_else(|| control.path().join(AUDIT_FILE)),
             ),
-            policy: Policy::new(config.token_lifetime, config.rotation_interval),
+            policy: Policy::new(config.token_lifetime, config.rotation_interval)
+                .with_grace_source(config.token_lifetime_set, config.clock_skew),
             control_server: LocalServer::new(CONTROL, control.clone()),
             control,
             servers,

@@ -1,5 +1,5 @@
-//! `afskeys.toml`: the cell, the token lifetime and rotation interval, the auth DB backend,
-//! SSH settings and the other server machines. An absent file means the embedded defaults:
+//! `afskeys.toml`: the cell, the token lifetime (absent: the KDC's, plus `clock_skew`) and
+//! rotation interval, the auth DB backend, SSH settings and the other server machines. An absent file means the embedded defaults:
 //! one local server (the conf dir itself) and the file auth DB.
 
 use serde::Deserialize;
@@ -37,6 +37,13 @@ pub struct Config {
     /// `check` warns when the current key is older than this.
     #[serde(with = "humantime_serde_shim", default = "default_interval")]
     pub rotation_interval: Duration,
+    /// The clock skew the KDC allows: added to its maximum ticket life when that is the
+    /// grace (no `token_lifetime`, a KDC backend). Default 300 s, MIT's.
+    #[serde(with = "humantime_serde_shim", default = "default_clock_skew")]
+    pub clock_skew: Duration,
+    /// True when the file sets `token_lifetime` (not a key of the file itself).
+    #[serde(skip)]
+    pub token_lifetime_set: bool,
     #[serde(default)]
     pub authdb: AuthDbConfig,
     #[serde(default)]
@@ -169,6 +176,9 @@ fn default_lifetime() -> Duration {
 fn default_interval() -> Duration {
     crate::policy::DEFAULT_ROTATION_INTERVAL
 }
+fn default_clock_skew() -> Duration {
+    crate::policy::DEFAULT_CLOCK_SKEW
+}
 fn default_parallel() -> usize {
     16
 }
@@ -191,6 +201,8 @@ impl Default for Config {
             cell: None,
             token_lifetime: default_lifetime(),
             rotation_interval: default_interval(),
+            clock_skew: default_clock_skew(),
+            token_lifetime_set: false,
             authdb: AuthDbConfig::default(),
             audit: AuditConfig::default(),
             ssh: SshConfig::default(),
@@ -209,6 +221,9 @@ impl Config {
                     .map(|s| format!(" (at line {})", line_of(text, s.start)))
                     .unwrap_or_default(),
         })?;
+        let mut c = c;
+        c.token_lifetime_set =
+            toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("token_lifetime"));
         c.validate(path)?;
         Ok(c)
     }
@@ -272,6 +287,9 @@ impl Config {
             return Err(bad("rotation_interval must be more than zero".into()));
         }
         let century = Duration::from_secs(36500 * 86400);
+        if self.clock_skew > Duration::from_secs(86400) {
+            return Err(bad("clock_skew must be at most 1d".into()));
+        }
         if self.token_lifetime > century || self.rotation_interval > century {
             return Err(bad(
                 "token_lifetime and rotation_interval must be at most 36500d (100 years)".into(),
@@ -316,6 +334,20 @@ mod humantime_serde_shim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_lifetime_set_only_when_written_and_clock_skew_defaults_to_mit() {
+        let p = Path::new("/x/afskeys.toml");
+        let c = Config::parse("", p).unwrap();
+        assert!(!c.token_lifetime_set);
+        assert_eq!(c.clock_skew, Duration::from_secs(300));
+        let c = Config::parse("token_lifetime = \"25h\"\nclock_skew = \"2m\"\n", p).unwrap();
+        assert!(c.token_lifetime_set);
+        assert_eq!(c.clock_skew, Duration::from_secs(120));
+        assert!(Config::parse("token_lifetime_set = true\n", p).is_err());
+        let e = Config::parse("clock_skew = \"2d\"\n", p).unwrap_err();
+        assert!(e.to_string().contains("clock_skew must be at most 1d"));
+    }
 
     #[test]
     fn defaults_when_empty() {

@@ -66,8 +66,9 @@ pub enum Command {
     /// Copy the control machine's KeyFile and KeyFileExt to every server (or --server NAME),
     /// staged everywhere first, then renamed on all at once
     Push,
-    /// Compare every server's key checksums with the control machine's (exit 2 if any differ)
-    Verify,
+    /// Compare every server's key checksums with the control machine's (exit 2 if any differ);
+    /// with --kdc, open a real service ticket from the KDC with every server's keys
+    Verify(VerifyArgs),
     /// Kerberos keytabs: convert one into KeyFileExt (as akeyconvert), or export keys to one
     Keytab {
         #[command(subcommand)]
@@ -167,6 +168,14 @@ pub struct CheckArgs {
     /// Print nothing when OK (so cron mails only on trouble)
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Get a service ticket for the afs principal from the KDC and open it with every
+    /// server's keys; compare the enctypes the KDC holds at its kvno (exit 2 if any fail)
+    #[arg(long)]
+    pub kdc: bool,
 }
 
 #[derive(Debug, Args)]

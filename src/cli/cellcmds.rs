@@ -118,6 +118,9 @@ pub fn status(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
         }
     }
     status_keys(&s, &mut out);
+    if s.keys.iter().any(|k| k.role == "retiring") {
+        let _ = writeln!(out, "grace for retiring keys: {}", s.grace.text);
+    }
     status_servers(&s, &mut out);
     match &s.rotation {
         Some(r) => {
@@ -224,6 +227,7 @@ pub fn prune(cli: &Cli, paths: &CellPaths, a: &PruneArgs) -> Result<String, Fail
     if r.removed.is_empty() {
         return Ok("nothing to prune: no key's grace has ended\n".into());
     }
+    render::after_removal(&r.after_removal);
     let verb = if a.dry_run { "would remove" } else { "removed" };
     let mut out: String = r
         .removed

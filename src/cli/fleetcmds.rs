@@ -128,3 +128,59 @@ pub fn verify(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
         code: if differ { 2 } else { 1 },
     })
 }
+
+/// `verify --kdc`: exit 0 when every machine opens the KDC's ticket and the enctype sets
+/// agree; 2 naming each server and enctype that do not; 1 when only some machine was
+/// unreadable.
+pub fn verify_kdc(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
+    use crate::keys::Enctype;
+    let r = ops::verify::verify_kdc(paths)?;
+    let p = &r.proof.proof;
+    let enctypes = |v: &[i32]| {
+        v.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = if cli.json {
+        json_line(&r)
+    } else {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "ticket from the KDC for {}: kvno {}, enctype {}",
+            p.principal,
+            p.kvno,
+            Enctype(p.enctype)
+        );
+        let _ = writeln!(
+            out,
+            "KDC enctypes at kvno {}: {}",
+            p.kvno,
+            enctypes(&p.kdc_enctypes)
+        );
+        for s in &p.servers {
+            let _ = writeln!(
+                out,
+                "{:<16} {}; holds enctypes [{}] at kvno {}",
+                s.server,
+                s.opening.describe(),
+                enctypes(&s.enctypes_held),
+                p.kvno
+            );
+        }
+        for (name, why) in &r.proof.unreadable {
+            let _ = writeln!(out, "{name:<16} UNREACHABLE: {why}");
+        }
+        out
+    };
+    if r.ok {
+        return Ok(text);
+    }
+    let proven_bad = r.problems.len() > r.proof.unreadable.len();
+    Err(Failure::Report {
+        stdout: text,
+        message: format!("the ticket proof failed: {}", r.problems.join("; ")),
+        code: if proven_bad { 2 } else { 1 },
+    })
+}

@@ -122,6 +122,7 @@ pub fn remove(cli: &Cli, paths: &CellPaths, a: &RemoveArgs) -> Result<String, Fa
     if cli.json {
         return Ok(json_line(&done));
     }
+    render::after_removal(&done.after_removal);
     let removed: &[KeyView] = done.removed.as_deref().unwrap_or_default();
     let mut out: String = removed
         .iter()

@@ -139,7 +139,8 @@ pub fn run(cli: &Cli) -> Result<String, Failure> {
         Command::Keytab { command } => cellcmds::keytab(cli, &paths, command),
         Command::Servers => fleetcmds::servers(cli, &paths),
         Command::Push => fleetcmds::push(cli, &paths),
-        Command::Verify => fleetcmds::verify(cli, &paths),
+        Command::Verify(a) if a.kdc => fleetcmds::verify_kdc(cli, &paths),
+        Command::Verify(_) => fleetcmds::verify(cli, &paths),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut out = Vec::new();

@@ -270,6 +270,9 @@ pub struct EditDone {
     pub backups: Vec<String>,
     /// The other servers the change was copied to.
     pub pushed_to: Vec<String>,
+    /// `remove`: what the operator must do next (see [`super::prune::AfterRemoval`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_removal: Option<super::prune::AfterRemoval>,
 }
 
 /// The keys an `add` stores, made before the cell is opened.
@@ -348,7 +351,19 @@ pub fn add(paths: &CellPaths, o: AddOptions, warn: Warn) -> Result<EditDone, Err
         written: shown(&report.written),
         backups: shown(&report.backups),
         pushed_to,
+        after_removal: None,
     })
+}
+
+/// The kvnos `target` (another server) holds now (none when unreadable).
+fn target_kvnos(target: &Target) -> Vec<i32> {
+    match target {
+        Target::Server(s) => s
+            .read_keys()
+            .map(|k| k.iter().map(|k| k.kvno()).collect())
+            .unwrap_or_default(),
+        Target::Control => Vec::new(),
+    }
 }
 
 /// `remove`: what the operator asked for.
@@ -388,9 +403,14 @@ pub fn remove(paths: &CellPaths, o: &RemoveOptions, warn: Warn) -> Result<EditDo
         warn(&format!("EMERGENCY removal (logged): {why}"));
     }
     let pushed_to = sync_after_edit(&cell, &target)?;
+    let left = match &target {
+        Target::Control => super::prune::control_kvnos(&cell),
+        _ => target_kvnos(&target),
+    };
     Ok(EditDone {
         added: None,
         replaced: None,
+        after_removal: super::prune::after_removal(&cell, &removed, &left),
         removed: Some(KeyView::all(&removed)),
         written: shown(&report.written),
         backups: shown(&report.backups),

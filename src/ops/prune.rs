@@ -6,7 +6,7 @@ use super::{CellPaths, KeyView};
 use crate::cell::Cell;
 use crate::error::Error;
 use crate::keys::Key;
-use crate::policy::{role, Role};
+use crate::policy::{lifetime_conflict, role, Role};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -16,6 +16,70 @@ pub struct PruneReport {
     pub dry_run: bool,
     pub removed: Vec<KeyView>,
     pub pushed_to: Vec<String>,
+    /// What the operator must do next, when a removed kvno was below a kvno still held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_removal: Option<AfterRemoval>,
+}
+
+/// After removing a kvno that a newer kvno replaced: OpenAFS server processes started before
+/// the newer kvno arrived made their own server-to-server tickets (ubik between database
+/// servers, the fileserver's vlserver registration, upclient) once, at start, with the
+/// highest kvno they had then, and never make new ones; their next new authentication with
+/// the removed kvno fails ("ticket contained unknown key version number") until they are
+/// restarted. See docs/rotation.md, "After a removal".
+#[derive(Debug, Clone, Serialize)]
+pub struct AfterRemoval {
+    /// The kvnos removed below the newest kvno held.
+    pub removed_kvnos: Vec<i32>,
+    /// The newest kvno still held.
+    pub newest_kvno: i32,
+    /// One `bos restart` per server machine (database servers one at a time).
+    pub restart: Vec<String>,
+    /// The advice in words.
+    pub note: String,
+}
+
+/// What to do after `removed` left a machine whose kvnos are now `left`; `None` when no
+/// removed kvno is below a kvno still held (no newer kvno replaced it).
+pub fn after_removal(cell: &Cell, removed: &[Key], left: &[i32]) -> Option<AfterRemoval> {
+    let newest = left.iter().copied().max()?;
+    let mut kvnos: Vec<i32> = removed
+        .iter()
+        .map(|k| k.kvno())
+        .filter(|&k| k < newest)
+        .collect();
+    kvnos.dedup();
+    if kvnos.is_empty() {
+        return None;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = match host.trim() {
+        "" => crate::cell::CONTROL.to_string(),
+        h => h.to_string(),
+    };
+    let restart = std::iter::once(host)
+        .chain(cell.servers.iter().map(|s| s.name().to_string()))
+        .map(|h| format!("bos restart {h} -all -localauth"))
+        .collect();
+    let list = kvnos
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let note = format!(
+        "kvno {list} removed: restart the OpenAFS server processes that started before kvno \
+         {newest} was on every server (they make their own server-to-server tickets once, at \
+         start, with the newest kvno they had then; with it gone their next new connection \
+         fails with \"ticket contained unknown key version number\"); run on each server, \
+         database servers one at a time, checking quorum with `udebug <server> 7002` (ptserver) \
+         and 7003 (vlserver) in between:"
+    );
+    Some(AfterRemoval {
+        removed_kvnos: kvnos,
+        newest_kvno: newest,
+        restart,
+        note,
+    })
 }
 
 /// The removable keys, removed unless `dry_run`.
@@ -31,6 +95,9 @@ pub fn prune_keys(cell: &Cell, now: DateTime<Utc>, dry_run: bool) -> Result<Vec<
             "{} has no afs entry, so no key is known to be out of use (run `afskeys authdb init`)",
             cell.authdb.describe()
         )));
+    }
+    if let Some(c) = lifetime_conflict(&cell.policy, entry.as_ref()) {
+        return Err(Error::refused(c));
     }
     let snap = cell.control.read()?;
     let doomed: Vec<Key> = snap
@@ -62,9 +129,22 @@ pub fn prune(paths: &CellPaths, dry_run: bool) -> Result<PruneReport, Error> {
     } else {
         sync_after_edit(&cell, &Target::Control)?
     };
+    let after = match dry_run {
+        true => None,
+        false => after_removal(&cell, &keys, &control_kvnos(&cell)),
+    };
     Ok(PruneReport {
         dry_run,
         removed: KeyView::all(&keys),
         pushed_to,
+        after_removal: after,
     })
+}
+
+/// The kvnos the control machine holds now (none when unreadable).
+pub fn control_kvnos(cell: &Cell) -> Vec<i32> {
+    cell.control
+        .read()
+        .map(|s| s.keys.iter().map(|k| k.kvno()).collect())
+        .unwrap_or_default()
 }

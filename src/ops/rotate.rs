@@ -132,7 +132,16 @@ pub fn rotate(paths: &CellPaths, action: RotateAction, warn: Warn) -> Result<Rot
             rotation::rotate(&cell, &opts, &mut hook)?
         }
     };
-    let removable = report.activated + cell.policy.token_lifetime;
+    // The grace as the entry now set says (a KDC's maximum ticket life, when it is the source).
+    let entry = match cell.policy.lifetime_configured {
+        true => None,
+        false => cell.authdb.get().ok().flatten(),
+    };
+    let grace = crate::policy::grace_for(&cell.policy, entry.as_ref()).duration;
+    let removable = report
+        .activated
+        .checked_add_signed(grace)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
     Ok(RotateReport::Done(Done {
         kvno: report.kvno,
         old_kvno: report.old_kvno,

@@ -5,7 +5,7 @@ use super::authdb::EntryView;
 use super::{CellPaths, KeyView};
 use crate::error::Error;
 use crate::keys::KeyId;
-use crate::policy::Role;
+use crate::policy::{grace_for, Grace, GraceSource, Role};
 use crate::rotation::status::{gather, judge, Level, ServerState, Status};
 use crate::time::fmt_time;
 use chrono::Utc;
@@ -22,7 +22,53 @@ pub struct StatusReport {
     pub servers: Vec<ServerView>,
     pub rotation: Option<RotationView>,
     pub next_rotation_due: Option<String>,
+    /// The grace retiring keys keep, and where it comes from.
+    pub grace: GraceView,
     pub check: CheckReport,
+}
+
+/// The grace before a retiring key becomes removable.
+#[derive(Debug, Serialize)]
+pub struct GraceView {
+    pub seconds: i64,
+    /// `config` (token_lifetime in afskeys.toml), `default`, or `kdc`.
+    pub source: &'static str,
+    /// The KDC's principal, maximum ticket life and clock skew (seconds), for `kdc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ticket_life: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew: Option<i64>,
+    /// In words: `10h5m (max ticket life 10h of afs/… in the KDC, plus 5m clock skew)`.
+    pub text: String,
+}
+
+impl GraceView {
+    fn of(g: &Grace) -> GraceView {
+        let (source, principal, max, skew) = match &g.source {
+            GraceSource::Config => ("config", None, None, None),
+            GraceSource::Default => ("default", None, None, None),
+            GraceSource::Kdc {
+                principal,
+                max_ticket_life,
+                clock_skew,
+            } => (
+                "kdc",
+                Some(principal.clone()),
+                Some(max_ticket_life.num_seconds()),
+                Some(clock_skew.num_seconds()),
+            ),
+        };
+        GraceView {
+            seconds: g.duration.num_seconds(),
+            source,
+            principal,
+            max_ticket_life: max,
+            clock_skew: skew,
+            text: g.describe(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +198,7 @@ pub fn status(paths: &CellPaths) -> Result<StatusReport, Error> {
             missing: r.missing.clone(),
         }),
         next_rotation_due: s.next_due().map(fmt_time),
+        grace: GraceView::of(&grace_for(&cell.policy, s.current())),
         check: CheckReport {
             level_name: v.level.name(),
             line: v.line(),

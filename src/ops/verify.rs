@@ -97,3 +97,36 @@ pub fn verify(paths: &CellPaths) -> Result<VerifyReport, Error> {
         .collect();
     Ok(VerifyReport { servers })
 }
+
+/// What `verify --kdc` found: the ticket, each machine's verdict, and every problem.
+#[derive(Debug, Serialize)]
+pub struct KdcVerifyReport {
+    #[serde(flatten)]
+    pub proof: crate::rotation::proof::CellProof,
+    /// True when every machine opened the ticket and the enctype sets agree.
+    pub ok: bool,
+    /// Each problem, naming the server and the enctype.
+    pub problems: Vec<String>,
+}
+
+/// `verify --kdc`: a real service ticket for the afs principal, opened with every machine's
+/// keys (the control machine first). A backend with no KDC to ask (the file backend), or
+/// without the admin keytab that gets a ticket, cannot prove: that is a configuration error.
+pub fn verify_kdc(paths: &CellPaths) -> Result<KdcVerifyReport, Error> {
+    let cell = paths.open()?;
+    let proof = crate::rotation::proof::prove(&cell)
+        .map_err(|e| Error::failed(format!("verify --kdc: {e}")).with_source(e))?
+        .ok_or_else(|| {
+            Error::config(format!(
+                "verify --kdc: {} gets no tickets to prove (it needs [authdb] backend = \
+                 \"kadmin\" with admin_principal and admin_keytab)",
+                cell.authdb.describe()
+            ))
+        })?;
+    let problems = proof.problems();
+    Ok(KdcVerifyReport {
+        ok: problems.is_empty(),
+        problems,
+        proof,
+    })
+}

@@ -7,6 +7,7 @@
 
 mod error;
 mod plan;
+pub mod proof;
 pub mod status;
 mod steps;
 

@@ -1,12 +1,14 @@
 //! `status` and `check`: gather the cell's state (keys with their roles, the afs entry, every
 //! server, the rotation in progress) and judge it for cron and Nagios.
 
+use super::proof::{prove_sets, CellProof};
 use crate::authdb::{AfsEntry, AuthDbError};
 use crate::cell::Cell;
 use crate::checksum::key_checksum;
+use crate::fleet::fanout;
 use crate::journal::{JournalError, Rotation, State};
-use crate::keys::{Key, KeyId, KeyType};
-use crate::policy::{role, Role};
+use crate::keys::{Key, KeyId, KeySet, KeyType};
+use crate::policy::{lifetime_conflict, role, Role};
 use crate::time::fmt_time;
 use chrono::{DateTime, Duration, Utc};
 
@@ -27,6 +29,11 @@ pub struct Status {
     pub state: Result<State, JournalError>,
     pub now: DateTime<Utc>,
     pub interval: Duration,
+    /// The ticket proof, when the backend can give one and the afs entry exists (`Err`: no
+    /// ticket could be had, with why).
+    pub proof: Option<Result<CellProof, String>>,
+    /// afskeys.toml's `token_lifetime` is below the KDC's maximum ticket life (why).
+    pub lifetime_conflict: Option<String>,
 }
 
 fn summary(keys: &crate::keys::KeySet) -> Vec<(KeyId, Option<u32>)> {
@@ -56,15 +63,30 @@ pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
             .collect(),
         Err(_) => vec![],
     };
-    let servers = cell
-        .all_servers()
+    // Every machine read once (in parallel): the checksums shown, and the ticket proof.
+    let sets: Vec<(String, Result<KeySet, String>)> =
+        fanout::read_all(&cell.all_servers(), cell.parallel)
+            .into_iter()
+            .map(|(n, r)| (n, r.map_err(|e| e.message)))
+            .collect();
+    let servers = sets
         .iter()
-        .map(|s| ServerState {
-            name: s.name().to_string(),
-            keys: s.read_keys().map(|k| summary(&k)).map_err(|e| e.message),
+        .map(|(name, r)| ServerState {
+            name: name.clone(),
+            keys: r.as_ref().map(summary).map_err(|e| e.clone()),
         })
         .collect();
+    let proof = match &entry {
+        Ok(Some(_)) => prove_sets(cell, &sets)
+            .map_err(|e| e.to_string())
+            .transpose(),
+        _ => None,
+    };
+    let lifetime_conflict =
+        lifetime_conflict(&cell.policy, entry.as_ref().ok().and_then(|e| e.as_ref()));
     Status {
+        proof,
+        lifetime_conflict,
         cell: cell.name.clone(),
         authdb: cell.authdb.describe(),
         entry,
@@ -184,6 +206,7 @@ pub fn judge(s: &Status) -> Verdict {
     }
     judge_removable(s, &mut p);
     judge_rotation(s, &mut p);
+    judge_proof(s, &mut p);
     p.sort_by_key(|x| std::cmp::Reverse(x.0.severity()));
     let level = p.first().map(|x| x.0).unwrap_or(Level::Ok);
     // Report only the problems at the worst level in the one line; status shows all.
@@ -325,5 +348,23 @@ fn judge_rotation(s: &Status, p: &mut Vec<(Level, String)>) {
                 ),
             ));
         }
+    }
+}
+
+/// The ticket proof: a ticket that does not open, or enctype sets that disagree, is CRITICAL
+/// (new tokens would be refused); no ticket to be had is UNKNOWN.
+fn judge_proof(s: &Status, p: &mut Vec<(Level, String)>) {
+    match &s.proof {
+        None => {}
+        Some(Err(e)) => p.push((Level::Unknown, format!("ticket proof: {e}"))),
+        Some(Ok(proof)) => p.extend(
+            proof
+                .ticket_problems()
+                .into_iter()
+                .map(|m| (Level::Critical, format!("ticket proof: {m}"))),
+        ),
+    }
+    if let Some(c) = &s.lifetime_conflict {
+        p.push((Level::Warning, format!("grace: {c}")));
     }
 }

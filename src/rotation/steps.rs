@@ -37,7 +37,10 @@ pub fn run(cell: &Cell, mut st: State, hook: Hook) -> Result<Report, RotateError
             Step::Planned => add(cell, &mut st, &keys)?,
             Step::Added => distribute(cell, &mut st, &keys)?,
             Step::Distributed => activate(cell, &mut st, &r, &keys)?,
-            Step::Activated => return finish(cell, &mut st, &keys),
+            Step::Activated => {
+                super::proof::after_activation(cell, &mut st, r.kvno)?;
+                return finish(cell, &mut st, &keys);
+            }
         };
         hook(step);
     }
