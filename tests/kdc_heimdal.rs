@@ -8,7 +8,7 @@
 mod common;
 mod heimdal;
 
-use afskeys::authdb::heimdal::HeimdalAuthDb;
+use afskeys::authdb::heimdal::{HeimdalAuthDb, DEFAULT_KEYS};
 use afskeys::authdb::kadmin::RemoteKdc;
 use afskeys::authdb::ticket::Opening;
 use afskeys::authdb::{AuthDb, AuthDbError};
@@ -28,6 +28,17 @@ fn local_db(realm: &heimdal::Realm, principal: &str, kadmin: &str) -> HeimdalAut
     HeimdalAuthDb::new(principal.into(), kadmin.into())
         .with_remote(RemoteKdc::new(
             None,
+            realm.admin_principal(),
+            realm.admin_keytab(),
+        ))
+        .with_envs(realm.env())
+}
+
+/// The backend with `server` set: Heimdal's kadmin through kadmind, `-a -p -K`.
+fn remote_db(realm: &heimdal::Realm, principal: &str) -> HeimdalAuthDb {
+    HeimdalAuthDb::new(principal.into(), realm.kadmin_path().display().to_string())
+        .with_remote(RemoteKdc::new(
+            Some(realm.kadmind_addr()),
             realm.admin_principal(),
             realm.admin_keytab(),
         ))
@@ -371,4 +382,88 @@ fn afskeys_rotate_with_a_heimdal_kdc() {
     let status = run(&["status"]);
     assert!(status.contains("heimdal "), "{status}");
     assert!(run(&["check"]).starts_with("AFSKEYS OK - kvno 2 current"));
+}
+
+#[test]
+fn through_kadmind_without_the_get_keys_privilege() {
+    let Some(mut realm) = heimdal::Realm::serve_with("REMOTE.HEIMDAL", Some(DEFAULT_KEYS)) else {
+        return;
+    };
+    realm.start_kadmind();
+    let principal = format!("afs/remote.heimdal@{}", realm.name());
+    let db = remote_db(&realm, &principal);
+    assert!(db.is_remote());
+    assert!(db.get().unwrap().is_none());
+    for kvno in 1..=2 {
+        let pw = passphrase(kvno);
+        let keys = derive(&principal, kvno, &pw);
+        let e = db
+            .set(kvno, &keys, Some(pw.as_bytes()), Utc::now())
+            .unwrap();
+        assert_eq!((e.kvno, &e.keys), (kvno, &keys));
+        let facts = e.kdc.unwrap();
+        assert_eq!(facts.enctypes, vec![18, 17]);
+        assert!(!facts.keys_read);
+        assert_eq!(realm.kvno(&principal), Some(kvno));
+        let got = db.get().unwrap().unwrap();
+        assert_eq!((got.kvno, got.keys.len()), (kvno, 0));
+        assert!(db.ticket_proof(&[("fs1", &keys)]).unwrap().all_opened());
+    }
+    // The changes went through kadmind, as the admin principal.
+    let log = realm.kadmind_log();
+    assert!(log.contains(&realm.admin_principal()), "{log}");
+    // Key bytes are not handed out over kadmind ("all" lacks get-keys): nothing above
+    // needed them.
+    let out = std::process::Command::new(realm.kadmin_path())
+        .args([
+            "-a",
+            &realm.kadmind_addr(),
+            "-p",
+            &realm.admin_principal(),
+            "-K",
+        ])
+        .arg(realm.admin_keytab())
+        .args(["ext_keytab", "-k", "FILE:/dev/null", &principal])
+        .envs(realm.env())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("get-keys"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn kadmind_making_other_enctypes_than_the_servers_hold_is_reported() {
+    // Debian's default_keys: aes256, des3-cbc-sha1, arcfour-hmac-md5.
+    let Some(mut realm) = heimdal::Realm::serve("DEFAULTS.HEIMDAL") else {
+        return;
+    };
+    realm.start_kadmind();
+    let principal = format!("afs/defaults.heimdal@{}", realm.name());
+    let db = remote_db(&realm, &principal);
+    let pw = passphrase(1);
+    let keys = derive(&principal, 1, &pw);
+    let e = db
+        .set(1, &keys, Some(pw.as_bytes()), Utc::now())
+        .unwrap_err();
+    let m = e.to_string();
+    assert!(matches!(e, AuthDbError::Mismatch(_)), "{m}");
+    assert!(
+        m.contains("[16, 18, 23]") && m.contains("default_keys"),
+        "{m}"
+    );
+    // `-l` is not fooled by the realm's defaults: its private default_keys comes first.
+    let local = local_db(
+        &realm,
+        &principal,
+        &realm.kadmin_path().display().to_string(),
+    );
+    let pw = passphrase(2);
+    let keys = derive(&principal, 2, &pw);
+    let e = local
+        .set(2, &keys, Some(pw.as_bytes()), Utc::now())
+        .unwrap();
+    assert_eq!(e.kdc.unwrap().enctypes, vec![18, 17]);
 }

@@ -108,11 +108,14 @@ pub struct Realm {
     root: PathBuf,
     port: u16,
     kdc: Option<Child>,
+    /// kadmind's port and process, when served.
+    kadmind: Option<(u16, Child)>,
 }
 
 impl Drop for Realm {
     fn drop(&mut self) {
-        if let Some(k) = &mut self.kdc {
+        let kadmind = self.kadmind.as_mut().map(|(_, c)| c);
+        for k in self.kdc.iter_mut().chain(kadmind) {
             let _ = k.kill();
             let _ = k.wait();
         }
@@ -121,8 +124,11 @@ impl Drop for Realm {
 
 /// krb5.conf for a realm whose database is `dir/heimdal` and whose KDC listens on `port`;
 /// MIT's client tools read it too.
-fn config(name: &str, dir: &Path, port: u16) -> String {
+fn config(name: &str, dir: &Path, port: u16, default_keys: Option<&str>) -> String {
     let d = dir.display();
+    let kadmin = default_keys
+        .map(|k| format!("[kadmin]\n\tdefault_keys = {k}\n"))
+        .unwrap_or_default();
     format!(
         "[libdefaults]\n\tdefault_realm = {name}\n\tdns_lookup_kdc = false\n\
          \tdns_lookup_realm = false\n\trdns = false\n\
@@ -130,13 +136,20 @@ fn config(name: &str, dir: &Path, port: u16) -> String {
          [kdc]\n\tdatabase = {{\n\t\tdbname = {d}/heimdal\n\t\trealm = {name}\n\
          \t\tmkey_file = {d}/m-key\n\t\tacl_file = {d}/kadmind.acl\n\
          \t\tlog_file = {d}/iprop.log\n\t}}\n\
-         [logging]\n\tkdc = FILE:{d}/kdc.log\n\tdefault = FILE:{d}/other.log\n"
+         [logging]\n\tkdc = FILE:{d}/kdc.log\n\tkadmind = FILE:{d}/kadmind.log\n\
+         \tdefault = FILE:{d}/other.log\n{kadmin}"
     )
 }
 
 impl Realm {
     /// Make the realm `name`, an admin principal with a keytab, and run its KDC.
     pub fn serve(name: &str) -> Option<Realm> {
+        Realm::serve_with(name, None)
+    }
+
+    /// [`Realm::serve`], with `[kadmin] default_keys` set in the realm's configuration when
+    /// given (what kadmind makes new keys with).
+    pub fn serve_with(name: &str, default_keys: Option<&str>) -> Option<Realm> {
         let root = match heimdal_root() {
             Ok(r) => r,
             Err(e) => return missing(&e),
@@ -149,14 +162,21 @@ impl Realm {
             .tempdir()
             .unwrap();
         let port = free_port();
-        fs::write(dir.path().join("krb5.conf"), config(name, dir.path(), port)).unwrap();
-        fs::write(dir.path().join("kadmind.acl"), "").unwrap();
+        let conf = config(name, dir.path(), port, default_keys);
+        fs::write(dir.path().join("krb5.conf"), conf).unwrap();
+        // Everything but get-keys: nothing afskeys does over kadmind may need key bytes.
+        fs::write(
+            dir.path().join("kadmind.acl"),
+            format!("{ADMIN}@{name} all\n"),
+        )
+        .unwrap();
         let mut realm = Realm {
             name: name.into(),
             dir,
             root,
             port,
             kdc: None,
+            kadmind: None,
         };
         realm.ok(&[
             "init",
@@ -188,7 +208,7 @@ impl Realm {
         let port = free_port();
         fs::write(
             dir.path().join("krb5.conf"),
-            config(&self.name, dir.path(), port),
+            config(&self.name, dir.path(), port, None),
         )
         .unwrap();
         fs::write(dir.path().join("kadmind.acl"), "").unwrap();
@@ -198,6 +218,7 @@ impl Realm {
             root: self.root.clone(),
             port,
             kdc: None,
+            kadmind: None,
         };
         let mut others: Vec<String> = Vec::new();
         for (e, _) in copy.keytypes(principal) {
@@ -212,6 +233,48 @@ impl Realm {
         }
         copy.start_kdc();
         copy
+    }
+
+    /// Run Heimdal's kadmind on a free port (it reads the database directly).
+    pub fn start_kadmind(&mut self) {
+        let port = free_port();
+        let conf = self.dir().join("krb5.conf");
+        let child = Command::new(self.root.join("usr/lib/heimdal-servers/kadmind"))
+            .arg(format!("--config-file={}", conf.display()))
+            .arg(format!("--ports={port}"))
+            .envs(self.env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Heimdal's kadmind");
+        self.kadmind = Some((port, child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(st) = self.kadmind.as_mut().unwrap().1.try_wait().unwrap() {
+                panic!("Heimdal's kadmind exited ({st})");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Heimdal's kadmind does not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kadmind's `host:port`.
+    pub fn kadmind_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.kadmind.as_ref().expect("kadmind").0)
+    }
+
+    pub fn kadmind_log(&self) -> String {
+        fs::read_to_string(self.dir().join("kadmind.log")).unwrap_or_default()
+    }
+
+    /// The pids of the daemons.
+    pub fn daemon_pids(&self) -> Vec<u32> {
+        let kadmind = self.kadmind.as_ref().map(|(_, c)| c);
+        self.kdc.iter().chain(kadmind).map(Child::id).collect()
     }
 
     fn start_kdc(&mut self) {
