@@ -356,6 +356,12 @@ fn afskeys_rotate_with_a_heimdal_kdc() {
         fs1_keys.sort_by_key(|k| -k.id.subtype);
         assert_eq!(control_keys.len(), 2);
         assert_eq!(control_keys, fs1_keys);
+        for k in &control_keys {
+            assert!(
+                !out.contains(&hex::encode(k.bytes())),
+                "a key in rotate's output"
+            );
+        }
         // The KDC's enctypes at the new kvno are exactly the servers'.
         let entry = db.get().unwrap().unwrap();
         let mut kdc = entry.kdc.unwrap().enctypes;
@@ -466,4 +472,28 @@ fn kadmind_making_other_enctypes_than_the_servers_hold_is_reported() {
         .set(2, &keys, Some(pw.as_bytes()), Utc::now())
         .unwrap();
     assert_eq!(e.kdc.unwrap().enctypes, vec![18, 17]);
+}
+
+#[test]
+fn heimdal_settings_in_afskeys_toml() {
+    use afskeys::config::{Backend, Config};
+    let p = Path::new("afskeys.toml");
+    let local = "[authdb]\nbackend = \"heimdal\"\nadmin_principal = \"a/admin@R\"\n\
+                 admin_keytab = \"/k\"\n";
+    let c = Config::parse(local, p).unwrap();
+    assert_eq!(c.authdb.backend, Backend::Heimdal);
+    assert!(c.authdb.server.is_none());
+    let remote =
+        format!("{local}server = \"kdc1.example.com:749\"\nkadmin = \"/usr/bin/kadmin.heimdal\"\n");
+    let c = Config::parse(&remote, p).unwrap();
+    assert_eq!(c.authdb.server.as_deref(), Some("kdc1.example.com:749"));
+    let no_keytab = "[authdb]\nbackend = \"heimdal\"\nserver = \"kdc1\"\n";
+    let e = Config::parse(no_keytab, p).unwrap_err().to_string();
+    assert!(e.contains("needs admin_principal and admin_keytab"), "{e}");
+    let file = "[authdb]\nadmin_principal = \"a@R\"\nadmin_keytab = \"/k\"\n";
+    let e = Config::parse(file, p).unwrap_err().to_string();
+    assert!(
+        e.contains("need backend = \"kadmin\" or \"heimdal\""),
+        "{e}"
+    );
 }
