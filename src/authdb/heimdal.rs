@@ -404,6 +404,13 @@ impl HeimdalAuthDb {
         let mut given: Vec<i32> = keys.iter().map(|k| k.id.subtype).collect();
         held.sort_unstable();
         given.sort_unstable();
+        if info.kvno == kvno - 1 {
+            return Err(AuthDbError::Backend(format!(
+                "{p}: Heimdal's kadmin exited 0 but left the principal at kvno {}: the KDC was \
+                 not changed (try `kadmin cpw` by hand to see why)",
+                info.kvno
+            )));
+        }
         if info.kvno != kvno {
             return Err(broken(format!(
                 "{p}: kvno is {} after setting {kvno}",
@@ -681,6 +688,47 @@ mod tests {
         assert!(checked("-x").is_err() && checked("a b@R").is_err());
         let e = db.ticket_client().unwrap_err().to_string();
         assert!(e.contains("admin_keytab"), "{e}");
+    }
+
+    /// A stand-in kadmin: `get` prints a record at kvno 1, `cpw` reads its input and changes
+    /// nothing, exit 0 — what Heimdal's kadmin does when the two lines differ.
+    #[test]
+    fn a_cpw_that_changed_nothing_is_reported_as_such() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("kadmin");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\ncase \"$2\" in\nget) printf '   Principal: afs/x.org@X.ORG\\n\
+             Max ticket life: 1 day\\n   Kvno: 1\\n\
+             Keytypes: aes256-cts-hmac-sha1-96(pw-salt)[1]\\n';;\n\
+             *) cat >/dev/null;;\nesac\nexit 0\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let db = HeimdalAuthDb::new("afs/x.org@X.ORG".into(), fake.display().to_string());
+        let pw = b"some passphrase";
+        let salt = crypto::default_salt("afs/x.org@X.ORG").unwrap();
+        let keys: Vec<Key> = [(18, 32), (17, 16)]
+            .into_iter()
+            .map(|(e, len)| {
+                Key::new(
+                    KeyId {
+                        key_type: KeyType::RxkadKrb5,
+                        kvno: 2,
+                        subtype: e,
+                    },
+                    crypto::aes_string_to_key(pw, &salt, AES_ITERATIONS, len),
+                )
+            })
+            .collect();
+        let e = db.set(2, &keys, Some(pw), Utc::now()).unwrap_err();
+        let m = e.to_string();
+        assert!(matches!(e, AuthDbError::Backend(_)), "{m}");
+        assert!(
+            m.contains("left the principal at kvno 1") && m.contains("not changed"),
+            "{m}"
+        );
     }
 
     #[test]
