@@ -497,3 +497,39 @@ fn heimdal_settings_in_afskeys_toml() {
         "{e}"
     );
 }
+
+/// What Heimdal's `get` prints, for the parser property below.
+const GET_SAMPLE: &str = "            Principal: afs/h.test@H.TEST
+ Last password change: 2026-12-01 23:19:56 UTC
+      Max ticket life: 1 week 2 days 10 hours
+                 Kvno: 3
+        Last modified: 2026-12-01 23:20:00 UTC
+             Keytypes: aes256-cts-hmac-sha1-96(pw-salt)[3], aes128-cts-hmac-sha1-96(pw-salt)[3], des3-cbc-sha1(pw-salt)[2]
+";
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+    /// The `get` parser never panics: on any text, and on the real record cut or with one
+    /// byte changed anywhere; whatever it accepts has a kvno and key data it read.
+    #[test]
+    fn heimdal_get_parser_never_panics(
+        junk in ".{0,300}",
+        cut in 0usize..400,
+        at in 0usize..400,
+        byte in proptest::prelude::any::<u8>(),
+    ) {
+        use afskeys::authdb::heimdal_get::{parse_get, parse_life};
+        let _ = parse_get(&junk);
+        let _ = parse_life(&junk);
+        let sample = GET_SAMPLE.as_bytes();
+        let cut = &sample[..cut.min(sample.len())];
+        let _ = parse_get(&String::from_utf8_lossy(cut));
+        let mut changed = sample.to_vec();
+        let i = at % changed.len();
+        changed[i] = byte;
+        if let Ok(info) = parse_get(&String::from_utf8_lossy(&changed)) {
+            proptest::prop_assert!(info.keys.len() <= 3);
+        }
+    }
+}
