@@ -6,8 +6,11 @@
 //! made with `kadmin.heimdal -l init` in a temporary directory (its `[kdc] database` names
 //! dbname, realm, mkey_file, acl_file and log_file), Heimdal's `kdc` serves it on a free high
 //! port on 127.0.0.1, and an admin principal `afskeys/admin` has a keytab for tickets. MIT's
-//! `kinit`/`kvno` talk to that KDC through the same krb5.conf (`KRB5_CONFIG`). Everything is
-//! removed, and the KDC killed, on drop.
+//! `kinit`/`kvno` talk to that KDC through the same krb5.conf (`KRB5_CONFIG`).
+//! [`Realm::start_kadmind`] also runs Heimdal's kadmind on a free port, with the ACL
+//! `afskeys/admin@REALM all` (everything but get-keys); [`Realm::serve_with`] sets the
+//! realm's `[kadmin] default_keys` (what kadmind makes new keys with). Everything is removed,
+//! and the daemons killed, on drop.
 //!
 //! When a component is missing, [`Realm::serve`] panics if `AFSKEYS_REQUIRE_INTEROP` is set
 //! and otherwise prints `SKIPPED: …` and returns `None`.
