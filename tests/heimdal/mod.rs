@@ -117,8 +117,16 @@ pub struct Realm {
 
 impl Drop for Realm {
     fn drop(&mut self) {
+        // SIGTERM first: Heimdal's kdc then stops the worker processes it forked (a SIGKILL
+        // would leave them writing the log into the directory being removed).
         let kadmind = self.kadmind.as_mut().map(|(_, c)| c);
         for k in self.kdc.iter_mut().chain(kadmind) {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(k.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(k.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = k.kill();
             let _ = k.wait();
         }
