@@ -29,7 +29,8 @@
 //! prefix wins). Over kadmind the KDC's own `[kadmin] default_keys` decides; it must say the
 //! same. Either way, after each change the enctypes the KDC holds at the new kvno must be
 //! exactly those given, else the change is reported as a mismatch. `del_enctype` is not used:
-//! it removes an enctype from every kvno the principal holds, the retiring key's included.
+//! it removes an enctype from every kvno the principal holds, the retiring key's included
+//! (verified: `del_enctype P aes128-cts-hmac-sha1-96` took it from kvnos 5 and 6 too).
 //! Single DES is never made.
 
 use super::getprinc::PrincipalInfo;
