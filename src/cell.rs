@@ -5,6 +5,7 @@
 
 use crate::audit::{Audit, AUDIT_FILE};
 use crate::authdb::file::{FileAuthDb, DEFAULT_NAME};
+use crate::authdb::heimdal::{HeimdalAuthDb, DEFAULT_HEIMDAL_KADMIN};
 use crate::authdb::kadmin::{KadminAuthDb, RemoteKdc, DEFAULT_KADMIN, DEFAULT_REMOTE_KADMIN};
 use crate::authdb::AuthDb;
 use crate::config::{Backend, Config, ConfigError, CONFIG_FILE};
@@ -91,7 +92,7 @@ impl Cell {
         let principal = match (&config.authdb.principal, name.is_empty()) {
             (Some(p), _) => p.clone(),
             (None, false) => default_principal(&name),
-            (None, true) if config.authdb.backend == Backend::Kadmin => {
+            (None, true) if config.authdb.backend != Backend::File => {
                 return Err(CellError::NoCellName {
                     confdir: control.path().to_path_buf(),
                 })
@@ -108,6 +109,7 @@ impl Cell {
                 principal.clone(),
             )),
             Backend::Kadmin => Box::new(kadmin_backend(&config.authdb, principal.clone())),
+            Backend::Heimdal => Box::new(heimdal_backend(&config.authdb, principal.clone())),
         };
         let mut servers: Vec<Box<dyn Server>> = Vec::new();
         for s in &config.servers {
@@ -197,6 +199,23 @@ fn kadmin_backend(c: &crate::config::AuthDbConfig, principal: String) -> KadminA
     let db = KadminAuthDb::new(
         principal,
         c.kadmin.clone().unwrap_or_else(|| default.into()),
+    );
+    match (&c.admin_principal, &c.admin_keytab) {
+        (Some(p), Some(k)) => {
+            db.with_remote(RemoteKdc::new(c.server.clone(), p.clone(), k.clone()))
+        }
+        _ => db,
+    }
+}
+
+/// The Heimdal backend `[authdb]` describes: `kadmin -l`, or kadmind when `server` is set;
+/// the admin keytab (when given) also gets tickets.
+fn heimdal_backend(c: &crate::config::AuthDbConfig, principal: String) -> HeimdalAuthDb {
+    let db = HeimdalAuthDb::new(
+        principal,
+        c.kadmin
+            .clone()
+            .unwrap_or_else(|| DEFAULT_HEIMDAL_KADMIN.into()),
     );
     match (&c.admin_principal, &c.admin_keytab) {
         (Some(p), Some(k)) => {

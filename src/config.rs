@@ -60,6 +60,8 @@ pub enum Backend {
     #[default]
     File,
     Kadmin,
+    /// Heimdal's kadmin (`kadmin -l`, or kadmind with `server`).
+    Heimdal,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -90,9 +92,11 @@ impl AuthDbConfig {
             message: m,
         };
         let admin = (self.admin_principal.is_some(), self.admin_keytab.is_some());
-        if self.backend != Backend::Kadmin && (self.server.is_some() || admin.0 || admin.1) {
+        if self.backend == Backend::File && (self.server.is_some() || admin.0 || admin.1) {
             return Err(bad(
-                "authdb.server, admin_principal and admin_keytab need backend = \"kadmin\"".into(),
+                "authdb.server, admin_principal and admin_keytab need backend = \"kadmin\" \
+                 or \"heimdal\""
+                    .into(),
             ));
         }
         if admin.0 != admin.1 {

@@ -1,11 +1,14 @@
 //! The Authentication Database's `afs` entry: the key the ticket service seals new tokens
-//! with. A trait with two backends: an embedded file (the default) and a real MIT Kerberos
-//! database driven through `kadmin.local`, or through `kadmin` and kadmind over the network;
-//! and the proof by tickets ([`ticket`]): a real service ticket opened with the servers' keys.
+//! with. A trait with three backends: an embedded file (the default), a real MIT Kerberos
+//! database driven through `kadmin.local`, or through `kadmin` and kadmind over the network,
+//! and a Heimdal KDC ([`heimdal`], `kadmin -l` or kadmind); and the proof by tickets
+//! ([`ticket`]): a real service ticket opened with the servers' keys.
 
 pub mod ccache;
 pub mod file;
 pub mod getprinc;
+pub mod heimdal;
+pub mod heimdal_get;
 pub mod kadmin;
 pub mod mit_remote;
 mod private;
