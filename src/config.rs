@@ -18,6 +18,9 @@ pub enum ConfigError {
     },
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
+    /// Not a file afskeys may take decisions from (`store::trust`).
+    #[error(transparent)]
+    Trust(#[from] crate::store::trust::TrustError),
 }
 
 impl crate::error::Kinded for ConfigError {
@@ -215,22 +218,27 @@ impl Config {
 
     /// Load `path`; an absent file gives the embedded defaults when `required` is false.
     /// Relative paths in the file are taken from the file's own directory.
+    /// Read through the one checked open (`store::trust`): a config another user could
+    /// have written is refused.
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(t) => {
-                let mut c = Config::parse(&t, path)?;
+        use crate::store::trust;
+        let read_err = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        match trust::read(path, trust::CONFIG)? {
+            Some(bytes) => {
+                let t = std::str::from_utf8(&bytes).map_err(|e| {
+                    read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                })?;
+                let mut c = Config::parse(t, path)?;
                 if let Some(base) = path.parent() {
                     c.resolve_relative(base);
                 }
                 Ok(c)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                Ok(Config::default())
-            }
-            Err(source) => Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
+            None if !required => Ok(Config::default()),
+            None => Err(read_err(std::io::ErrorKind::NotFound.into())),
         }
     }
 

@@ -5,6 +5,7 @@
 //! wait for a running rotation.
 
 use crate::keys::{Key, KeyId, KeyType, ParseError};
+use crate::store::trust::{self, TrustError};
 use crate::store::{atomic, StoreError};
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
@@ -18,8 +19,9 @@ pub const STATE_FILE: &str = "afskeys-state.json";
 /// Why the journal could not be read, written or locked.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("{}: is a symbolic link; refusing to follow it", path.display())]
-    Symlink { path: PathBuf },
+    /// Not a file afskeys may trust (a symlink, a FIFO, another user's, too big…).
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     #[error("{}: {op}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -243,26 +245,24 @@ impl StateFile {
         &self.path
     }
 
+    /// Read through the one checked open (`store::trust`): a journal another user could
+    /// have written is refused, never believed. Absent is an empty state.
     pub fn load(&self) -> Result<State, JournalError> {
-        match fs::symlink_metadata(&self.path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(JournalError::Symlink {
-                    path: self.path.clone(),
-                })
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(State {
-                    version: 1,
-                    ..Default::default()
-                })
-            }
-            Err(e) => return Err(JournalError::io(&self.path, "cannot stat", e)),
+        match trust::read(&self.path, trust::JOURNAL)? {
+            Some(bytes) => State::parse(&bytes, &self.path),
+            None => Ok(State {
+                version: 1,
+                ..Default::default()
+            }),
         }
-        let bytes = Zeroizing::new(
-            fs::read(&self.path).map_err(|e| JournalError::io(&self.path, "cannot read", e))?,
-        );
-        State::parse(&bytes, &self.path)
+    }
+
+    /// Check, before anything is written, that the journal, its lock and its dir pass the
+    /// checks a save and a lock will need.
+    pub fn check_writable(&self) -> Result<(), JournalError> {
+        trust::check_existing(&self.path)?;
+        trust::check_existing(&atomic::lock_path_for(&self.path))?;
+        Ok(())
     }
 
     /// Write atomically (temp file, fsync, rename, fsync dir).
@@ -280,7 +280,7 @@ impl StateFile {
     /// (a running rotation) lets go; otherwise a held lock is `JournalError::Busy`.
     pub fn lock(&self, wait: bool) -> Result<CellLock, JournalError> {
         let p = atomic::lock_path_for(&self.path);
-        let f = atomic::open_lock_file(&p).map_err(|e| JournalError::io(&p, "cannot open", e))?;
+        let f = atomic::open_lock_file(&p)?;
         if wait {
             f.lock_exclusive()
                 .map_err(|e| JournalError::io(&p, "cannot lock", e))?;

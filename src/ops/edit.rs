@@ -34,9 +34,12 @@ pub(crate) fn audit(cell: &Cell, command: &str, detail: &str) -> Result<(), Erro
     })
 }
 
-/// Before a change: the audit log must be writable, or nothing is done.
+/// Before a change, everything it may write is checked, or nothing is done: the control
+/// machine's conf dir, key files and CellServDB, the journal and its lock, the audit log.
 pub(crate) fn preflight(cell: &Cell) -> Result<(), Error> {
-    cell.audit.preflight().map_err(Error::failed)
+    cell.control.check_writable()?;
+    cell.state.check_writable()?;
+    cell.audit.preflight().map_err(Error::failed_by)
 }
 
 /// Where an edit happens: the control machine's conf dir (locked edit), or one server's own

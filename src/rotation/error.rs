@@ -33,6 +33,9 @@ pub enum RotateError {
         #[source]
         source: AuthDbError,
     },
+    /// The audit log could not be opened or written (exit 1).
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// The new key could not be made (exit 1).
     #[error(transparent)]
     Keygen(#[from] KeygenError),
@@ -81,14 +84,16 @@ pub fn entry(cell: &Cell) -> Result<Option<AfsEntry>, RotateError> {
     cell.authdb.get().map_err(|e| RotateError::authdb(cell, e))
 }
 
-/// One audit line (the audit log's own errors are plain messages).
+/// One audit line.
 pub fn audit(cell: &Cell, command: &str, detail: &str) -> Result<(), RotateError> {
-    cell.audit
-        .record(command, detail)
-        .map_err(RotateError::Failed)
+    Ok(cell.audit.record(command, detail)?)
 }
 
-/// The audit log can be written: checked before anything changes.
+/// Everything a rotation will write, checked before anything changes: the audit log, the
+/// journal and its lock, the control machine's conf dir, key files and CellServDB.
 pub fn preflight(cell: &Cell) -> Result<(), RotateError> {
-    cell.audit.preflight().map_err(RotateError::Failed)
+    cell.control.check_writable()?;
+    cell.state.check_writable()?;
+    cell.audit.preflight()?;
+    Ok(())
 }

@@ -1,12 +1,13 @@
 //! The primitives of a crash-safe edit: the dir lock, temp-file + fsync + rename, dir fsync,
 //! and the CellServDB touch that makes running servers reload their keys.
 
-use super::rules::{cellservdb_mtime, CELLSERVDB};
+use super::rules::{cellservdb_mtime, FileKind, CELLSERVDB};
+use super::trust::TrustError;
 use super::{StoreError, LOCKFILE};
 use fs2::FileExt;
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,16 +22,10 @@ impl Drop for DirLock {
     }
 }
 
-/// Open (creating it 0600, never through a symlink) a lock file; lock it with fs2.
-pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+/// Open (creating it 0600) a lock file through the one checked open (never through a
+/// symlink, never a FIFO, owned by root or us); lock it with fs2.
+pub fn open_lock_file(path: &Path) -> Result<File, TrustError> {
+    super::trust::open_rw(path, false)
 }
 
 /// The lock file that guards `path`: `<path>.lock`.
@@ -43,7 +38,7 @@ pub fn lock_path_for(path: &Path) -> std::path::PathBuf {
 /// Take the exclusive lock on `<dir>/.afskeys.lock`, waiting for another editor to finish.
 pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
     let p = dir.join(LOCKFILE);
-    let file = open_lock_file(&p).map_err(|e| StoreError::io(&p, "cannot open lock file", e))?;
+    let file = open_lock_file(&p)?;
     file.lock_exclusive()
         .map_err(|e| StoreError::io(&p, "cannot lock", e))?;
     Ok(DirLock { file })
@@ -113,6 +108,26 @@ pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, "cannot fsync conf dir", e))
+}
+
+/// CellServDB, which the bump after a change must reach, is absent or a regular file: checked
+/// before anything is written, so a key is never installed that servers are not told about.
+pub fn check_cellservdb(dir: &Path) -> Result<(), StoreError> {
+    let p = dir.join(CELLSERVDB);
+    match fs::symlink_metadata(&p) {
+        Ok(md) if FileKind::of_mode(md.mode()) == FileKind::Regular => Ok(()),
+        Ok(md) => Err(StoreError::Invalid {
+            problem: format!(
+                "is not a regular file (mode {:06o}): afskeys could not tell running servers \
+                 to reload their keys (their signal is its mtime); nothing was changed \
+                 (replace it with the file itself)",
+                md.mode()
+            ),
+            path: p,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(&p, "cannot stat", e)),
+    }
 }
 
 /// Move CellServDB's mtime forward to a different whole second (servers compare whole
