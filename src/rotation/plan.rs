@@ -171,8 +171,12 @@ fn choose_kvno(
     cur: Option<&AfsEntry>,
 ) -> Result<i32, RotateError> {
     let mut next = highest_in_use(cell, key_type, cur)?
-        .map(|h| h + 1)
+        .map(|h| h.saturating_add(1))
         .unwrap_or(1);
+    if next == BCRYPT_KVNO && opts.kvno.is_none() {
+        // 999 is the bcrypt key's slot in KeyFile: skip it.
+        next += 1;
+    }
     // A KDC moves the kvno by one per change: the rotation must land exactly there.
     let forced = cell
         .authdb
@@ -206,7 +210,24 @@ fn choose_kvno(
             "kvno {kvno} cannot be used for an rxkad key (0-255, not 999)"
         )));
     }
+    check_kvno_range(kvno)?;
     Ok(kvno)
+}
+
+/// The highest kvno a rotation may choose: a KDC keeps kvnos in 16 bits (MIT wraps above
+/// 65535), and the next rotation needs one above it.
+pub const MAX_ROTATION_KVNO: i32 = 65534;
+
+/// Refuse, before anything changes, a kvno the KDC cannot hold or after which no rotation
+/// could follow.
+fn check_kvno_range(kvno: i32) -> Result<(), RotateError> {
+    if !(1..=MAX_ROTATION_KVNO).contains(&kvno) {
+        return Err(RotateError::Refused(format!(
+            "kvno {kvno} is outside 1-{MAX_ROTATION_KVNO}: a KDC keeps kvnos in 16 bits (at most \
+             65535) and the next rotation needs one above it"
+        )));
+    }
+    Ok(())
 }
 
 /// A passphrase a KDC derives keys from (wiped when dropped).

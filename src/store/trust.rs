@@ -210,14 +210,20 @@ pub fn check_parent(path: &Path) -> Result<(), TrustError> {
     Ok(())
 }
 
-/// Map an open's failure: a symlink met by `O_NOFOLLOW` (ELOOP) is named as one.
+/// Map an open's failure: a symlink met by `O_NOFOLLOW` (ELOOP) is named as one, and so is
+/// whatever else an lstat shows is wrong with the file (a FIFO with no reader gives ENXIO).
 fn open_error(path: &Path, op: &'static str, e: std::io::Error) -> TrustError {
     if e.raw_os_error() == Some(libc::ELOOP) {
         return TrustError::Symlink {
             path: path.to_path_buf(),
         };
     }
-    TrustError::io(path, op, e)
+    match std::fs::symlink_metadata(path) {
+        Ok(md) => check_meta(path, &md, me())
+            .err()
+            .unwrap_or_else(|| TrustError::io(path, op, e)),
+        Err(_) => TrustError::io(path, op, e),
+    }
 }
 
 /// Open `path` for reading after the checks; absent is `None`.

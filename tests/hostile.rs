@@ -1,0 +1,354 @@
+//! Hostile conditions (issue 11), table-driven: every file afskeys trusts replaced by a FIFO,
+//! a directory and a symlink, given another owner (`nobody`) or a writable mode; bad input on
+//! stdin and on the command line. Each case asserts the exit code, a message naming the file
+//! and the problem, a bounded time (the child is killed after `LIMIT`), and that nothing in
+//! the conf dir changed (names, kinds, modes, owners and bytes before and after).
+
+mod common;
+use common::*;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CELL: &str = "hostile.example.com";
+/// Every case must finish well within this (a FIFO once blocked forever).
+const LIMIT: Duration = Duration::from_secs(20);
+/// `nobody` on Debian: a real uid that is neither root nor us.
+const NOBODY: u32 = 65534;
+
+/// Run afskeys on `dir` with `stdin` from a file (or /dev/null), killed after `LIMIT`.
+fn bounded(dir: &Path, args: &[&str], stdin: Stdio) -> (Output, Duration) {
+    let start = Instant::now();
+    let mut child = afskeys()
+        .arg("--confdir")
+        .arg(dir)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > LIMIT {
+            child.kill().unwrap();
+            let o = child.wait_with_output().unwrap();
+            panic!("afskeys {args:?} hung; stderr: {}", stderr(&o));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child.wait_with_output().unwrap(), start.elapsed())
+}
+
+/// Every entry of a dir (recursively into the backup dir): name, kind, mode, owner, bytes.
+fn listing(dir: &Path) -> Vec<(String, u32, u32, Vec<u8>)> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let md = fs::symlink_metadata(e.path()).unwrap();
+        let name = e.file_name().into_string().unwrap();
+        let bytes = if md.file_type().is_file() {
+            fs::read(e.path()).unwrap()
+        } else if md.file_type().is_dir() {
+            listing(&e.path())
+                .into_iter()
+                .flat_map(|(n, m, u, b)| {
+                    let mut x = n.into_bytes();
+                    x.extend(m.to_be_bytes());
+                    x.extend(u.to_be_bytes());
+                    x.extend(b);
+                    x
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        v.push((name, md.mode(), md.uid(), bytes));
+    }
+    v.sort();
+    v
+}
+
+/// A control machine after one rotation: key files, journal, auth DB, audit log, locks and
+/// a config file all exist.
+fn cell() -> tempfile::TempDir {
+    let d = confdir(CELL);
+    fs::write(d.path().join("afskeys.toml"), "token_lifetime = \"25h\"\n").unwrap();
+    ok(run(d.path(), &["rotate"], b""));
+    ok(run(d.path(), &["servers"], b""));
+    d
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Bad {
+    Fifo,
+    Dir,
+    Symlink,
+    Owner,
+    GroupWritable,
+    WorldWritable,
+}
+
+impl Bad {
+    const ALL: [Bad; 6] = [
+        Bad::Fifo,
+        Bad::Dir,
+        Bad::Symlink,
+        Bad::Owner,
+        Bad::GroupWritable,
+        Bad::WorldWritable,
+    ];
+
+    /// Make `path` bad this way; `elsewhere` holds a symlink's target.
+    fn apply(self, path: &Path, elsewhere: &Path) {
+        let keep = fs::read(path).unwrap_or_default();
+        match self {
+            Bad::Fifo | Bad::Dir | Bad::Symlink => {
+                let _ = fs::remove_file(path);
+            }
+            _ => {
+                if !path.exists() {
+                    fs::write(path, b"").unwrap();
+                    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+                }
+            }
+        }
+        match self {
+            Bad::Fifo => {
+                let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+                // SAFETY: a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }
+            Bad::Dir => fs::create_dir(path).unwrap(),
+            Bad::Symlink => {
+                let target = elsewhere.join("target");
+                fs::write(&target, keep).unwrap();
+                std::os::unix::fs::symlink(&target, path).unwrap();
+            }
+            Bad::Owner => std::os::unix::fs::chown(path, Some(NOBODY), None).unwrap(),
+            Bad::GroupWritable => {
+                fs::set_permissions(path, fs::Permissions::from_mode(0o620)).unwrap()
+            }
+            Bad::WorldWritable => {
+                fs::set_permissions(path, fs::Permissions::from_mode(0o666)).unwrap()
+            }
+        }
+    }
+
+    /// What the message says.
+    fn problem(self) -> &'static str {
+        match self {
+            Bad::Fifo | Bad::Dir => "is not a regular file",
+            Bad::Symlink => "is a symbolic link",
+            Bad::Owner => "is owned by uid 65534, not root or you",
+            Bad::GroupWritable => "has mode 0620: other users could change it",
+            Bad::WorldWritable => "has mode 0666: other users could change it",
+        }
+    }
+}
+
+/// The files a rotation reads keys or decisions from, or writes secrets into.
+const FILES: &[&str] = &[
+    "KeyFile",
+    "KeyFileExt",
+    "afskeys-state.json",
+    "afskeys-authdb.json",
+    "afskeys.toml",
+    "afskeys-audit.log",
+    ".afskeys.lock",
+    "afskeys-state.json.lock",
+];
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn every_trusted_file_made_hostile_is_refused_before_anything_is_written() {
+    for file in FILES {
+        for bad in Bad::ALL {
+            if matches!(bad, Bad::Owner) && !running_as_root() {
+                continue;
+            }
+            let d = cell();
+            let elsewhere = tempfile::tempdir().unwrap();
+            let path = d.path().join(file);
+            bad.apply(&path, elsewhere.path());
+            let before = listing(d.path());
+            let (o, took) = bounded(d.path(), &["rotate"], Stdio::null());
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{file} {bad:?}: {err}");
+            assert!(
+                err.contains(&format!("{}: {}", path.display(), bad.problem())),
+                "{file} {bad:?}: {err}"
+            );
+            assert!(took < LIMIT, "{file} {bad:?} took {took:?}");
+            assert_eq!(listing(d.path()), before, "{file} {bad:?} changed the dir");
+        }
+    }
+}
+
+#[test]
+fn read_only_commands_never_block_on_special_files() {
+    for file in [
+        "KeyFile",
+        "KeyFileExt",
+        "afskeys-state.json",
+        "afskeys-authdb.json",
+        "afskeys.toml",
+        "afskeys-servers.json",
+    ] {
+        for bad in [Bad::Fifo, Bad::Symlink, Bad::WorldWritable] {
+            let d = cell();
+            let elsewhere = tempfile::tempdir().unwrap();
+            let path = d.path().join(file);
+            bad.apply(&path, elsewhere.path());
+            let before = listing(d.path());
+            let cmds: &[&[&str]] = match file {
+                "afskeys-servers.json" => &[&["servers"]],
+                "KeyFile" | "KeyFileExt" => &[&["check"], &["status"], &["list"]],
+                _ => &[&["check"], &["status"]],
+            };
+            for cmd in cmds {
+                let (o, took) = bounded(d.path(), cmd, Stdio::null());
+                let out = stdout(&o) + &stderr(&o);
+                // `status` shows an unreadable server in its table; the others fail.
+                if cmd[0] != "status" {
+                    assert_ne!(o.status.code(), Some(0), "{file} {bad:?} {cmd:?}: {out}");
+                }
+                assert!(
+                    out.contains(&format!("{}: {}", path.display(), bad.problem())),
+                    "{file} {bad:?} {cmd:?}: {out}"
+                );
+                assert!(took < LIMIT);
+                assert_eq!(listing(d.path()), before, "{file} {bad:?} {cmd:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_huge_sparse_key_file_fails_fast() {
+    let d = cell();
+    let p = d.path().join("KeyFile");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let (o, took) = bounded(d.path(), &["list"], Stdio::null());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!(
+            "{}: is 4294967296 bytes, more than a KeyFile can be",
+            p.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn a_group_writable_conf_dir_gets_no_journal_and_no_audit_line() {
+    let d = confdir(CELL);
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o770)).unwrap();
+    let before = listing(d.path());
+    let (o, _) = bounded(d.path(), &["rotate"], Stdio::null());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("conf dir has mode 0770"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(listing(d.path()), before);
+    assert!(!d.path().join("afskeys-state.json").exists());
+    assert!(!d.path().join("afskeys-audit.log").exists());
+}
+
+#[test]
+fn cellservdb_that_cannot_be_bumped_is_found_before_any_key_is_written() {
+    for bad in [Bad::Dir, Bad::Symlink] {
+        let d = confdir(CELL);
+        let elsewhere = tempfile::tempdir().unwrap();
+        let p = d.path().join("CellServDB");
+        bad.apply(&p, elsewhere.path());
+        let before = listing(d.path());
+        for args in [&["add", "--kvno", "1", "--random"][..], &["rotate"][..]] {
+            let (o, _) = bounded(d.path(), args, Stdio::null());
+            assert_eq!(o.status.code(), Some(1), "{bad:?} {args:?}");
+            assert!(
+                stderr(&o).contains(&format!("{}: is not a regular file (mode", p.display())),
+                "{bad:?} {args:?}: {}",
+                stderr(&o)
+            );
+            assert_eq!(listing(d.path()), before, "{bad:?} {args:?}");
+        }
+    }
+}
+
+/// Bad input: (args, stdin, exit code, message).
+const INPUTS: &[(&[&str], &[u8], i32, &str)] = &[
+    (
+        &["rotate", "--password-stdin"],
+        b"\n",
+        1,
+        "the password on stdin is empty",
+    ),
+    (
+        &["add", "--kvno", "7", "--password-stdin"],
+        b"\r\n",
+        1,
+        "the password on stdin is empty",
+    ),
+    (
+        &["rotate", "--kvno", "2147483647"],
+        b"",
+        3,
+        "kvno 2147483647 is outside 1-65534",
+    ),
+    (
+        &["rotate", "--kvno", "65535"],
+        b"",
+        3,
+        "kvno 65535 is outside 1-65534",
+    ),
+];
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    for (args, input, code, message) in INPUTS {
+        let d = cell();
+        let before = listing(d.path());
+        let o = run(d.path(), args, input);
+        assert_eq!(o.status.code(), Some(*code), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+        assert_eq!(listing(d.path()), before, "{args:?}");
+    }
+    // a password line longer than the cap, and stdin that never ends
+    let d = cell();
+    let before = listing(d.path());
+    let long = tempfile::NamedTempFile::new().unwrap();
+    long.as_file().write_all(&[b'a'; 5000]).unwrap();
+    for stdin in [
+        Stdio::from(fs::File::open(long.path()).unwrap()),
+        Stdio::from(fs::File::open("/dev/zero").unwrap()),
+    ] {
+        let (o, took) = bounded(d.path(), &["rotate", "--password-stdin"], stdin);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("the password on stdin is longer than 1024 bytes"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(took < Duration::from_secs(5));
+        assert_eq!(listing(d.path()), before);
+    }
+}
