@@ -45,6 +45,13 @@ pub enum JournalError {
     KeyType(#[from] ParseError),
     #[error(transparent)]
     Write(#[from] StoreError),
+    /// The auth DB has no afs entry, but the journal knows the cell had one.
+    #[error(
+        "{db} has no afs entry, but the journal says the cell has one ({why}): the auth DB \
+         is missing, unreadable or misnamed (check [authdb] path); refusing to guess which \
+         key is current"
+    )]
+    EntryMissing { db: String, why: String },
     /// Another rotation holds the cell lock (only when not waiting for it).
     #[error("another afskeys rotate is running on this cell")]
     Busy,
@@ -221,6 +228,37 @@ impl State {
             .iter()
             .find(|r| r.kvno == kvno)
             .map(|r| r.since)
+    }
+
+    /// What the journal knows of an afs entry, if anything: a finished rotation, a retired
+    /// kvno, or a rotation that had an old kvno or already set the entry. Once it knows one,
+    /// an auth DB with no entry is missing or misnamed, never "no entry yet".
+    pub fn known_entry(&self) -> Option<String> {
+        if let Some(r) = &self.rotation {
+            if r.step >= Step::Activated {
+                return Some(format!("a rotation set it to kvno {}", r.kvno));
+            }
+            if let Some(old) = r.old_kvno {
+                return Some(format!("it was at kvno {old} when a rotation started"));
+            }
+        }
+        if let Some(r) = self.retired.last() {
+            return Some(format!("kvno {} was retired from it", r.kvno));
+        }
+        self.last_rotation
+            .map(|t| format!("a rotation set it at {}", crate::time::fmt_time(t)))
+    }
+
+    /// Refuse to act on "no afs entry" when the journal knows the cell has one (`db` names
+    /// the auth DB in the message).
+    pub fn check_entry_missing(&self, db: &str) -> Result<(), JournalError> {
+        match self.known_entry() {
+            Some(why) => Err(JournalError::EntryMissing {
+                db: db.to_string(),
+                why,
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn retire(&mut self, kvno: i32, since: DateTime<Utc>) {

@@ -352,3 +352,31 @@ fn bad_input_is_refused_and_changes_nothing() {
         assert_eq!(listing(d.path()), before);
     }
 }
+
+#[test]
+fn a_missing_auth_db_is_an_error_once_the_cell_has_an_entry() {
+    let d = cell();
+    let kvno = "1";
+    // a typo in [authdb] path: the journal knows the cell has an afs entry
+    fs::write(
+        d.path().join("afskeys.toml"),
+        "token_lifetime = \"25h\"\n[authdb]\npath = \"afskeys-authdb.jsno\"\n",
+    )
+    .unwrap();
+    let before = listing(d.path());
+    for args in [
+        &["remove", "--kvno", kvno][..],
+        &["prune"][..],
+        &["rotate"][..],
+        &["add", "--kvno", "9", "--random"][..],
+    ] {
+        let (o, _) = bounded(d.path(), args, Stdio::null());
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("has no afs entry, but the journal says the cell has one"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(listing(d.path()), before, "{args:?}");
+    }
+}

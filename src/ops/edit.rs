@@ -111,6 +111,9 @@ pub fn add_keys(
     let _lock = cell.state.lock(true)?;
     let entry = cell.authdb.get()?;
     let state = cell.state.load()?;
+    if entry.is_none() {
+        state.check_entry_missing(&cell.authdb.describe())?;
+    }
     let what = describe(&keys);
     let (replaced, report) = target.edit(cell, |set, place| {
         let mut kvnos: Vec<i32> = keys
@@ -155,6 +158,9 @@ pub fn remove_keys(
     let _lock = cell.state.lock(true)?;
     let entry = cell.authdb.get()?;
     let state = cell.state.load()?;
+    if entry.is_none() {
+        state.check_entry_missing(&cell.authdb.describe())?;
+    }
     let refusals: Vec<String> = sels
         .iter()
         .filter_map(|s| removal_refusal(s.kvno, entry.as_ref(), &state, &cell.policy, now))

@@ -2,7 +2,7 @@
 //! choose the next kvno (above every kvno in use; exactly the KDC's next one when it decides),
 //! make the new keys, and write down the plan (what `--dry-run` prints) and the journal entry.
 
-use super::error::{entry, RotateError};
+use super::error::{entry, load, RotateError};
 use crate::authdb::{AfsEntry, KeyMaterial};
 use crate::cell::Cell;
 use crate::journal::{Rotation, Step};
@@ -79,6 +79,9 @@ impl Plan {
 /// Choose the kvno and key of a new rotation (changes nothing).
 pub fn plan(cell: &Cell, opts: &RotateOptions) -> Result<(Plan, Rotation), RotateError> {
     let cur = entry(cell)?;
+    if cur.is_none() {
+        load(cell)?.check_entry_missing(&cell.authdb.describe())?;
+    }
     let key_type = opts.key_type.unwrap_or(KeyType::RxkadKrb5);
     let material = cell.authdb.key_material();
     check_key_type(cell, key_type, &material)?;

@@ -67,8 +67,8 @@ pub enum TrustError {
     )]
     Symlink { path: PathBuf },
     #[error(
-        "{}: is not a regular file (it is a {kind}); refusing to open it (put the file \
-         itself there)",
+        "{}: is not a regular file (it is a {kind}); afskeys cannot open it safely (put \
+         the file itself there)",
         path.display()
     )]
     NotRegular { path: PathBuf, kind: &'static str },
