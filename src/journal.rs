@@ -230,6 +230,19 @@ impl State {
             .map(|r| r.since)
     }
 
+    /// The latest time the journal records (a rotation's times, grace starts, the last
+    /// rotation): afskeys never records a time before it.
+    pub fn latest_recorded(&self) -> Option<DateTime<Utc>> {
+        let r = self.rotation.iter().flat_map(|r| {
+            [Some(r.started), Some(r.updated), r.activated]
+                .into_iter()
+                .flatten()
+        });
+        r.chain(self.retired.iter().map(|x| x.since))
+            .chain(self.last_rotation)
+            .max()
+    }
+
     /// What the journal knows of an afs entry, if anything: a finished rotation, a retired
     /// kvno, or a rotation that had an old kvno or already set the entry. Once it knows one,
     /// an auth DB with no entry is missing or misnamed, never "no entry yet".

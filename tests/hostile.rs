@@ -380,3 +380,54 @@ fn a_missing_auth_db_is_an_error_once_the_cell_has_an_entry() {
         assert_eq!(listing(d.path()), before, "{args:?}");
     }
 }
+
+/// Run afskeys with the clock moved by `offset` (libfaketime).
+fn at(dir: &Path, offset: &str, args: &[&str]) -> Output {
+    let mut c = std::process::Command::new("faketime");
+    c.args(["-f", offset, env!("CARGO_BIN_EXE_afskeys"), "--confdir"])
+        .arg(dir)
+        .args(args);
+    pipe(c, b"")
+}
+
+#[test]
+fn a_clock_that_is_behind_dates_nothing_into_the_past() {
+    if !have(&["faketime"]) {
+        return;
+    }
+    let d = cell();
+    // check warns; rotate is refused before anything changes
+    let o = at(d.path(), "-365d", &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("is behind a time afskeys recorded"),
+        "{}",
+        stdout(&o)
+    );
+    let before = listing(d.path());
+    let o = at(d.path(), "-365d", &["rotate"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("would shorten the old key's grace"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(listing(d.path()), before);
+    // backup trimming keeps the backup just made, whatever the clock says
+    for kvno in 10..22 {
+        let kvno = kvno.to_string();
+        let args = ["add", "--kvno", &kvno, "--type", "rxkad_krb5", "--random"];
+        ok(run(d.path(), &args, b""));
+    }
+    let last = fs::read(d.path().join("KeyFileExt")).unwrap();
+    let args = ["add", "--kvno", "30", "--type", "rxkad_krb5", "--random"];
+    ok(at(d.path(), "-365d", &args));
+    let bdir = d.path().join(".afskeys-backup");
+    let mut names: Vec<String> = fs::read_dir(&bdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("KeyFileExt."))
+        .collect();
+    names.sort();
+    assert_eq!(fs::read(bdir.join(names.last().unwrap())).unwrap(), last);
+}

@@ -79,8 +79,9 @@ impl Plan {
 /// Choose the kvno and key of a new rotation (changes nothing).
 pub fn plan(cell: &Cell, opts: &RotateOptions) -> Result<(Plan, Rotation), RotateError> {
     let cur = entry(cell)?;
+    let st = load(cell)?;
     if cur.is_none() {
-        load(cell)?.check_entry_missing(&cell.authdb.describe())?;
+        st.check_entry_missing(&cell.authdb.describe())?;
     }
     let key_type = opts.key_type.unwrap_or(KeyType::RxkadKrb5);
     let material = cell.authdb.key_material();
@@ -92,7 +93,13 @@ pub fn plan(cell: &Cell, opts: &RotateOptions) -> Result<(Plan, Rotation), Rotat
         keygen::default_enctypes()
     };
     let (keys, passphrase) = make_keys(cell, opts, kvno, key_type, &enctypes, &material)?;
-    let now = Utc::now();
+    let latest = st.latest_recorded().max(cur.as_ref().map(|e| e.changed));
+    if let Some(why) = crate::policy::clock_behind(Utc::now(), latest) {
+        return Err(RotateError::Refused(format!(
+            "{why}; a rotation dated by a clock that is behind would shorten the old key's grace"
+        )));
+    }
+    let now = crate::policy::recorded_now(Utc::now(), latest);
     let plan = Plan {
         kvno,
         key_type,

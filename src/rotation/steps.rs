@@ -87,7 +87,7 @@ fn activate(cell: &Cell, st: &mut State, r: &Rotation, keys: &[Key]) -> Result<S
     let already = cur
         .as_ref()
         .is_some_and(|e| e.kvno == kvno && crate::authdb::verify_entry(e, kvno, keys).is_ok());
-    let now = Utc::now();
+    let now = recorded_now(st, cur.as_ref());
     if !already {
         let pp = r
             .passphrase
@@ -113,6 +113,13 @@ fn activate(cell: &Cell, st: &mut State, r: &Rotation, keys: &[Key]) -> Result<S
         r.activated = Some(now);
         r.passphrase = None;
     })
+}
+
+/// Now, or the latest time the journal or the afs entry records if the clock is behind it:
+/// the activation (where the old key's grace starts) is never dated into the past.
+fn recorded_now(st: &State, cur: Option<&crate::authdb::AfsEntry>) -> chrono::DateTime<Utc> {
+    let latest = st.latest_recorded().max(cur.map(|e| e.changed));
+    crate::policy::recorded_now(Utc::now(), latest)
 }
 
 /// Step 5: the old key's grace starts; the journal forgets the rotation.
