@@ -431,3 +431,32 @@ fn a_clock_that_is_behind_dates_nothing_into_the_past() {
     names.sort();
     assert_eq!(fs::read(bdir.join(names.last().unwrap())).unwrap(), last);
 }
+
+#[test]
+fn resume_re_establishes_what_the_journal_claims() {
+    let d = cell();
+    // A journal at step "activated" whose keys are on no machine and not in the auth DB.
+    let now = "2026-01-01T00:00:00Z";
+    let journal = format!(
+        r#"{{"version":1,"rotation":{{"started":"{now}","updated":"{now}","step":"activated",
+        "kvno":2,"type":"rxkad_krb5","keys":[{{"enctype":18,"key":"{}"}},
+        {{"enctype":17,"key":"{}"}}],"passphrase":null,"old_kvno":1,"confirmed":[],
+        "missing":[],"activated":"{now}"}},"retired":[],"last_rotation":null}}"#,
+        "11".repeat(32),
+        "22".repeat(16)
+    );
+    let p = d.path().join("afskeys-state.json");
+    fs::write(&p, journal).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    ok(run(d.path(), &["rotate", "--resume"], b""));
+    let s: serde_json::Value =
+        serde_json::from_str(&ok(run(d.path(), &["--json", "status"], b""))).unwrap();
+    assert_eq!(s["afs_entry"]["kvno"], 2, "{s}");
+    let listed = ok(run(d.path(), &["list"], b""));
+    assert!(listed.lines().any(|l| l.contains(" 2 ")), "{listed}");
+    let log = fs::read_to_string(d.path().join("afskeys-audit.log")).unwrap();
+    assert!(
+        log.contains("the journal says step activated, but the control machine lacks"),
+        "{log}"
+    );
+}

@@ -20,6 +20,22 @@ pub enum RotateError {
     /// Failed before changing anything (exit 1).
     #[error("{0}")]
     Failed(String),
+    /// A step failed on something outside the rotation's own checks (ENOSPC, an unsafe dir,
+    /// an unreachable KDC…) after the journal was written: the rotation is now in progress.
+    #[error(
+        "{source}; a rotation to kvno {kvno} is now in progress (its journal is at step \
+         {step}{moved}): fix the cause and run `afskeys rotate --resume`{undo}"
+    )]
+    Interrupted {
+        kvno: i32,
+        step: &'static str,
+        /// ", and the afs entry already uses it" once activated.
+        moved: &'static str,
+        /// ", or `afskeys rotate --abort` to undo it" before activation.
+        undo: &'static str,
+        #[source]
+        source: Box<RotateError>,
+    },
     /// The journal could not be read, written or locked (exit 1).
     #[error(transparent)]
     Journal(#[from] JournalError),
