@@ -166,6 +166,32 @@ pub struct ServerConfig {
     pub confdir: PathBuf,
 }
 
+impl ServerConfig {
+    /// A server's name, host and user reach messages, the audit log and ssh's command line:
+    /// each one plain word, no control characters, no leading '-' (an ssh option).
+    fn validate(&self) -> Result<(), String> {
+        let odd = |v: &str| {
+            v.is_empty()
+                || v.starts_with('-')
+                || v.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        for (what, v) in [
+            ("name", Some(self.name.as_str())),
+            ("host", self.host.as_deref()),
+            ("user", Some(self.user.as_str())),
+        ] {
+            if v.is_some_and(odd) {
+                return Err(format!(
+                    "server {:?}: its {what} must be one plain word (no spaces, control \
+                     characters or leading '-')",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn default_lifetime() -> Duration {
     crate::policy::DEFAULT_TOKEN_LIFETIME
 }
@@ -289,6 +315,14 @@ impl Config {
         if self.ssh.parallel == 0 {
             return Err(bad("ssh.parallel must be at least 1".into()));
         }
+        if let Some(c) = &self.cell {
+            if !crate::store::is_cell_name(c) {
+                return Err(bad(format!(
+                    "cell {c:?} is not a cell name (letters, digits, '.', '-' and '_'; \
+                     not starting with '-' or '.')"
+                )));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for s in &self.servers {
             if s.name.is_empty() {
@@ -297,6 +331,7 @@ impl Config {
             if !names.insert(&s.name) {
                 return Err(bad(format!("server {:?} is listed twice", s.name)));
             }
+            s.validate().map_err(bad)?;
         }
         Ok(())
     }

@@ -320,7 +320,7 @@ impl StateFile {
     pub fn save(&self, s: &State) -> Result<(), JournalError> {
         let mut bytes = Zeroizing::new(serde_json::to_vec_pretty(s).expect("serializable"));
         bytes.push(b'\n');
-        atomic::replace_file(&self.path, &bytes)?;
+        atomic::replace_file_cleaning(&self.path, &bytes)?;
         if let Some(d) = self.path.parent() {
             atomic::fsync_dir(d)?;
         }

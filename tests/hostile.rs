@@ -315,6 +315,12 @@ const INPUTS: &[(&[&str], &[u8], i32, &str)] = &[
         "kvno 2147483647 is outside 1-65534",
     ),
     (
+        &["string-to-key", "--cell", "evil\u{1b}[2Jcell"],
+        b"pw\n",
+        1,
+        "is not a cell name",
+    ),
+    (
         &["rotate", "--kvno", "65535"],
         b"",
         3,
@@ -459,4 +465,53 @@ fn resume_re_establishes_what_the_journal_claims() {
         log.contains("the journal says step activated, but the control machine lacks"),
         "{log}"
     );
+}
+
+#[test]
+fn leftover_temp_files_of_state_files_are_cleaned() {
+    let d = cell();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let names = [
+        ".afskeys-state.json.abc123.tmp",
+        ".afskeys-authdb.json.abc123.tmp",
+        ".afskeys-servers.json.abc123.tmp",
+    ];
+    for n in names {
+        let p = d.path().join(n);
+        fs::write(&p, b"secret").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    ok(run(d.path(), &["rotate"], b""));
+    ok(run(d.path(), &["servers"], b""));
+    for n in names {
+        assert!(!d.path().join(n).exists(), "{n} left behind");
+    }
+}
+
+#[test]
+fn hostile_config_values_are_refused() {
+    for (toml, message) in [
+        (
+            "[[servers]]\nname = \"fs1\"\nhost = \"-oProxyCommand=touch /tmp/x\"\n",
+            "its host must be one plain word",
+        ),
+        (
+            "[[servers]]\nname = \"fs1\\nforged\"\nconfdir = \"/nonexistent\"\n",
+            "its name must be one plain word",
+        ),
+        ("cell = \"bad cell\"\n", "is not a cell name"),
+    ] {
+        let d = confdir(CELL);
+        fs::write(d.path().join("afskeys.toml"), toml).unwrap();
+        let before = listing(d.path());
+        let (o, _) = bounded(d.path(), &["status"], Stdio::null());
+        assert_ne!(o.status.code(), Some(0), "{toml}");
+        assert!(stderr(&o).contains(message), "{toml}: {}", stderr(&o));
+        assert_eq!(listing(d.path()), before);
+    }
 }

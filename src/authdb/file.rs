@@ -160,7 +160,7 @@ impl FileAuthDb {
             kdc: None,
         };
         let bytes = self.encode(&entry);
-        atomic::replace_file(&self.path, &bytes)
+        atomic::replace_file_cleaning(&self.path, &bytes)
             .map_err(|e| AuthDbError::Backend(e.to_string()))?;
         if let Some(dir) = self.path.parent() {
             atomic::fsync_dir(dir).map_err(|e| AuthDbError::Backend(e.to_string()))?;

@@ -66,7 +66,7 @@ impl SeenFile {
         }
         let mut bytes = serde_json::to_vec_pretty(&all).expect("serializable");
         bytes.push(b'\n');
-        atomic::replace_file(&self.path, &bytes)
+        atomic::replace_file_cleaning(&self.path, &bytes)
     }
 }
 

@@ -44,6 +44,15 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
     Ok(DirLock { file })
 }
 
+/// `replace_file`, after removing the stale temp files a killed writer of `path` left
+/// beside it (the journal, the auth DB, the servers cache).
+pub fn replace_file_cleaning(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        remove_stale_temps(dir, &[name]);
+    }
+    replace_file(path, bytes)
+}
+
 /// Replace `path` with `bytes`: temp file in the same dir (0600), fsync, rename over.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     commit_file(stage_file(path, bytes)?, path)

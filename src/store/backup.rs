@@ -26,6 +26,7 @@ pub fn keep(dir: &Path, file: &Path, old: &[u8]) -> Result<PathBuf, StoreError> 
             .map_err(|e| StoreError::io(&bdir, "cannot chmod backup dir", e))?;
     }
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    atomic::remove_stale_temps(&bdir, &[name]);
     let existing = list(&bdir)?;
     let when = rules::backup_time(
         existing.iter().map(String::as_str),

@@ -21,9 +21,19 @@ use crate::format::FormatError;
 use crate::keys::KeySet;
 use rules::{DirProblem, KeyFilesError};
 use std::fs;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+/// A cell name as afskeys accepts it: what reaches salts, principals, messages and the audit
+/// log is letters, digits, '.', '-' and '_', not starting with '-' or '.'.
+pub fn is_cell_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(['-', '.'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
 
 /// One server conf dir (`/usr/afs/etc`, `/etc/openafs/server`, or a test's own dir).
 #[derive(Debug, Clone)]
@@ -85,12 +95,27 @@ impl ConfDir {
     /// The cell this server belongs to, from `ThisCell` in the conf dir.
     pub fn this_cell(&self) -> Result<String, StoreError> {
         let p = self.path.join("ThisCell");
-        let s = fs::read_to_string(&p).map_err(|e| StoreError::io(&p, "cannot read", e))?;
+        let kind = trust::Kind {
+            what: "ThisCell",
+            max: 4096,
+        };
+        let bytes = trust::read(&p, kind)?.ok_or_else(|| {
+            StoreError::io(&p, "cannot read", io::Error::from(io::ErrorKind::NotFound))
+        })?;
+        let s = String::from_utf8_lossy(&bytes);
         let cell = s.split_whitespace().next().unwrap_or("").to_string();
         if cell.is_empty() {
             return Err(StoreError::Invalid {
                 path: p,
                 problem: "is empty; it should hold the cell name".into(),
+            });
+        }
+        if !is_cell_name(&cell) {
+            return Err(StoreError::Invalid {
+                path: p,
+                problem: "does not hold a cell name (letters, digits, '.', '-' and '_'; not \
+                          starting with '-' or '.')"
+                    .into(),
             });
         }
         Ok(cell)
