@@ -515,3 +515,51 @@ fn hostile_config_values_are_refused() {
         assert_eq!(listing(d.path()), before);
     }
 }
+
+/// Kills inside writes (`test-hooks` builds): between the key files' rename and the
+/// CellServDB bump, and inside the journal's and the auth DB's writes. After each, every file
+/// parses, `rotate --resume` (when a rotation is in progress) finishes, the afs entry's keys
+/// are on the control machine, and CellServDB has been bumped.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn kills_inside_writes_are_finished_by_resume() {
+    for point in [
+        "before-bump",
+        "write:afskeys-state.json",
+        "write:afskeys-authdb.json",
+    ] {
+        let d = cell();
+        let csdb = d.path().join("CellServDB");
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(&csdb)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mut c = afskeys();
+        c.arg("--confdir").arg(d.path()).arg("rotate");
+        c.env("AFSKEYS_CRASH_AT", point);
+        let o = pipe(c, b"");
+        assert_eq!(o.status.code(), None, "{point}: not killed: {}", stderr(&o));
+        let s: serde_json::Value =
+            serde_json::from_str(&ok(run(d.path(), &["--json", "status"], b""))).unwrap();
+        if !s["rotation"].is_null() {
+            ok(run(d.path(), &["rotate", "--resume"], b""));
+        }
+        let s: serde_json::Value =
+            serde_json::from_str(&ok(run(d.path(), &["--json", "status"], b""))).unwrap();
+        assert!(s["rotation"].is_null(), "{point}: {s}");
+        let o = run(d.path(), &["check"], b"");
+        assert!(
+            stdout(&o).starts_with("AFSKEYS OK"),
+            "{point}: {}",
+            stdout(&o)
+        );
+        let mtime = fs::metadata(&csdb).unwrap().modified().unwrap();
+        if point != "write:afskeys-state.json" {
+            assert!(mtime > old, "{point}: CellServDB was never bumped");
+        }
+        ok(run(d.path(), &["list"], b""));
+    }
+}

@@ -73,16 +73,12 @@ fn interrupted(e: RotateError, r: &Rotation, step: Step) -> RotateError {
 /// Before acting on the journal, re-establish every fact its step claims, and return the
 /// step to go on from: the control machine holds the new keys (else redo the add); after
 /// activation, the afs entry is at the new kvno (else redo the activation, whose guard
-/// checks every server again). A step that wrote the key files is followed by the
-/// CellServDB bump again, so a crash between the rename and the bump still reaches servers.
+/// checks every server again). The add step, redone on keys already there, bumps CellServDB
+/// again, so a crash between the rename and the bump still reaches running servers.
 fn reestablish(cell: &Cell, r: &Rotation, keys: &[Key]) -> Result<Step, RotateError> {
     let mut step = r.step;
-    if step >= Step::Added {
-        if !fleet::holds(&cell.control.read()?.keys, keys) {
-            step = Step::Planned;
-        } else {
-            crate::store::atomic::bump_cellservdb(cell.control.path())?;
-        }
+    if step >= Step::Added && !fleet::holds(&cell.control.read()?.keys, keys) {
+        step = Step::Planned;
     }
     if step == Step::Activated && entry(cell)?.is_none_or(|e| e.kvno != r.kvno) {
         step = Step::Distributed;
@@ -279,6 +275,8 @@ fn advance(
 fn add_to_control(cell: &Cell, keys: &[Key]) -> Result<(), RotateError> {
     let snap = cell.control.read()?;
     if fleet::holds(&snap.keys, keys) {
+        // A resumed step: the process that added them may have died before the bump.
+        crate::store::atomic::bump_cellservdb(cell.control.path())?;
         return Ok(());
     }
     match ops::add_keys(&cell.control, keys.to_vec(), false, None) {

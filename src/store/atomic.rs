@@ -45,13 +45,34 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
 }
 
 /// `replace_file`, after removing the stale temp files a killed writer of `path` left
-/// beside it (the journal, the auth DB, the servers cache).
+/// beside it (the journal, the auth DB, the servers cache). The crash point
+/// `write:<file name>` lies between the fsynced temp file and the rename.
 pub fn replace_file_cleaning(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    if let Some(dir) = path.parent() {
         remove_stale_temps(dir, &[name]);
     }
-    replace_file(path, bytes)
+    let tmp = stage_file(path, bytes)?;
+    crash_point(&format!("write:{name}"));
+    commit_file(tmp, path)
 }
+
+/// The test hook (`test-hooks` builds only): `AFSKEYS_CRASH_AT=<point>` SIGKILLs the process
+/// at that point inside a write (`before-bump`: key files renamed, CellServDB not yet
+/// bumped; `write:<file>`: a state file's temp file written, not yet renamed).
+#[cfg(feature = "test-hooks")]
+pub fn crash_point(point: &str) {
+    if std::env::var("AFSKEYS_CRASH_AT").is_ok_and(|at| at == point) {
+        // SAFETY: kill(getpid(), SIGKILL) has no preconditions; it does not return.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// Without `test-hooks`, nothing happens at a crash point.
+#[cfg(not(feature = "test-hooks"))]
+pub fn crash_point(_point: &str) {}
 
 /// Replace `path` with `bytes`: temp file in the same dir (0600), fsync, rename over.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {

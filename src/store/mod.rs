@@ -259,6 +259,7 @@ impl ConfDir {
             report.written.push(raw.path.clone());
         }
         atomic::fsync_dir(&self.path)?;
+        atomic::crash_point("before-bump");
         atomic::bump_cellservdb(&self.path)?;
         Ok((out, report))
     }
