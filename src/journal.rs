@@ -313,6 +313,7 @@ impl StateFile {
     pub fn check_writable(&self) -> Result<(), JournalError> {
         trust::check_existing(&self.path)?;
         trust::check_existing(&atomic::lock_path_for(&self.path))?;
+        trust::check_existing(&self.rotation_lock_path())?;
         Ok(())
     }
 
@@ -338,13 +339,32 @@ impl StateFile {
         } else {
             f.try_lock_exclusive().map_err(|_| JournalError::Busy)?;
         }
-        Ok(CellLock(f))
+        Ok(CellLock(vec![f]))
+    }
+
+    /// The locks a rotation holds for its whole run: the rotation lock (`<journal>.rotate.lock`,
+    /// never waited for: a second rotation is `JournalError::Busy`), then the cell lock,
+    /// waited for (an add, remove or prune holds it only for a moment, and is not a
+    /// rotation).
+    pub fn lock_for_rotation(&self) -> Result<CellLock, JournalError> {
+        let p = self.rotation_lock_path();
+        let f = atomic::open_lock_file(&p)?;
+        f.try_lock_exclusive().map_err(|_| JournalError::Busy)?;
+        let CellLock(mut held) = self.lock(true)?;
+        held.insert(0, f);
+        Ok(CellLock(held))
+    }
+
+    fn rotation_lock_path(&self) -> PathBuf {
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(".rotate.lock");
+        p.into()
     }
 }
 
 /// Holds the cell lock until dropped: a second rotate while one runs is refused, and
 /// removals wait for a running rotation so the policy they check cannot change under them.
-pub struct CellLock(#[allow(dead_code)] fs::File);
+pub struct CellLock(#[allow(dead_code)] Vec<fs::File>);
 
 #[cfg(test)]
 mod tests {
@@ -404,5 +424,22 @@ mod tests {
         );
         drop(held);
         let _again = f.lock(true).unwrap();
+    }
+
+    #[test]
+    fn a_rotation_waits_for_an_edit_but_refuses_a_rotation() {
+        let d = tempfile::tempdir().unwrap();
+        let f = StateFile::new(d.path().join(STATE_FILE));
+        let rot = f.lock_for_rotation().unwrap();
+        assert!(matches!(f.lock_for_rotation(), Err(JournalError::Busy)));
+        drop(rot);
+        // an edit (add, remove, prune) holds the cell lock for a moment
+        let edit = f.lock(true).unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(edit);
+        });
+        let _rot = f.lock_for_rotation().unwrap();
+        t.join().unwrap();
     }
 }

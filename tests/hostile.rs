@@ -162,6 +162,7 @@ const FILES: &[&str] = &[
     "afskeys-audit.log",
     ".afskeys.lock",
     "afskeys-state.json.lock",
+    "afskeys-state.json.rotate.lock",
 ];
 
 fn running_as_root() -> bool {

@@ -79,9 +79,10 @@ impl RotateError {
     }
 }
 
-/// The cell lock without waiting: a running rotation refuses this one.
+/// The rotation lock without waiting (a running rotation refuses this one), then the cell
+/// lock, waiting for an add, remove or prune to finish.
 pub fn lock(cell: &Cell) -> Result<CellLock, RotateError> {
-    cell.state.lock(false).map_err(|e| match e {
+    cell.state.lock_for_rotation().map_err(|e| match e {
         JournalError::Busy => RotateError::Refused(e.to_string()),
         e => RotateError::Journal(e),
     })
