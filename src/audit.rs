@@ -76,7 +76,7 @@ impl Audit {
         let line = format!(
             "{} user={} uid={} {}: {}\n",
             crate::time::now_string(),
-            clean(&user),
+            word(&user),
             uid,
             clean(command),
             clean(detail)
@@ -89,6 +89,20 @@ impl Audit {
                 source,
             })
     }
+}
+
+/// A field taken from the environment is one word: spaces, '=' and control characters
+/// become '_', so `USER="x uid=0"` cannot forge a field.
+fn word(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || c.is_whitespace() || c == '=' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// One line per record: control characters become spaces.
@@ -117,6 +131,7 @@ mod tests {
             .unwrap()
             .ends_with(" add: rxkad kvno 3 cksum 1"));
         assert!(t.contains("kvno 3 forged line"));
+        assert_eq!(word("x uid=0\n"), "x_uid_0_");
         let m = std::fs::metadata(a.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(m, 0o600);
     }
