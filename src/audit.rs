@@ -1,10 +1,38 @@
 //! The audit log: one line appended per mutation (time, user, command, what changed: kvnos and
-//! checksums, never key material). Opened O_APPEND, mode 0600, fsynced after each line.
+//! checksums, never key material). Opened O_APPEND, mode 0600, through the one checked open
+//! (`store::trust`: never a symlink, a FIFO or another user's file), fsynced after each line.
+//! Every field is one line of printable text: control characters become spaces.
 
-use std::fs::OpenOptions;
+use crate::store::trust::{self, TrustError};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+/// Why the audit log could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {}: cannot open: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("audit log not trusted: {0}")]
+    Untrusted(#[source] TrustError),
+    #[error("{0}; nothing was changed")]
+    Preflight(#[source] Box<AuditError>),
+    #[error("audit log {}: cannot write: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl crate::error::Kinded for AuditError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Failed
+    }
+}
 
 pub const AUDIT_FILE: &str = "afskeys-audit.log";
 
@@ -22,26 +50,23 @@ impl Audit {
         &self.path
     }
 
-    fn open(&self) -> Result<std::fs::File, String> {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.path)
-            .map_err(|e| format!("audit log {}: cannot open: {e}", self.path.display()))
+    fn open(&self) -> Result<std::fs::File, AuditError> {
+        trust::open_rw(&self.path, true).map_err(|e| match e {
+            TrustError::Io { path, source, .. } => AuditError::Open { path, source },
+            e => AuditError::Untrusted(e),
+        })
     }
 
     /// Check, before a change, that the log can be written, so a change is never made
     /// that cannot be recorded.
-    pub fn preflight(&self) -> Result<(), String> {
+    pub fn preflight(&self) -> Result<(), AuditError> {
         self.open()
             .map(|_| ())
-            .map_err(|e| format!("{e}; nothing was changed"))
+            .map_err(|e| AuditError::Preflight(Box::new(e)))
     }
 
     /// Append one line: `<UTC time> user=<name> uid=<uid> <command>: <detail>`.
-    pub fn record(&self, command: &str, detail: &str) -> Result<(), String> {
+    pub fn record(&self, command: &str, detail: &str) -> Result<(), AuditError> {
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
         let user = std::env::var("SUDO_USER")
@@ -51,7 +76,7 @@ impl Audit {
         let line = format!(
             "{} user={} uid={} {}: {}\n",
             crate::time::now_string(),
-            clean(&user),
+            word(&user),
             uid,
             clean(command),
             clean(detail)
@@ -59,8 +84,25 @@ impl Audit {
         let mut f = self.open()?;
         f.write_all(line.as_bytes())
             .and_then(|_| f.sync_data())
-            .map_err(|e| format!("audit log {}: cannot write: {e}", self.path.display()))
+            .map_err(|source| AuditError::Write {
+                path: self.path.clone(),
+                source,
+            })
     }
+}
+
+/// A field taken from the environment is one word: spaces, '=' and control characters
+/// become '_', so `USER="x uid=0"` cannot forge a field.
+fn word(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || c.is_whitespace() || c == '=' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// One line per record: control characters become spaces.
@@ -89,6 +131,7 @@ mod tests {
             .unwrap()
             .ends_with(" add: rxkad kvno 3 cksum 1"));
         assert!(t.contains("kvno 3 forged line"));
+        assert_eq!(word("x uid=0\n"), "x_uid_0_");
         let m = std::fs::metadata(a.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(m, 0o600);
     }

@@ -18,6 +18,9 @@ pub enum ConfigError {
     },
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
+    /// Not a file afskeys may take decisions from (`store::trust`).
+    #[error(transparent)]
+    Trust(#[from] crate::store::trust::TrustError),
 }
 
 impl crate::error::Kinded for ConfigError {
@@ -174,6 +177,32 @@ pub struct ServerConfig {
     pub confdir: PathBuf,
 }
 
+impl ServerConfig {
+    /// A server's name, host and user reach messages, the audit log and ssh's command line:
+    /// each one plain word, no control characters, no leading '-' (an ssh option).
+    fn validate(&self) -> Result<(), String> {
+        let odd = |v: &str| {
+            v.is_empty()
+                || v.starts_with('-')
+                || v.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        for (what, v) in [
+            ("name", Some(self.name.as_str())),
+            ("host", self.host.as_deref()),
+            ("user", Some(self.user.as_str())),
+        ] {
+            if v.is_some_and(odd) {
+                return Err(format!(
+                    "server {:?}: its {what} must be one plain word (no spaces, control \
+                     characters or leading '-')",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn default_lifetime() -> Duration {
     crate::policy::DEFAULT_TOKEN_LIFETIME
 }
@@ -234,22 +263,27 @@ impl Config {
 
     /// Load `path`; an absent file gives the embedded defaults when `required` is false.
     /// Relative paths in the file are taken from the file's own directory.
+    /// Read through the one checked open (`store::trust`): a config another user could
+    /// have written is refused.
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(t) => {
-                let mut c = Config::parse(&t, path)?;
+        use crate::store::trust;
+        let read_err = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        match trust::read(path, trust::CONFIG)? {
+            Some(bytes) => {
+                let t = std::str::from_utf8(&bytes).map_err(|e| {
+                    read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                })?;
+                let mut c = Config::parse(t, path)?;
                 if let Some(base) = path.parent() {
                     c.resolve_relative(base);
                 }
                 Ok(c)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                Ok(Config::default())
-            }
-            Err(source) => Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
+            None if !required => Ok(Config::default()),
+            None => Err(read_err(std::io::ErrorKind::NotFound.into())),
         }
     }
 
@@ -303,6 +337,14 @@ impl Config {
         if self.ssh.parallel == 0 {
             return Err(bad("ssh.parallel must be at least 1".into()));
         }
+        if let Some(c) = &self.cell {
+            if !crate::store::is_cell_name(c) {
+                return Err(bad(format!(
+                    "cell {c:?} is not a cell name (letters, digits, '.', '-' and '_'; \
+                     not starting with '-' or '.')"
+                )));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for s in &self.servers {
             if s.name.is_empty() {
@@ -311,6 +353,7 @@ impl Config {
             if !names.insert(&s.name) {
                 return Err(bad(format!("server {:?} is listed twice", s.name)));
             }
+            s.validate().map_err(bad)?;
         }
         Ok(())
     }

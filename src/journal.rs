@@ -5,6 +5,7 @@
 //! wait for a running rotation.
 
 use crate::keys::{Key, KeyId, KeyType, ParseError};
+use crate::store::trust::{self, TrustError};
 use crate::store::{atomic, StoreError};
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
@@ -18,8 +19,9 @@ pub const STATE_FILE: &str = "afskeys-state.json";
 /// Why the journal could not be read, written or locked.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("{}: is a symbolic link; refusing to follow it", path.display())]
-    Symlink { path: PathBuf },
+    /// Not a file afskeys may trust (a symlink, a FIFO, another user's, too big…).
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     #[error("{}: {op}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -43,6 +45,13 @@ pub enum JournalError {
     KeyType(#[from] ParseError),
     #[error(transparent)]
     Write(#[from] StoreError),
+    /// The auth DB has no afs entry, but the journal knows the cell had one.
+    #[error(
+        "{db} has no afs entry, but the journal says the cell has one ({why}): the auth DB \
+         is missing, unreadable or misnamed (check [authdb] path); refusing to guess which \
+         key is current"
+    )]
+    EntryMissing { db: String, why: String },
     /// Another rotation holds the cell lock (only when not waiting for it).
     #[error("another afskeys rotate is running on this cell")]
     Busy,
@@ -221,6 +230,50 @@ impl State {
             .map(|r| r.since)
     }
 
+    /// The latest time the journal records (a rotation's times, grace starts, the last
+    /// rotation): afskeys never records a time before it.
+    pub fn latest_recorded(&self) -> Option<DateTime<Utc>> {
+        let r = self.rotation.iter().flat_map(|r| {
+            [Some(r.started), Some(r.updated), r.activated]
+                .into_iter()
+                .flatten()
+        });
+        r.chain(self.retired.iter().map(|x| x.since))
+            .chain(self.last_rotation)
+            .max()
+    }
+
+    /// What the journal knows of an afs entry, if anything: a finished rotation, a retired
+    /// kvno, or a rotation that had an old kvno or already set the entry. Once it knows one,
+    /// an auth DB with no entry is missing or misnamed, never "no entry yet".
+    pub fn known_entry(&self) -> Option<String> {
+        if let Some(r) = &self.rotation {
+            if r.step >= Step::Activated {
+                return Some(format!("a rotation set it to kvno {}", r.kvno));
+            }
+            if let Some(old) = r.old_kvno {
+                return Some(format!("it was at kvno {old} when a rotation started"));
+            }
+        }
+        if let Some(r) = self.retired.last() {
+            return Some(format!("kvno {} was retired from it", r.kvno));
+        }
+        self.last_rotation
+            .map(|t| format!("a rotation set it at {}", crate::time::fmt_time(t)))
+    }
+
+    /// Refuse to act on "no afs entry" when the journal knows the cell has one (`db` names
+    /// the auth DB in the message).
+    pub fn check_entry_missing(&self, db: &str) -> Result<(), JournalError> {
+        match self.known_entry() {
+            Some(why) => Err(JournalError::EntryMissing {
+                db: db.to_string(),
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub fn retire(&mut self, kvno: i32, since: DateTime<Utc>) {
         self.retired.retain(|r| r.kvno != kvno);
         self.retired.push(Retired { kvno, since });
@@ -243,33 +296,32 @@ impl StateFile {
         &self.path
     }
 
+    /// Read through the one checked open (`store::trust`): a journal another user could
+    /// have written is refused, never believed. Absent is an empty state.
     pub fn load(&self) -> Result<State, JournalError> {
-        match fs::symlink_metadata(&self.path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(JournalError::Symlink {
-                    path: self.path.clone(),
-                })
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(State {
-                    version: 1,
-                    ..Default::default()
-                })
-            }
-            Err(e) => return Err(JournalError::io(&self.path, "cannot stat", e)),
+        match trust::read(&self.path, trust::JOURNAL)? {
+            Some(bytes) => State::parse(&bytes, &self.path),
+            None => Ok(State {
+                version: 1,
+                ..Default::default()
+            }),
         }
-        let bytes = Zeroizing::new(
-            fs::read(&self.path).map_err(|e| JournalError::io(&self.path, "cannot read", e))?,
-        );
-        State::parse(&bytes, &self.path)
+    }
+
+    /// Check, before anything is written, that the journal, its lock and its dir pass the
+    /// checks a save and a lock will need.
+    pub fn check_writable(&self) -> Result<(), JournalError> {
+        trust::check_existing(&self.path)?;
+        trust::check_existing(&atomic::lock_path_for(&self.path))?;
+        trust::check_existing(&self.rotation_lock_path())?;
+        Ok(())
     }
 
     /// Write atomically (temp file, fsync, rename, fsync dir).
     pub fn save(&self, s: &State) -> Result<(), JournalError> {
         let mut bytes = Zeroizing::new(serde_json::to_vec_pretty(s).expect("serializable"));
         bytes.push(b'\n');
-        atomic::replace_file(&self.path, &bytes)?;
+        atomic::replace_file_cleaning(&self.path, &bytes)?;
         if let Some(d) = self.path.parent() {
             atomic::fsync_dir(d)?;
         }
@@ -280,20 +332,39 @@ impl StateFile {
     /// (a running rotation) lets go; otherwise a held lock is `JournalError::Busy`.
     pub fn lock(&self, wait: bool) -> Result<CellLock, JournalError> {
         let p = atomic::lock_path_for(&self.path);
-        let f = atomic::open_lock_file(&p).map_err(|e| JournalError::io(&p, "cannot open", e))?;
+        let f = atomic::open_lock_file(&p)?;
         if wait {
             f.lock_exclusive()
                 .map_err(|e| JournalError::io(&p, "cannot lock", e))?;
         } else {
             f.try_lock_exclusive().map_err(|_| JournalError::Busy)?;
         }
-        Ok(CellLock(f))
+        Ok(CellLock(vec![f]))
+    }
+
+    /// The locks a rotation holds for its whole run: the rotation lock (`<journal>.rotate.lock`,
+    /// never waited for: a second rotation is `JournalError::Busy`), then the cell lock,
+    /// waited for (an add, remove or prune holds it only for a moment, and is not a
+    /// rotation).
+    pub fn lock_for_rotation(&self) -> Result<CellLock, JournalError> {
+        let p = self.rotation_lock_path();
+        let f = atomic::open_lock_file(&p)?;
+        f.try_lock_exclusive().map_err(|_| JournalError::Busy)?;
+        let CellLock(mut held) = self.lock(true)?;
+        held.insert(0, f);
+        Ok(CellLock(held))
+    }
+
+    fn rotation_lock_path(&self) -> PathBuf {
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(".rotate.lock");
+        p.into()
     }
 }
 
 /// Holds the cell lock until dropped: a second rotate while one runs is refused, and
 /// removals wait for a running rotation so the policy they check cannot change under them.
-pub struct CellLock(#[allow(dead_code)] fs::File);
+pub struct CellLock(#[allow(dead_code)] Vec<fs::File>);
 
 #[cfg(test)]
 mod tests {
@@ -353,5 +424,22 @@ mod tests {
         );
         drop(held);
         let _again = f.lock(true).unwrap();
+    }
+
+    #[test]
+    fn a_rotation_waits_for_an_edit_but_refuses_a_rotation() {
+        let d = tempfile::tempdir().unwrap();
+        let f = StateFile::new(d.path().join(STATE_FILE));
+        let rot = f.lock_for_rotation().unwrap();
+        assert!(matches!(f.lock_for_rotation(), Err(JournalError::Busy)));
+        drop(rot);
+        // an edit (add, remove, prune) holds the cell lock for a moment
+        let edit = f.lock(true).unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(edit);
+        });
+        let _rot = f.lock_for_rotation().unwrap();
+        t.join().unwrap();
     }
 }

@@ -31,6 +31,10 @@ pub enum KeygenError {
     CannotDerive(Enctype),
     #[error("enctype {0} has no known key length, so a random key cannot be made for it")]
     UnknownLength(Enctype),
+    #[error(
+        "the password is empty; an empty password makes a key anyone can derive (give a real one)"
+    )]
+    EmptyPassword,
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
     #[error(transparent)]
@@ -75,6 +79,9 @@ pub fn make_keys(
     cell: &str,
     principal: &str,
 ) -> Result<Vec<Key>, KeygenError> {
+    if matches!(material, Material::Password(pw) if pw.is_empty()) {
+        return Err(KeygenError::EmptyPassword);
+    }
     let keys = match key_type {
         KeyType::Rxkad => {
             if !enctypes.is_empty() {
@@ -271,6 +278,10 @@ mod tests {
             "c",
             "p@R",
         );
+        assert!(matches!(
+            make_keys(1, KeyType::Rxkad, &[], Material::Password(b""), "c", "p@R"),
+            Err(KeygenError::EmptyPassword)
+        ));
         assert!(matches!(
             r.unwrap_err(),
             KeygenError::CannotDerive(Enctype(20))

@@ -169,6 +169,32 @@ impl Default for Policy {
     }
 }
 
+/// The time to record for a change made `now`: never earlier than `latest`, the latest time
+/// already recorded, so a clock that is behind cannot date a change into the past (and so
+/// shorten a grace that starts at it).
+pub fn recorded_now(now: DateTime<Utc>, latest: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    latest.map_or(now, |l| now.max(l))
+}
+
+/// How far the clock may be behind a recorded time before `check` warns.
+pub fn clock_slack() -> Duration {
+    Duration::minutes(5)
+}
+
+/// `check`'s warning when the clock is behind a time afskeys recorded (`latest`).
+pub fn clock_behind(now: DateTime<Utc>, latest: Option<DateTime<Utc>>) -> Option<String> {
+    let l = latest?;
+    (l > now + clock_slack()).then(|| {
+        format!(
+            "the clock ({}) is behind a time afskeys recorded ({}): fix the clock (NTP) \
+             before rotating or pruning; changes are dated no earlier than {}",
+            fmt_time(now),
+            fmt_time(l),
+            fmt_time(l)
+        )
+    })
+}
+
 /// What a kvno is to the cell right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

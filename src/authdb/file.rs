@@ -3,7 +3,7 @@
 
 use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial};
 use crate::keys::{Key, KeyId, KeyType, ParseError};
-use crate::store::atomic;
+use crate::store::{atomic, trust};
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
@@ -49,14 +49,6 @@ impl FileAuthDb {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn io(&self, op: &'static str) -> impl FnOnce(std::io::Error) -> AuthDbError + '_ {
-        move |source| AuthDbError::Io {
-            path: self.path.clone(),
-            op,
-            source,
-        }
     }
 
     fn corrupt(&self, message: impl Into<String>) -> AuthDbError {
@@ -134,16 +126,10 @@ impl FileAuthDb {
     }
 
     fn read(&self) -> Result<Option<AfsEntry>, AuthDbError> {
-        match fs::symlink_metadata(&self.path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(self.corrupt("is a symbolic link; refusing to follow it"))
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io("cannot stat")(e)),
+        match trust::read(&self.path, trust::AUTHDB)? {
+            Some(bytes) => self.parse(&bytes).map(Some),
+            None => Ok(None),
         }
-        let bytes = Zeroizing::new(fs::read(&self.path).map_err(self.io("cannot read"))?);
-        self.parse(&bytes).map(Some)
     }
 
     /// Create the entry (the first key of a cell, or adoption of an existing KeyFile's key).
@@ -174,7 +160,7 @@ impl FileAuthDb {
             kdc: None,
         };
         let bytes = self.encode(&entry);
-        atomic::replace_file(&self.path, &bytes)
+        atomic::replace_file_cleaning(&self.path, &bytes)
             .map_err(|e| AuthDbError::Backend(e.to_string()))?;
         if let Some(dir) = self.path.parent() {
             atomic::fsync_dir(dir).map_err(|e| AuthDbError::Backend(e.to_string()))?;
@@ -188,11 +174,7 @@ impl FileAuthDb {
 
     fn lock(&self) -> Result<fs::File, AuthDbError> {
         let p = atomic::lock_path_for(&self.path);
-        let f = atomic::open_lock_file(&p).map_err(|source| AuthDbError::Io {
-            path: p.clone(),
-            op: "cannot open lock file",
-            source,
-        })?;
+        let f = atomic::open_lock_file(&p)?;
         f.lock_exclusive().map_err(|source| AuthDbError::Io {
             path: p,
             op: "cannot lock",

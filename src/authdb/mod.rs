@@ -110,9 +110,24 @@ pub enum AuthDbError {
     /// Refused: the change would break an invariant (exit 3).
     #[error("refused: {0}")]
     Refused(String),
+    /// The auth DB file (or its lock) is not one afskeys may trust (`store::trust`).
+    #[error("auth DB not trusted: {0}")]
+    Unsafe(#[source] crate::store::trust::TrustError),
     /// Getting or reading a real ticket failed.
     #[error("ticket proof: {0}")]
     Ticket(#[from] ticket::TicketError),
+}
+
+/// An I/O failure stays an I/O failure of the auth DB; anything else makes it untrusted.
+impl From<crate::store::trust::TrustError> for AuthDbError {
+    fn from(e: crate::store::trust::TrustError) -> AuthDbError {
+        match e {
+            crate::store::trust::TrustError::Io { path, op, source } => {
+                AuthDbError::Io { path, op, source }
+            }
+            e => AuthDbError::Unsafe(e),
+        }
+    }
 }
 
 impl crate::error::Kinded for AuthDbError {

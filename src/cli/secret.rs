@@ -5,25 +5,43 @@ use crate::error::Error;
 use std::io::{BufRead, Read};
 use zeroize::Zeroizing;
 
-/// The first line of stdin, without its line ending. Reading stops at the first newline.
+/// The longest secret line read from stdin (without its line ending).
+pub const MAX_LINE: usize = 1024;
+
+/// The first line of stdin, without its line ending. Reading stops at the first newline or
+/// after `MAX_LINE` bytes (a longer line is refused: stdin from /dev/zero fails at once);
+/// nothing after the line is read. An empty line is refused.
 pub fn stdin_line(what: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let mut line = Zeroizing::new(Vec::new());
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_LINE + 2));
     let stdin = std::io::stdin();
-    let mut lock = stdin.lock();
-    lock.read_until(b'\n', &mut line).map_err(|e| {
-        Error::failed(format!("cannot read the {what} from stdin: {e}")).with_source(e)
-    })?;
-    if line.is_empty() {
+    let lock = stdin.lock();
+    let got = lock
+        .take(MAX_LINE as u64 + 2)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| {
+            Error::failed(format!("cannot read the {what} from stdin: {e}")).with_source(e)
+        })?;
+    if got == 0 {
         return Err(Error::failed(format!(
             "no {what} on stdin (give it as the first line of standard input)"
         )));
     }
+    let ended = line.last() == Some(&b'\n');
     while matches!(line.last(), Some(b'\n') | Some(b'\r')) {
         line.pop();
     }
-    // Drain and wipe anything after the first line so it does not linger in a buffer.
-    let mut rest = Zeroizing::new(Vec::new());
-    let _ = lock.read_to_end(&mut rest);
+    if line.len() > MAX_LINE || (!ended && got > MAX_LINE) {
+        return Err(Error::failed(format!(
+            "the {what} on stdin is longer than {MAX_LINE} bytes; refusing it (give one \
+             line of at most {MAX_LINE} bytes)"
+        )));
+    }
+    if line.is_empty() {
+        return Err(Error::failed(format!(
+            "the {what} on stdin is empty (its first line has nothing before the newline); \
+             refusing it"
+        )));
+    }
     Ok(line)
 }
 
@@ -38,6 +56,11 @@ pub fn prompt_twice() -> Result<Zeroizing<Vec<u8>>, Error> {
     );
     if *first != *second {
         return Err(Error::failed("the two passwords differ; nothing changed"));
+    }
+    if first.is_empty() {
+        return Err(Error::failed(
+            "the password is empty; an empty password makes a key anyone can derive",
+        ));
     }
     Ok(Zeroizing::new(first.as_bytes().to_vec()))
 }

@@ -4,7 +4,7 @@
 
 use crate::checksum::key_checksum;
 use crate::keys::{KeyId, KeySet};
-use crate::store::{atomic, StoreError};
+use crate::store::{atomic, trust, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,12 +39,13 @@ impl SeenFile {
         }
     }
 
-    /// The records; a missing or unreadable file is an empty record (it is only a cache).
-    pub fn load(&self) -> BTreeMap<String, Seen> {
-        std::fs::read(&self.path)
-            .ok()
+    /// The records, read through the one checked open (`store::trust`): a file another
+    /// user could have written is refused. A missing or unparsable file is an empty record
+    /// (it is only a cache).
+    pub fn load(&self) -> Result<BTreeMap<String, Seen>, StoreError> {
+        Ok(trust::read(&self.path, trust::SERVERS_CACHE)?
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
     /// Record what each named server holds now.
@@ -53,7 +54,7 @@ impl SeenFile {
         seen: Vec<(String, Vec<SeenKey>)>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut all = self.load();
+        let mut all = self.load()?;
         for (name, keys) in seen {
             all.insert(
                 name,
@@ -65,7 +66,7 @@ impl SeenFile {
         }
         let mut bytes = serde_json::to_vec_pretty(&all).expect("serializable");
         bytes.push(b'\n');
-        atomic::replace_file(&self.path, &bytes)
+        atomic::replace_file_cleaning(&self.path, &bytes)
     }
 }
 

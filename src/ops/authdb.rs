@@ -149,6 +149,8 @@ pub fn set(cell: &Cell, kvno: i32, now: DateTime<Utc>) -> Result<AfsEntry, Error
     let keys = keys_at(cell, Some(kvno))?;
     guard(cell, &keys)?;
     let old = cell.authdb.get()?;
+    let latest = state.latest_recorded().max(old.as_ref().map(|o| o.changed));
+    let now = crate::policy::recorded_now(now, latest);
     let e = cell.authdb.set(kvno, &keys, None, now)?;
     if let Some(o) = old {
         state.retire(o.kvno, now);

@@ -34,9 +34,12 @@ pub(crate) fn audit(cell: &Cell, command: &str, detail: &str) -> Result<(), Erro
     })
 }
 
-/// Before a change: the audit log must be writable, or nothing is done.
+/// Before a change, everything it may write is checked, or nothing is done: the control
+/// machine's conf dir, key files and CellServDB, the journal and its lock, the audit log.
 pub(crate) fn preflight(cell: &Cell) -> Result<(), Error> {
-    cell.audit.preflight().map_err(Error::failed)
+    cell.control.check_writable()?;
+    cell.state.check_writable()?;
+    cell.audit.preflight().map_err(Error::failed_by)
 }
 
 /// Where an edit happens: the control machine's conf dir (locked edit), or one server's own
@@ -108,6 +111,9 @@ pub fn add_keys(
     let _lock = cell.state.lock(true)?;
     let entry = cell.authdb.get()?;
     let state = cell.state.load()?;
+    if entry.is_none() {
+        state.check_entry_missing(&cell.authdb.describe())?;
+    }
     let what = describe(&keys);
     let (replaced, report) = target.edit(cell, |set, place| {
         let mut kvnos: Vec<i32> = keys
@@ -152,6 +158,9 @@ pub fn remove_keys(
     let _lock = cell.state.lock(true)?;
     let entry = cell.authdb.get()?;
     let state = cell.state.load()?;
+    if entry.is_none() {
+        state.check_entry_missing(&cell.authdb.describe())?;
+    }
     let refusals: Vec<String> = sels
         .iter()
         .filter_map(|s| removal_refusal(s.kvno, entry.as_ref(), &state, &cell.policy, now))

@@ -94,7 +94,7 @@ pub fn export(
             keytab.display()
         )));
     }
-    cell.audit.preflight().map_err(Error::failed)?;
+    cell.audit.preflight().map_err(Error::failed_by)?;
     let snap = cell.control.read()?;
     let keys: Vec<&Key> = snap
         .keys
@@ -116,7 +116,7 @@ pub fn export(
             "keytab export",
             &format!("{} key(s) under {p} to {}", keys.len(), keytab.display()),
         )
-        .map_err(Error::failed)?;
+        .map_err(Error::failed_by)?;
     Ok(Exported {
         keytab: keytab.display().to_string(),
         principal: p,

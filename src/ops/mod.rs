@@ -82,6 +82,10 @@ impl CellPaths {
     /// The cell name: `given`, else ThisCell in the conf dir.
     pub fn cell_name(&self, given: &Option<String>) -> Result<String, Error> {
         match given {
+            Some(c) if !crate::store::is_cell_name(c) => Err(Error::failed(format!(
+                "--cell {c:?} is not a cell name (letters, digits, '.', '-' and '_'; not \
+                 starting with '-' or '.')"
+            ))),
             Some(c) => Ok(c.clone()),
             None => self.dir().this_cell().map_err(|e| {
                 Error::failed(format!("{e} (give --cell to name the cell instead)")).with_source(e)

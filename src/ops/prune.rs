@@ -91,6 +91,7 @@ pub fn prune_keys(cell: &Cell, now: DateTime<Utc>, dry_run: bool) -> Result<Vec<
     let entry = cell.authdb.get()?;
     let state = cell.state.load()?;
     if entry.is_none() {
+        state.check_entry_missing(&cell.authdb.describe())?;
         return Err(Error::refused(format!(
             "{} has no afs entry, so no key is known to be out of use (run `afskeys authdb init`)",
             cell.authdb.describe()

@@ -44,7 +44,7 @@ pub fn push(
     if targets.is_empty() {
         return Ok(None);
     }
-    cell.audit.preflight().map_err(Error::failed)?;
+    cell.audit.preflight().map_err(Error::failed_by)?;
     let snap = cell.control.read()?;
     entry_kept(&cell, &snap.keys)?;
     let files = KeyFiles::of(&snap.keys);
@@ -59,7 +59,7 @@ pub fn push(
     if ok {
         cell.audit
             .record("push", &format!("KeyFiles to {}", names.join(", ")))
-            .map_err(Error::failed)?;
+            .map_err(Error::failed_by)?;
         // Every server now holds exactly what was pushed: no need to read them back.
         let held = fleet::seen::summary(&snap.keys);
         seen_record(

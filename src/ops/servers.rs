@@ -42,7 +42,7 @@ pub fn servers(paths: &CellPaths) -> Result<ServersReport, Error> {
             .filter_map(|(n, r)| r.as_ref().ok().map(|k| (n.clone(), seen::summary(k))))
             .collect(),
     );
-    let last = SeenFile::new(cell.control.path()).load();
+    let last = SeenFile::new(cell.control.path()).load()?;
     let servers = reads
         .iter()
         .map(|(name, r)| {

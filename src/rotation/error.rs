@@ -20,6 +20,22 @@ pub enum RotateError {
     /// Failed before changing anything (exit 1).
     #[error("{0}")]
     Failed(String),
+    /// A step failed on something outside the rotation's own checks (ENOSPC, an unsafe dir,
+    /// an unreachable KDC…) after the journal was written: the rotation is now in progress.
+    #[error(
+        "{source}; a rotation to kvno {kvno} is now in progress (its journal is at step \
+         {step}{moved}): fix the cause and run `afskeys rotate --resume`{undo}"
+    )]
+    Interrupted {
+        kvno: i32,
+        step: &'static str,
+        /// ", and the afs entry already uses it" once activated.
+        moved: &'static str,
+        /// ", or `afskeys rotate --abort` to undo it" before activation.
+        undo: &'static str,
+        #[source]
+        source: Box<RotateError>,
+    },
     /// The journal could not be read, written or locked (exit 1).
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -33,6 +49,9 @@ pub enum RotateError {
         #[source]
         source: AuthDbError,
     },
+    /// The audit log could not be opened or written (exit 1).
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// The new key could not be made (exit 1).
     #[error(transparent)]
     Keygen(#[from] KeygenError),
@@ -60,9 +79,10 @@ impl RotateError {
     }
 }
 
-/// The cell lock without waiting: a running rotation refuses this one.
+/// The rotation lock without waiting (a running rotation refuses this one), then the cell
+/// lock, waiting for an add, remove or prune to finish.
 pub fn lock(cell: &Cell) -> Result<CellLock, RotateError> {
-    cell.state.lock(false).map_err(|e| match e {
+    cell.state.lock_for_rotation().map_err(|e| match e {
         JournalError::Busy => RotateError::Refused(e.to_string()),
         e => RotateError::Journal(e),
     })
@@ -81,14 +101,16 @@ pub fn entry(cell: &Cell) -> Result<Option<AfsEntry>, RotateError> {
     cell.authdb.get().map_err(|e| RotateError::authdb(cell, e))
 }
 
-/// One audit line (the audit log's own errors are plain messages).
+/// One audit line.
 pub fn audit(cell: &Cell, command: &str, detail: &str) -> Result<(), RotateError> {
-    cell.audit
-        .record(command, detail)
-        .map_err(RotateError::Failed)
+    Ok(cell.audit.record(command, detail)?)
 }
 
-/// The audit log can be written: checked before anything changes.
+/// Everything a rotation will write, checked before anything changes: the audit log, the
+/// journal and its lock, the control machine's conf dir, key files and CellServDB.
 pub fn preflight(cell: &Cell) -> Result<(), RotateError> {
-    cell.audit.preflight().map_err(RotateError::Failed)
+    cell.control.check_writable()?;
+    cell.state.check_writable()?;
+    cell.audit.preflight()?;
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! choose the next kvno (above every kvno in use; exactly the KDC's next one when it decides),
 //! make the new keys, and write down the plan (what `--dry-run` prints) and the journal entry.
 
-use super::error::{entry, RotateError};
+use super::error::{entry, load, RotateError};
 use crate::authdb::{AfsEntry, KeyMaterial};
 use crate::cell::Cell;
 use crate::journal::{Rotation, Step};
@@ -79,6 +79,10 @@ impl Plan {
 /// Choose the kvno and key of a new rotation (changes nothing).
 pub fn plan(cell: &Cell, opts: &RotateOptions) -> Result<(Plan, Rotation), RotateError> {
     let cur = entry(cell)?;
+    let st = load(cell)?;
+    if cur.is_none() {
+        st.check_entry_missing(&cell.authdb.describe())?;
+    }
     let key_type = opts.key_type.unwrap_or(KeyType::RxkadKrb5);
     let material = cell.authdb.key_material();
     check_key_type(cell, key_type, &material)?;
@@ -89,7 +93,13 @@ pub fn plan(cell: &Cell, opts: &RotateOptions) -> Result<(Plan, Rotation), Rotat
         keygen::default_enctypes()
     };
     let (keys, passphrase) = make_keys(cell, opts, kvno, key_type, &enctypes, &material)?;
-    let now = Utc::now();
+    let latest = st.latest_recorded().max(cur.as_ref().map(|e| e.changed));
+    if let Some(why) = crate::policy::clock_behind(Utc::now(), latest) {
+        return Err(RotateError::Refused(format!(
+            "{why}; a rotation dated by a clock that is behind would shorten the old key's grace"
+        )));
+    }
+    let now = crate::policy::recorded_now(Utc::now(), latest);
     let plan = Plan {
         kvno,
         key_type,
@@ -171,8 +181,12 @@ fn choose_kvno(
     cur: Option<&AfsEntry>,
 ) -> Result<i32, RotateError> {
     let mut next = highest_in_use(cell, key_type, cur)?
-        .map(|h| h + 1)
+        .map(|h| h.saturating_add(1))
         .unwrap_or(1);
+    if next == BCRYPT_KVNO && opts.kvno.is_none() {
+        // 999 is the bcrypt key's slot in KeyFile: skip it.
+        next += 1;
+    }
     // A KDC moves the kvno by one per change: the rotation must land exactly there.
     let forced = cell
         .authdb
@@ -206,7 +220,24 @@ fn choose_kvno(
             "kvno {kvno} cannot be used for an rxkad key (0-255, not 999)"
         )));
     }
+    check_kvno_range(kvno)?;
     Ok(kvno)
+}
+
+/// The highest kvno a rotation may choose: a KDC keeps kvnos in 16 bits (MIT wraps above
+/// 65535), and the next rotation needs one above it.
+pub const MAX_ROTATION_KVNO: i32 = 65534;
+
+/// Refuse, before anything changes, a kvno the KDC cannot hold or after which no rotation
+/// could follow.
+fn check_kvno_range(kvno: i32) -> Result<(), RotateError> {
+    if !(1..=MAX_ROTATION_KVNO).contains(&kvno) {
+        return Err(RotateError::Refused(format!(
+            "kvno {kvno} is outside 1-{MAX_ROTATION_KVNO}: a KDC keeps kvnos in 16 bits (at most \
+             65535) and the next rotation needs one above it"
+        )));
+    }
+    Ok(())
 }
 
 /// A passphrase a KDC derives keys from (wiped when dropped).

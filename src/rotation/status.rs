@@ -207,6 +207,7 @@ pub fn judge(s: &Status) -> Verdict {
     judge_removable(s, &mut p);
     judge_rotation(s, &mut p);
     judge_proof(s, &mut p);
+    judge_clock(s, &mut p);
     p.sort_by_key(|x| std::cmp::Reverse(x.0.severity()));
     let level = p.first().map(|x| x.0).unwrap_or(Level::Ok);
     // Report only the problems at the worst level in the one line; status shows all.
@@ -331,6 +332,20 @@ fn judge_removable(s: &Status, p: &mut Vec<(Level, String)>) {
                     .join(", ")
             ),
         ));
+    }
+}
+
+/// The clock behind a time afskeys recorded (WARNING).
+fn judge_clock(s: &Status, p: &mut Vec<(Level, String)>) {
+    let journal = s.state.as_ref().ok().and_then(State::latest_recorded);
+    let entry = s
+        .entry
+        .as_ref()
+        .ok()
+        .and_then(|e| e.as_ref())
+        .map(|e| e.changed);
+    if let Some(w) = crate::policy::clock_behind(s.now, journal.max(entry)) {
+        p.push((Level::Warning, w));
     }
 }
 

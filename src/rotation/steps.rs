@@ -31,19 +31,76 @@ pub type Hook<'a> = &'a mut dyn FnMut(Step);
 pub fn run(cell: &Cell, mut st: State, hook: Hook) -> Result<Report, RotateError> {
     let r = st.rotation.as_ref().expect("rotation in progress").clone();
     let keys = r.keys()?;
-    let mut step = r.step;
+    let mut step = reestablish(cell, &r, &keys).map_err(|e| interrupted(e, &r, r.step))?;
     loop {
         step = match step {
-            Step::Planned => add(cell, &mut st, &keys)?,
-            Step::Added => distribute(cell, &mut st, &keys)?,
-            Step::Distributed => activate(cell, &mut st, &r, &keys)?,
+            Step::Planned => add(cell, &mut st, &keys),
+            Step::Added => distribute(cell, &mut st, &keys),
+            Step::Distributed => activate(cell, &mut st, &r, &keys),
             Step::Activated => {
+                // The proof's own message says the entry moved and what to do.
                 super::proof::after_activation(cell, &mut st, r.kvno)?;
-                return finish(cell, &mut st, &keys);
+                return finish(cell, &mut st, &keys).map_err(|e| interrupted(e, &r, step));
             }
-        };
+        }
+        .map_err(|e| interrupted(e, &r, step))?;
         hook(step);
     }
+}
+
+/// A failure inside a step says that a rotation is now in progress, where its journal is,
+/// and whether the afs entry already moved (a stop the steps explain themselves is kept).
+fn interrupted(e: RotateError, r: &Rotation, step: Step) -> RotateError {
+    if matches!(e, RotateError::Stopped(_) | RotateError::Refused(_)) {
+        return e;
+    }
+    let moved = step >= Step::Activated;
+    RotateError::Interrupted {
+        kvno: r.kvno,
+        step: step.name(),
+        moved: if moved {
+            ", and the afs entry already uses it"
+        } else {
+            ""
+        },
+        undo: if moved {
+            ""
+        } else {
+            ", or `afskeys rotate --abort` to undo it"
+        },
+        source: Box::new(e),
+    }
+}
+
+/// Before acting on the journal, re-establish every fact its step claims, and return the
+/// step to go on from: the control machine holds the new keys (else redo the add); after
+/// activation, the afs entry is at the new kvno (else redo the activation, whose guard
+/// checks every server again). The add step, redone on keys already there, bumps CellServDB
+/// again, so a crash between the rename and the bump still reaches running servers.
+fn reestablish(cell: &Cell, r: &Rotation, keys: &[Key]) -> Result<Step, RotateError> {
+    let mut step = r.step;
+    if step >= Step::Added && !fleet::holds(&cell.control.read()?.keys, keys) {
+        step = Step::Planned;
+    }
+    if step == Step::Activated && entry(cell)?.is_none_or(|e| e.kvno != r.kvno) {
+        step = Step::Distributed;
+    }
+    if step != r.step {
+        audit(
+            cell,
+            "rotate --resume",
+            &format!(
+                "the journal says step {}, but {}; going on from step {}",
+                r.step.name(),
+                match step {
+                    Step::Planned => "the control machine lacks the new keys",
+                    _ => "the afs entry is not at the new kvno",
+                },
+                step.name()
+            ),
+        )?;
+    }
+    Ok(step)
 }
 
 /// Step 2: the new keys on the control machine.
@@ -90,7 +147,7 @@ fn activate(cell: &Cell, st: &mut State, r: &Rotation, keys: &[Key]) -> Result<S
     let already = cur
         .as_ref()
         .is_some_and(|e| e.kvno == kvno && crate::authdb::verify_entry(e, kvno, keys).is_ok());
-    let now = Utc::now();
+    let now = recorded_now(st, cur.as_ref());
     if !already {
         let pp = r
             .passphrase
@@ -116,6 +173,13 @@ fn activate(cell: &Cell, st: &mut State, r: &Rotation, keys: &[Key]) -> Result<S
         r.activated = Some(now);
         r.passphrase = None;
     })
+}
+
+/// Now, or the latest time the journal or the afs entry records if the clock is behind it:
+/// the activation (where the old key's grace starts) is never dated into the past.
+fn recorded_now(st: &State, cur: Option<&crate::authdb::AfsEntry>) -> chrono::DateTime<Utc> {
+    let latest = st.latest_recorded().max(cur.map(|e| e.changed));
+    crate::policy::recorded_now(Utc::now(), latest)
 }
 
 /// Step 5: the old key's grace starts; the journal forgets the rotation.
@@ -213,6 +277,8 @@ fn advance(
 fn add_to_control(cell: &Cell, keys: &[Key]) -> Result<(), RotateError> {
     let snap = cell.control.read()?;
     if fleet::holds(&snap.keys, keys) {
+        // A resumed step: the process that added them may have died before the bump.
+        crate::store::atomic::bump_cellservdb(cell.control.path())?;
         return Ok(());
     }
     match ops::add_keys(&cell.control, keys.to_vec(), false, None) {
@@ -221,6 +287,43 @@ fn add_to_control(cell: &Cell, keys: &[Key]) -> Result<(), RotateError> {
             "{m}: the control machine holds a different key at that kvno; \
              `afskeys rotate --abort` and start again"
         ))),
-        Err(e) => Err(RotateError::Stopped(e.to_string())),
+        Err(e) => Err(RotateError::Store(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_inside_a_step_says_a_rotation_is_in_progress() {
+        let now = Utc::now();
+        let r = Rotation {
+            started: now,
+            updated: now,
+            step: Step::Added,
+            kvno: 7,
+            key_type: "rxkad_krb5".into(),
+            keys: vec![],
+            passphrase: None,
+            old_kvno: Some(6),
+            confirmed: vec![],
+            missing: vec![],
+            activated: None,
+        };
+        let e = interrupted(RotateError::Failed("disk full".into()), &r, Step::Added);
+        assert_eq!(
+            e.to_string(),
+            "disk full; a rotation to kvno 7 is now in progress (its journal is at step \
+             added): fix the cause and run `afskeys rotate --resume`, or `afskeys rotate \
+             --abort` to undo it"
+        );
+        let e = interrupted(RotateError::Failed("x".into()), &r, Step::Activated);
+        assert!(e
+            .to_string()
+            .contains("at step activated, and the afs entry already uses it)"));
+        assert!(!e.to_string().contains("--abort"));
+        let e = interrupted(RotateError::Stopped("s".into()), &r, Step::Added);
+        assert_eq!(e.to_string(), "s");
     }
 }

@@ -1,12 +1,13 @@
 //! The primitives of a crash-safe edit: the dir lock, temp-file + fsync + rename, dir fsync,
 //! and the CellServDB touch that makes running servers reload their keys.
 
-use super::rules::{cellservdb_mtime, CELLSERVDB};
+use super::rules::{cellservdb_mtime, FileKind, CELLSERVDB};
+use super::trust::TrustError;
 use super::{StoreError, LOCKFILE};
 use fs2::FileExt;
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,16 +22,10 @@ impl Drop for DirLock {
     }
 }
 
-/// Open (creating it 0600, never through a symlink) a lock file; lock it with fs2.
-pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+/// Open (creating it 0600) a lock file through the one checked open (never through a
+/// symlink, never a FIFO, owned by root or us); lock it with fs2.
+pub fn open_lock_file(path: &Path) -> Result<File, TrustError> {
+    super::trust::open_rw(path, false)
 }
 
 /// The lock file that guards `path`: `<path>.lock`.
@@ -43,11 +38,41 @@ pub fn lock_path_for(path: &Path) -> std::path::PathBuf {
 /// Take the exclusive lock on `<dir>/.afskeys.lock`, waiting for another editor to finish.
 pub fn lock_dir(dir: &Path) -> Result<DirLock, StoreError> {
     let p = dir.join(LOCKFILE);
-    let file = open_lock_file(&p).map_err(|e| StoreError::io(&p, "cannot open lock file", e))?;
+    let file = open_lock_file(&p)?;
     file.lock_exclusive()
         .map_err(|e| StoreError::io(&p, "cannot lock", e))?;
     Ok(DirLock { file })
 }
+
+/// `replace_file`, after removing the stale temp files a killed writer of `path` left
+/// beside it (the journal, the auth DB, the servers cache). The crash point
+/// `write:<file name>` lies between the fsynced temp file and the rename.
+pub fn replace_file_cleaning(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    if let Some(dir) = path.parent() {
+        remove_stale_temps(dir, &[name]);
+    }
+    let tmp = stage_file(path, bytes)?;
+    crash_point(&format!("write:{name}"));
+    commit_file(tmp, path)
+}
+
+/// The test hook (`test-hooks` builds only): `AFSKEYS_CRASH_AT=<point>` SIGKILLs the process
+/// at that point inside a write (`before-bump`: key files renamed, CellServDB not yet
+/// bumped; `write:<file>`: a state file's temp file written, not yet renamed).
+#[cfg(feature = "test-hooks")]
+pub fn crash_point(point: &str) {
+    if std::env::var("AFSKEYS_CRASH_AT").is_ok_and(|at| at == point) {
+        // SAFETY: kill(getpid(), SIGKILL) has no preconditions; it does not return.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// Without `test-hooks`, nothing happens at a crash point.
+#[cfg(not(feature = "test-hooks"))]
+pub fn crash_point(_point: &str) {}
 
 /// Replace `path` with `bytes`: temp file in the same dir (0600), fsync, rename over.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
@@ -113,6 +138,26 @@ pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, "cannot fsync conf dir", e))
+}
+
+/// CellServDB, which the bump after a change must reach, is absent or a regular file: checked
+/// before anything is written, so a key is never installed that servers are not told about.
+pub fn check_cellservdb(dir: &Path) -> Result<(), StoreError> {
+    let p = dir.join(CELLSERVDB);
+    match fs::symlink_metadata(&p) {
+        Ok(md) if FileKind::of_mode(md.mode()) == FileKind::Regular => Ok(()),
+        Ok(md) => Err(StoreError::Invalid {
+            problem: format!(
+                "is not a regular file (mode {:06o}): afskeys could not tell running servers \
+                 to reload their keys (their signal is its mtime); nothing was changed \
+                 (replace it with the file itself)",
+                md.mode()
+            ),
+            path: p,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(&p, "cannot stat", e)),
+    }
 }
 
 /// Move CellServDB's mtime forward to a different whole second (servers compare whole

@@ -26,18 +26,29 @@ pub fn keep(dir: &Path, file: &Path, old: &[u8]) -> Result<PathBuf, StoreError> 
             .map_err(|e| StoreError::io(&bdir, "cannot chmod backup dir", e))?;
     }
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let dest = bdir.join(rules::backup_name(name, chrono::Utc::now()));
+    atomic::remove_stale_temps(&bdir, &[name]);
+    let existing = list(&bdir)?;
+    let when = rules::backup_time(
+        existing.iter().map(String::as_str),
+        name,
+        chrono::Utc::now(),
+    );
+    let dest = bdir.join(rules::backup_name(name, when));
     atomic::replace_file(&dest, old)?;
     trim(&bdir, name)?;
     Ok(dest)
 }
 
-fn trim(bdir: &Path, name: &str) -> Result<(), StoreError> {
-    let names: Vec<String> = fs::read_dir(bdir)
+fn list(bdir: &Path) -> Result<Vec<String>, StoreError> {
+    Ok(fs::read_dir(bdir)
         .map_err(|e| StoreError::io(bdir, "cannot list backup dir", e))?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
+        .collect())
+}
+
+fn trim(bdir: &Path, name: &str) -> Result<(), StoreError> {
+    let names = list(bdir)?;
     for old in rules::backups_to_trim(names.iter().map(String::as_str), name) {
         let old = bdir.join(old);
         fs::remove_file(&old).map_err(|e| StoreError::io(&old, "cannot remove old backup", e))?;

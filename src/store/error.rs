@@ -30,6 +30,9 @@ pub enum StoreError {
         #[source]
         source: KeySetError,
     },
+    /// A file that fails the checks every trusted file passes (`store::trust`).
+    #[error(transparent)]
+    Trust(#[from] super::trust::TrustError),
     /// The change was refused by policy (exit 3): `--if-cksum` mismatch and the like.
     #[error("refused: {0}")]
     Refused(String),

@@ -12,18 +12,28 @@ mod backup;
 mod error;
 pub mod ops;
 pub mod rules;
+pub mod trust;
 
 pub use error::StoreError;
 pub use rules::{BACKUP_DIR, KEYFILE, KEYFILEEXT, LOCKFILE, MAX_BACKUPS};
 
 use crate::format::FormatError;
 use crate::keys::KeySet;
-use rules::{DirProblem, KeyFileProblem, KeyFilesError};
+use rules::{DirProblem, KeyFilesError};
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+/// A cell name as afskeys accepts it: what reaches salts, principals, messages and the audit
+/// log is letters, digits, '.', '-' and '_', not starting with '-' or '.'.
+pub fn is_cell_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(['-', '.'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
 
 /// One server conf dir (`/usr/afs/etc`, `/etc/openafs/server`, or a test's own dir).
 #[derive(Debug, Clone)]
@@ -54,8 +64,15 @@ pub struct EditReport {
 /// The bytes of one file as read, `None` when absent.
 struct Raw {
     path: PathBuf,
-    bytes: Option<Vec<u8>>,
+    bytes: Option<zeroize::Zeroizing<Vec<u8>>>,
     mode: Option<u32>,
+    mtime: Option<SystemTime>,
+}
+
+impl Raw {
+    fn bytes(&self) -> Option<&[u8]> {
+        self.bytes.as_ref().map(|b| &b[..])
+    }
 }
 
 impl ConfDir {
@@ -78,12 +95,27 @@ impl ConfDir {
     /// The cell this server belongs to, from `ThisCell` in the conf dir.
     pub fn this_cell(&self) -> Result<String, StoreError> {
         let p = self.path.join("ThisCell");
-        let s = fs::read_to_string(&p).map_err(|e| StoreError::io(&p, "cannot read", e))?;
+        let kind = trust::Kind {
+            what: "ThisCell",
+            max: 4096,
+        };
+        let bytes = trust::read(&p, kind)?.ok_or_else(|| {
+            StoreError::io(&p, "cannot read", io::Error::from(io::ErrorKind::NotFound))
+        })?;
+        let s = String::from_utf8_lossy(&bytes);
         let cell = s.split_whitespace().next().unwrap_or("").to_string();
         if cell.is_empty() {
             return Err(StoreError::Invalid {
                 path: p,
                 problem: "is empty; it should hold the cell name".into(),
+            });
+        }
+        if !is_cell_name(&cell) {
+            return Err(StoreError::Invalid {
+                path: p,
+                problem: "does not hold a cell name (letters, digits, '.', '-' and '_'; not \
+                          starting with '-' or '.')"
+                    .into(),
             });
         }
         Ok(cell)
@@ -97,10 +129,10 @@ impl ConfDir {
     }
 
     fn read_raw(&self) -> Result<(Snapshot, Raw, Raw), StoreError> {
-        let kf = read_file(&self.keyfile_path())?;
-        let kx = read_file(&self.keyfileext_path())?;
+        let kf = read_file(&self.keyfile_path(), trust::KEYFILE)?;
+        let kx = read_file(&self.keyfileext_path(), trust::KEYFILEEXT)?;
         let mut warnings = Vec::new();
-        let keys = rules::merge(kf.bytes.as_deref(), kx.bytes.as_deref()).map_err(|e| match e {
+        let keys = rules::merge(kf.bytes(), kx.bytes()).map_err(|e| match e {
             KeyFilesError::Format { file, source } => {
                 StoreError::corrupt(if file == KEYFILE { &kf.path } else { &kx.path }, source)
             }
@@ -127,10 +159,7 @@ impl ConfDir {
                 }
             }
         }
-        let keyfile_mtime = match &kf.bytes {
-            Some(_) => fs::metadata(&kf.path).and_then(|m| m.modified()).ok(),
-            None => None,
-        };
+        let keyfile_mtime = kf.mtime;
         Ok((
             Snapshot {
                 keys,
@@ -140,6 +169,20 @@ impl ConfDir {
             kf,
             kx,
         ))
+    }
+
+    /// Everything an edit will touch, checked before anything is written anywhere: the conf
+    /// dir (for writing), both key files, the lock file and CellServDB.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        self.check_dir(true)?;
+        for p in [
+            self.keyfile_path(),
+            self.keyfileext_path(),
+            self.path.join(LOCKFILE),
+        ] {
+            trust::check_existing(&p)?;
+        }
+        atomic::check_cellservdb(&self.path)
     }
 
     /// The conf dir must be a real directory; for writing, not writable by group or others.
@@ -163,7 +206,7 @@ impl ConfDir {
     /// them as fsynced temp files beside the live ones. Nothing a server reads changes until
     /// `Staged::commit`; dropping the `Staged` removes the temp files.
     pub fn stage(&self, keyfile: &[u8], keyfileext: &[u8]) -> Result<Staged, StoreError> {
-        self.check_dir(true)?;
+        self.check_writable()?;
         rules::check_install(keyfile, keyfileext).map_err(|e| StoreError::Invalid {
             path: self.path.clone(),
             problem: e.to_string(),
@@ -187,7 +230,7 @@ impl ConfDir {
         &self,
         change: impl FnOnce(&mut KeySet) -> Result<T, StoreError>,
     ) -> Result<(T, EditReport), StoreError> {
-        self.check_dir(true)?;
+        self.check_writable()?;
         let _lock = atomic::lock_dir(&self.path)?;
         atomic::remove_stale_temps(&self.path, &[KEYFILE, KEYFILEEXT]);
         let (snap, kf, kx) = self.read_raw()?;
@@ -198,13 +241,13 @@ impl ConfDir {
             ..Default::default()
         };
         let (new_kf, new_kx) = rules::split(&keys);
-        let kf_changed = kf.bytes.as_deref() != Some(&new_kf[..]);
-        let kx_changed = kx.bytes.as_deref() != Some(&new_kx[..]);
+        let kf_changed = kf.bytes() != Some(&new_kf[..]);
+        let kx_changed = kx.bytes() != Some(&new_kx[..]);
         if !kf_changed && !kx_changed {
             return Ok((out, report));
         }
         for (raw, bytes) in [(&kf, &new_kf[..]), (&kx, &new_kx[..])] {
-            if raw.bytes.as_deref() == Some(bytes) {
+            if raw.bytes() == Some(bytes) {
                 continue;
             }
             if let Some(old) = &raw.bytes {
@@ -216,6 +259,7 @@ impl ConfDir {
             report.written.push(raw.path.clone());
         }
         atomic::fsync_dir(&self.path)?;
+        atomic::crash_point("before-bump");
         atomic::bump_cellservdb(&self.path)?;
         Ok((out, report))
     }
@@ -240,8 +284,13 @@ impl Staged {
             (self.keyfileext, d.keyfileext_path()),
             (self.keyfile, d.keyfile_path()),
         ] {
-            let raw = read_file(&path)?;
-            if raw.bytes.as_deref() == Some(&bytes[..]) {
+            let kind = if path == d.keyfile_path() {
+                trust::KEYFILE
+            } else {
+                trust::KEYFILEEXT
+            };
+            let raw = read_file(&path, kind)?;
+            if raw.bytes() == Some(&bytes[..]) {
                 continue;
             }
             if let Some(old) = &raw.bytes {
@@ -261,30 +310,17 @@ impl Staged {
     pub fn discard(self) {}
 }
 
-/// Read a key file without following a symlink; absent is `None`.
-fn read_file(path: &Path) -> Result<Raw, StoreError> {
-    let md = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Raw {
-                path: path.to_path_buf(),
-                bytes: None,
-                mode: None,
-            })
-        }
-        Err(e) => return Err(StoreError::io(path, "cannot stat", e)),
+/// Read a key file through the one checked open (never through a symlink, never blocking on
+/// a FIFO, capped at what the format allows); absent is `None`.
+fn read_file(path: &Path, kind: trust::Kind) -> Result<Raw, StoreError> {
+    let (bytes, md) = match trust::read_meta(path, kind)? {
+        Some((b, md)) => (Some(b), Some(md)),
+        None => (None, None),
     };
-    rules::check_key_file(md.mode()).map_err(|p| {
-        let (path, problem) = (path.to_path_buf(), p.to_string());
-        match p {
-            KeyFileProblem::Symlink => StoreError::Unsafe { path, problem },
-            KeyFileProblem::NotRegular => StoreError::Invalid { path, problem },
-        }
-    })?;
-    let bytes = fs::read(path).map_err(|e| StoreError::io(path, "cannot read", e))?;
     Ok(Raw {
         path: path.to_path_buf(),
-        bytes: Some(bytes),
-        mode: Some(md.permissions().mode()),
+        bytes,
+        mode: md.as_ref().map(|m| m.mode()),
+        mtime: md.and_then(|m| m.modified().ok()),
     })
 }

@@ -143,6 +143,23 @@ pub fn backup_name(file: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     format!("{file}.{}", now.format("%Y%m%dT%H%M%S%.9fZ"))
 }
 
+/// The time to name a new backup of `file` by: `now`, or just after the newest backup among
+/// `names` when the clock is behind it, so the backup just made always sorts last and is
+/// never the one trimmed.
+pub fn backup_time<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    file: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    let prefix = format!("{file}.");
+    names
+        .into_iter()
+        .filter_map(|n| n.strip_prefix(&prefix))
+        .filter_map(|rest| chrono::NaiveDateTime::parse_from_str(rest, "%Y%m%dT%H%M%S%.9fZ").ok())
+        .map(|t| t.and_utc() + chrono::Duration::nanoseconds(1))
+        .fold(now, |a, b| a.max(b))
+}
+
 /// Of the names in the backup dir, the backups of `file` to remove: the oldest beyond
 /// `MAX_BACKUPS`. Other names are never picked.
 pub fn backups_to_trim<'a>(names: impl IntoIterator<Item = &'a str>, file: &str) -> Vec<&'a str> {
@@ -306,6 +323,14 @@ mod tests {
             ]
         );
         assert!(backups_to_trim(names.iter().map(String::as_str), KEYFILEEXT).is_empty());
+        // a clock behind the newest backup: the new one still sorts last
+        let behind = t - chrono::Duration::days(365);
+        let next = backup_time(names.iter().map(String::as_str), KEYFILE, behind);
+        assert_eq!(
+            backup_name(KEYFILE, next),
+            "KeyFile.20260102T030416.000000001Z"
+        );
+        assert_eq!(backup_time(["x"], KEYFILE, behind), behind);
     }
 
     #[test]
