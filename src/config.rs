@@ -130,6 +130,11 @@ pub struct AuditConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshConfig {
+    /// Which SSH client reaches the servers (`ssh2`, the default, or `openssh`).
+    #[serde(default)]
+    pub transport: Transport,
+    /// An ssh_config file for the `openssh` transport (`ssh -F`); absent: the user's.
+    pub config: Option<PathBuf>,
     pub identity: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     #[serde(default = "default_parallel")]
@@ -138,9 +143,20 @@ pub struct SshConfig {
     pub timeout: Duration,
 }
 
+/// `[ssh] transport`: libssh2 (the ssh2 crate) or the system's OpenSSH client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Ssh2,
+    Openssh,
+}
+
 impl Default for SshConfig {
     fn default() -> Self {
         SshConfig {
+            transport: Transport::default(),
+            config: None,
             identity: None,
             known_hosts: None,
             parallel: default_parallel(),
@@ -252,6 +268,7 @@ impl Config {
             self.audit.path.as_mut(),
             self.ssh.identity.as_mut(),
             self.ssh.known_hosts.as_mut(),
+            self.ssh.config.as_mut(),
         ]
         .into_iter()
         .flatten()

@@ -5,6 +5,7 @@
 
 pub mod fanout;
 pub mod local;
+pub mod openssh;
 pub mod progress;
 pub mod seen;
 mod server;

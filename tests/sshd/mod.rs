@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 pub const SSHD: &str = "/usr/sbin/sshd";
 pub const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 
+/// The ssh_config the OpenSSH-transport tests give `ssh -F`: no system or user config, no
+/// global known_hosts, quiet.
+pub const TEST_SSH_CONFIG: &str = "GlobalKnownHostsFile /dev/null\nLogLevel ERROR\n";
+
 /// Is a real sshd usable here? When not: panics if `AFSKEYS_REQUIRE_INTEROP` is set, else
 /// prints why the calling test is skipped and returns false.
 pub fn available() -> bool {
