@@ -130,6 +130,9 @@ pub fn free_port() -> u16 {
 pub struct Sshd {
     pub port: u16,
     pub dir: PathBuf,
+    /// Lines appended to its sshd_config (e.g. `HostCertificate`, `GSSAPIAuthentication`);
+    /// applied by the next `start`.
+    pub extra_config: String,
     authorized_keys: PathBuf,
     child: Option<Child>,
 }
@@ -196,12 +199,14 @@ impl Sshd {
              PrintMotd no\n\
              LogLevel INFO\n\
              SetEnv SHLVL=1\n\
-             Subsystem sftp {sftp}\n",
+             Subsystem sftp {sftp}\n\
+             {extra}",
             port = self.port,
             hk = self.host_key().display(),
             dir = self.dir.display(),
             ak = self.authorized_keys.display(),
             sftp = SFTP_SERVER,
+            extra = self.extra_config,
         );
         fs::write(self.dir.join("sshd_config"), cfg).unwrap();
     }
@@ -384,6 +389,7 @@ impl Sshds {
                 let mut s = Sshd {
                     port: free_port(),
                     dir: sdir.clone(),
+                    extra_config: String::new(),
                     authorized_keys: authorized_keys.clone(),
                     child: None,
                 };
