@@ -499,3 +499,38 @@ fn a_host_key_signed_by_an_ssh_ca_is_trusted_through_cert_authority() {
     assert!(e.contains("fs0") && e.contains("UNKNOWN HOST"), "{e}");
     assert!(cell.holds(0, &new_files()));
 }
+
+/// `bin/bench-fleet`'s OpenSSH rows: push + verify over the openssh transport to N servers
+/// (one sshd each), fresh connections, parallel = N. Ignored: run by `bin/bench-fleet`.
+#[test]
+#[ignore]
+fn bench_fleet_openssh() {
+    use std::time::Instant;
+    let ns: Vec<usize> = std::env::var("AFSKEYS_BENCH_N")
+        .unwrap_or_else(|_| "1 8 32 64".into())
+        .split_whitespace()
+        .map(|s| s.parse().expect("AFSKEYS_BENCH_N: numbers"))
+        .collect();
+    let max = *ns.iter().max().unwrap();
+    let Some(cell) = Cell::new(max) else { return };
+    for (round, &n) in ns.iter().enumerate() {
+        let set = set(&[(1, 1), (2, round as u8 * 2 + 3)]);
+        let files = KeyFiles::of(&set);
+        let servers: Vec<OpensshServer> =
+            (0..n).map(|i| OpensshServer::new(cell.target(i))).collect();
+        let t = Instant::now();
+        let r = fanout::push(&refs(&servers), &files, n, &NoProgress);
+        let pushed = t.elapsed();
+        assert!(r.ok(), "{:?}", r.failures());
+        let v = fanout::verify(&refs(&servers), &set, n);
+        let ours = t.elapsed();
+        assert!(v.all_agree(), "{:?}", v.disagreeing());
+        drop(servers);
+        eprintln!(
+            "N={n:<3} openssh transport push+verify {:6.2} s (push {:5.2} s, skew {:5.1} ms)",
+            ours.as_secs_f64(),
+            pushed.as_secs_f64(),
+            r.skew.unwrap_or_default().as_secs_f64() * 1000.0
+        );
+    }
+}
