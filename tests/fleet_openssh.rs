@@ -231,7 +231,24 @@ fn push_then_verify_over_openssh() {
         "an identical push changed something"
     );
     // the control sockets are in private dirs, and gone when the servers are dropped
+    let ctl: Vec<PathBuf> = servers
+        .iter()
+        .map(|s| s.control_dir().expect("made").to_path_buf())
+        .collect();
+    for c in &ctl {
+        assert_eq!(
+            fs::metadata(c).unwrap().mode() & 0o777,
+            0o700,
+            "{}",
+            c.display()
+        );
+        let socket = fs::read_dir(c).unwrap().count();
+        assert_eq!(socket, 1, "{}: one master's directory", c.display());
+    }
     drop(servers);
+    for c in &ctl {
+        assert!(!c.exists(), "{} left behind", c.display());
+    }
     for i in 0..4 {
         assert_eq!(logins(&cell, i), 1);
     }

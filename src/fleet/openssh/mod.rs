@@ -67,27 +67,62 @@ pub struct OpensshTarget {
     pub timeout: Duration,
 }
 
-/// Why a call failed. `Lost` means the connection is unusable.
+/// Why this process could not prepare the transport.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("openssh transport: cannot start its runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("openssh transport: cannot make its control socket directory: {0}")]
+    ControlDir(#[source] std::io::Error),
+}
+
+/// Why a call failed. `Lost` and `TimedOut` mean the connection is unusable.
 #[derive(Debug, thiserror::Error)]
 enum Fail {
-    #[error("connection lost ({0})")]
-    Lost(String),
-    /// This operation failed; the connection is fine.
+    #[error("connection lost ({what}: {source})")]
+    Lost {
+        what: String,
+        #[source]
+        source: openssh_sftp_client::Error,
+    },
+    #[error("connection lost (no answer within {0:?})")]
+    TimedOut(Duration),
+    /// The server answered this request with an error status; the connection is fine.
+    #[error("{what}: SFTP status {}", status_text(source))]
+    Status {
+        what: String,
+        #[source]
+        source: openssh_sftp_client::Error,
+    },
+    /// This operation was refused by afskeys' own checks; the connection is fine.
     #[error("{0}")]
     Op(String),
+}
+
+impl Fail {
+    fn is_lost(&self) -> bool {
+        matches!(self, Fail::Lost { .. } | Fail::TimedOut(_))
+    }
 }
 
 fn op(m: impl Into<String>) -> Fail {
     Fail::Op(m.into())
 }
 
+/// An SFTP status as `<kind> (<the server's message>)`.
+fn status_text(e: &openssh_sftp_client::Error) -> String {
+    match e {
+        openssh_sftp_client::Error::SftpError(kind, msg) => format!("{kind:?} ({})", msg.get().0),
+        e => e.to_string(),
+    }
+}
+
 /// An SFTP error: a status reply is an operation failure, anything else a lost connection.
 fn sftp_fail(what: impl std::fmt::Display, e: openssh_sftp_client::Error) -> Fail {
+    let what = what.to_string();
     match e {
-        openssh_sftp_client::Error::SftpError(kind, msg) => {
-            op(format!("{what}: {kind:?} ({})", msg.get().0))
-        }
-        e => Fail::Lost(format!("{what}: {e}")),
+        e @ openssh_sftp_client::Error::SftpError(..) => Fail::Status { what, source: e },
+        e => Fail::Lost { what, source: e },
     }
 }
 
@@ -112,7 +147,7 @@ struct Conn {
 pub struct OpensshServer {
     t: OpensshTarget,
     /// Made on first use (so that building a server cannot fail).
-    local: std::sync::OnceLock<Result<Local, String>>,
+    local: std::sync::OnceLock<Result<Local, SetupError>>,
     conn: Mutex<Option<Conn>>,
     gens: std::sync::atomic::AtomicU64,
 }
@@ -134,17 +169,15 @@ impl OpensshServer {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("openssh transport: cannot start its runtime: {e}"))?;
+                .map_err(SetupError::Runtime)?;
             let ctl_dir = tempfile::Builder::new()
                 .prefix("afskeys-ssh.")
                 .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .tempdir()
-                .map_err(|e| {
-                    format!("openssh transport: cannot make its control socket directory: {e}")
-                })?;
+                .map_err(SetupError::ControlDir)?;
             Ok(Local { rt, ctl_dir })
         });
-        made.as_ref().map_err(|e| op(e.clone()))
+        made.as_ref().map_err(|e| op(e.to_string()))
     }
 
     /// `user@host:port` as given (ssh_config may map it elsewhere), as messages name it.
@@ -164,6 +197,14 @@ impl OpensshServer {
         &self.t.confdir
     }
 
+    /// The private directory holding the master's control socket, once made.
+    pub fn control_dir(&self) -> Option<&Path> {
+        match self.local.get() {
+            Some(Ok(l)) => Some(l.ctl_dir.path()),
+            _ => None,
+        }
+    }
+
     fn err(&self, message: impl std::fmt::Display) -> FleetError {
         FleetError::new(&self.t.name, format!("{}: {message}", self.address()))
     }
@@ -178,13 +219,16 @@ impl OpensshServer {
         self.local()?
             .rt
             .block_on(async { tokio::time::timeout(limit, fut).await })
-            .unwrap_or_else(|_| Err(Fail::Lost(format!("no answer within {limit:?}"))))
+            .unwrap_or_else(|_| Err(Fail::TimedOut(limit)))
     }
 
     fn builder(&self, local: &Local) -> openssh::SessionBuilder {
         let mut b = openssh::SessionBuilder::default();
+        // A master left behind by a killed afskeys exits once idle for a minute.
+        let idle = std::num::NonZeroUsize::new(60).expect("not zero");
         b.known_hosts_check(openssh::KnownHosts::Strict)
             .control_directory(local.ctl_dir.path())
+            .control_persist(openssh::ControlPersist::IdleFor(idle))
             .connect_timeout(self.t.timeout.max(Duration::from_secs(1)));
         if let Some(p) = self.t.port {
             b.port(p);
@@ -220,7 +264,10 @@ impl OpensshServer {
             .run(async {
                 Sftp::from_session(session, SftpOptions::new())
                     .await
-                    .map_err(|e| Fail::Lost(format!("cannot start SFTP: {e}")))
+                    .map_err(|e| Fail::Lost {
+                        what: "cannot start SFTP".into(),
+                        source: e,
+                    })
             })
             .map_err(|e| self.err(e))?;
         let gen = self.gens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -246,7 +293,7 @@ impl OpensshServer {
             let conn = guard.as_mut().expect("connected above");
             match f(conn) {
                 Ok(t) => return Ok(t),
-                Err(Fail::Op(m)) => return Err(self.err(m)),
+                Err(e) if !e.is_lost() => return Err(self.err(e)),
                 Err(lost) => {
                     if let (Some(c), Ok(l)) = (guard.take(), self.local()) {
                         let _ = l.rt.block_on(async {

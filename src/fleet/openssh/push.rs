@@ -80,7 +80,7 @@ impl OpensshServer {
         let stage_dir = self.path(&format!("{STAGE_PREFIX}{}", random_hex()));
         let bytes: [&[u8]; 2] = [&files.keyfileext, &files.keyfile];
         let r = self.run(self.upload(&c.sftp, &stage_dir, bytes, &survey));
-        if let Err(Fail::Op(_)) = &r {
+        if matches!(&r, Err(e) if !e.is_lost()) {
             let _ = self.run(remove_stage(&c.sftp, &stage_dir, &[]));
         }
         let (changed, backups, remote_now) = r?;
@@ -218,14 +218,18 @@ impl OpensshServer {
                 fs.hard_link(&live, &b).await.map_err(berr)?;
             } else {
                 let old = fs.read(&live).await.map_err(berr)?;
-                let mut f = sftp.options().write(true).create_new(true).open(&b).await;
-                let f = f
-                    .as_mut()
-                    .map_err(|_| op(format!("cannot create {}", b.display())))?;
+                let mut f = sftp
+                    .options()
+                    .write(true)
+                    .create_new(true)
+                    .open(&b)
+                    .await
+                    .map_err(berr)?;
                 f.set_permissions(Permissions::from(0o600))
                     .await
                     .map_err(berr)?;
                 f.write_all(&old).await.map_err(berr)?;
+                f.close().await.map_err(berr)?;
             }
             backups.push(b);
         }
@@ -347,7 +351,7 @@ impl Staged for OpensshStaged<'_> {
         };
         match s.run(self.commit_on(&c.sftp)) {
             Ok(()) => Ok(()),
-            Err(Fail::Op(m)) => Err(s.err(m)),
+            Err(e) if !e.is_lost() => Err(s.err(e)),
             Err(lost) => {
                 guard.take();
                 Err(s.err(lost))
