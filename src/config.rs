@@ -376,6 +376,21 @@ confdir = "/usr/afs/etc"
     }
 
     #[test]
+    fn the_ssh_transport_is_ssh2_unless_openssh_is_asked_for() {
+        let c = Config::parse("", Path::new("x")).unwrap();
+        assert_eq!(c.ssh.transport, Transport::Ssh2);
+        assert_eq!(c.ssh.config, None);
+        let c = Config::parse(
+            "[ssh]\ntransport = \"openssh\"\nconfig = \"/root/.ssh/config\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.ssh.transport, Transport::Openssh);
+        assert_eq!(c.ssh.config, Some(PathBuf::from("/root/.ssh/config")));
+        assert!(Config::parse("[ssh]\ntransport = \"putty\"\n", Path::new("x")).is_err());
+    }
+
+    #[test]
     fn relative_paths_are_from_the_config_files_dir() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("afskeys.toml");

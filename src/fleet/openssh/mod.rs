@@ -414,3 +414,45 @@ impl Server for OpensshServer {
         Ok(Box::new(st))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::connect_message;
+
+    fn said(log: &str) -> String {
+        connect_message(&openssh::Error::Connect(std::io::Error::other(
+            log.to_string(),
+        )))
+    }
+
+    #[test]
+    fn a_changed_host_key_is_named_with_its_fingerprint_and_the_offending_line() {
+        let m = said(
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
+             @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n\
+             The fingerprint for the ED25519 key sent by the remote host is\n\
+             SHA256:abcDEF123.\n\
+             Offending ED25519 key in /root/.ssh/known_hosts:3\n\
+             Host key verification failed.\n",
+        );
+        assert!(m.starts_with("HOST KEY CHANGED:"), "{m}");
+        assert!(m.contains("SHA256:abcDEF123"), "{m}");
+        assert!(m.contains("/root/.ssh/known_hosts:3"), "{m}");
+    }
+
+    #[test]
+    fn an_unknown_host_and_other_failures() {
+        let m = said(
+            "No ED25519 host key is known for [127.0.0.1]:2222 and you have requested \
+             strict checking.\nHost key verification failed.\n",
+        );
+        assert!(m.starts_with("UNKNOWN HOST:"), "{m}");
+        let m = said("ssh: connect to host 127.0.0.1 port 1: Connection refused\n");
+        assert_eq!(
+            m,
+            "ssh could not connect: ssh: connect to host 127.0.0.1 port 1: Connection refused"
+        );
+    }
+}
