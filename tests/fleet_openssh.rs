@@ -551,3 +551,31 @@ fn bench_fleet_openssh() {
         );
     }
 }
+
+#[test]
+fn backups_are_trimmed_and_abandoned_stage_dirs_removed() {
+    let Some(cell) = Cell::new(1) else { return };
+    let dir = cell.dirs[0].path();
+    let stale = dir.join(format!("{STAGE_PREFIX}0123456789abcdef"));
+    let fresh = dir.join(format!("{STAGE_PREFIX}fedcba9876543210"));
+    for d in [&stale, &fresh] {
+        fs::create_dir(d).unwrap();
+        fs::write(d.join("KeyFile"), b"left by a cut").unwrap();
+    }
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86400);
+    fs::File::open(&stale)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    let s = OpensshServer::new(cell.target(0));
+    for round in 0..12u8 {
+        s.install(&KeyFiles::of(&set(&[(1, 1), (2, round + 10)])))
+            .unwrap();
+    }
+    drop(s);
+    assert!(!stale.exists(), "an abandoned stage dir was kept");
+    assert!(fresh.exists(), "a fresh stage dir was removed");
+    let b = backups(dir);
+    assert_eq!(b.len(), 10, "{b:?}");
+    assert!(b.iter().all(|n| n.starts_with("KeyFileExt.")), "{b:?}");
+}

@@ -315,28 +315,49 @@ impl OpensshStaged<'_> {
         }
         let _ = fs.remove_dir(&self.stage_dir).await;
         trim_backups(sftp, &s.path(BACKUP_DIR)).await;
+        if let Some((now, at)) = self.remote_now {
+            remove_stale_stages(sftp, &s.t.confdir, now + at.elapsed().as_secs()).await;
+        }
         Ok(())
     }
 }
 
+/// The names in a remote directory with their mtimes; `None` when it cannot be listed.
+async fn list_dir(sftp: &Sftp, dir: &Path) -> Option<Vec<(String, Option<u64>)>> {
+    use futures_core::Stream;
+    let d = sftp.fs().open_dir(dir).await.ok()?;
+    let mut rd = Box::pin(d.read_dir());
+    let mut entries = Vec::new();
+    while let Some(e) = std::future::poll_fn(|cx| rd.as_mut().poll_next(cx)).await {
+        let e = e.ok()?;
+        let mtime = e.metadata().modified().map(|t| u64::from(t.into_raw()));
+        entries.push((e.filename().to_string_lossy().into_owned(), mtime));
+    }
+    Some(entries)
+}
+
 /// Keep the newest `MAX_BACKUPS` backups of each key file.
 async fn trim_backups(sftp: &Sftp, bdir: &Path) {
-    use futures_core::Stream;
-    let Ok(dir) = sftp.fs().open_dir(bdir).await else {
+    let Some(entries) = list_dir(sftp, bdir).await else {
         return;
     };
-    let mut rd = Box::pin(dir.read_dir());
-    let mut entries: Vec<String> = Vec::new();
-    while let Some(e) = std::future::poll_fn(|cx| rd.as_mut().poll_next(cx)).await {
-        match e {
-            Ok(e) => entries.push(e.filename().to_string_lossy().into_owned()),
-            Err(_) => return,
-        }
-    }
     let mut fs = sftp.fs();
     for name in NAMES {
-        for old in rules::backups_to_trim(entries.iter().map(String::as_str), name) {
+        for old in rules::backups_to_trim(entries.iter().map(|(n, _)| n.as_str()), name) {
             let _ = fs.remove_file(bdir.join(old)).await;
+        }
+    }
+}
+
+/// Remove stage dirs abandoned (by a cut connection, a killed afskeys) more than a day
+/// before `now` (the server's clock); fresh ones may belong to a push under way.
+async fn remove_stale_stages(sftp: &Sftp, confdir: &Path, now: u64) {
+    let Some(entries) = list_dir(sftp, confdir).await else {
+        return;
+    };
+    for (name, mtime) in entries {
+        if rules::is_stale_stage(&name, mtime, now) {
+            let _ = remove_stage(sftp, &confdir.join(name), &[]).await;
         }
     }
 }
