@@ -8,8 +8,9 @@ use crate::authdb::file::{FileAuthDb, DEFAULT_NAME};
 use crate::authdb::heimdal::{HeimdalAuthDb, DEFAULT_HEIMDAL_KADMIN};
 use crate::authdb::kadmin::{KadminAuthDb, RemoteKdc, DEFAULT_KADMIN, DEFAULT_REMOTE_KADMIN};
 use crate::authdb::AuthDb;
-use crate::config::{Backend, Config, ConfigError, CONFIG_FILE};
+use crate::config::{Backend, Config, ConfigError, Transport, CONFIG_FILE};
 use crate::fleet::local::LocalServer;
+use crate::fleet::openssh::{OpensshServer, OpensshTarget};
 use crate::fleet::ssh::{SshServer, SshTarget};
 use crate::fleet::{NoProgress, Progress, Server};
 use crate::journal::{StateFile, STATE_FILE};
@@ -118,6 +119,20 @@ impl Cell {
                     s.name.clone(),
                     ConfDir::new(s.confdir.clone()),
                 ))),
+                Some(host) if config.ssh.transport == Transport::Openssh => {
+                    servers.push(Box::new(OpensshServer::new(OpensshTarget {
+                        name: s.name.clone(),
+                        host: host.clone(),
+                        // The defaults are left to ssh_config (see fleet::openssh).
+                        port: (s.port != 22).then_some(s.port),
+                        user: (s.user != "root").then(|| s.user.clone()),
+                        confdir: s.confdir.clone(),
+                        identity: config.ssh.identity.clone(),
+                        known_hosts: config.ssh.known_hosts.clone(),
+                        config: config.ssh.config.clone(),
+                        timeout: config.ssh.timeout,
+                    })))
+                }
                 Some(host) => servers.push(Box::new(SshServer::new(SshTarget {
                     name: s.name.clone(),
                     host: host.clone(),

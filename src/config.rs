@@ -144,6 +144,11 @@ pub struct AuditConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshConfig {
+    /// Which SSH client reaches the servers (`ssh2`, the default, or `openssh`).
+    #[serde(default)]
+    pub transport: Transport,
+    /// An ssh_config file for the `openssh` transport (`ssh -F`); absent: the user's.
+    pub config: Option<PathBuf>,
     pub identity: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     #[serde(default = "default_parallel")]
@@ -152,9 +157,20 @@ pub struct SshConfig {
     pub timeout: Duration,
 }
 
+/// `[ssh] transport`: libssh2 (the ssh2 crate) or the system's OpenSSH client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Ssh2,
+    Openssh,
+}
+
 impl Default for SshConfig {
     fn default() -> Self {
         SshConfig {
+            transport: Transport::default(),
+            config: None,
             identity: None,
             known_hosts: None,
             parallel: default_parallel(),
@@ -305,6 +321,7 @@ impl Config {
             self.audit.path.as_mut(),
             self.ssh.identity.as_mut(),
             self.ssh.known_hosts.as_mut(),
+            self.ssh.config.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -435,6 +452,21 @@ confdir = "/usr/afs/etc"
         assert_eq!(c.authdb.backend, Backend::Kadmin);
         assert_eq!(c.servers[0].host.as_deref(), Some("fs1.example.com"));
         assert_eq!(c.ssh.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_ssh_transport_is_ssh2_unless_openssh_is_asked_for() {
+        let c = Config::parse("", Path::new("x")).unwrap();
+        assert_eq!(c.ssh.transport, Transport::Ssh2);
+        assert_eq!(c.ssh.config, None);
+        let c = Config::parse(
+            "[ssh]\ntransport = \"openssh\"\nconfig = \"/root/.ssh/config\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.ssh.transport, Transport::Openssh);
+        assert_eq!(c.ssh.config, Some(PathBuf::from("/root/.ssh/config")));
+        assert!(Config::parse("[ssh]\ntransport = \"putty\"\n", Path::new("x")).is_err());
     }
 
     #[test]

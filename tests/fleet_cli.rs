@@ -2,7 +2,8 @@
 //! loopback, each with its own conf dir), `rotate` across all of them, `servers`, `push`,
 //! `verify`; one sshd stopped during a rotation (the afs entry is untouched, the journal names
 //! the server, `rotate --resume` completes once it is back); a changed host key refused with
-//! nothing written anywhere.
+//! nothing written anywhere. Every test runs over both transports (`[ssh] transport =
+//! "ssh2"`, the default, and `"openssh"`, the system's ssh client with a test ssh_config).
 
 mod common;
 mod sshd;
@@ -20,7 +21,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn start() -> Option<Fleet> {
+    fn start(transport: &str) -> Option<Fleet> {
         let sshds = sshd::Sshds::start(N)?;
         let control = confdir(CELL);
         let dirs: Vec<tempfile::TempDir> = (0..N).map(|_| confdir(CELL)).collect();
@@ -29,6 +30,14 @@ impl Fleet {
             sshds.identity.display(),
             sshds.known_hosts.display()
         );
+        if transport == "openssh" {
+            let cfg = sshds.dir.path().join("ssh_config");
+            fs::write(&cfg, sshd::TEST_SSH_CONFIG).unwrap();
+            toml.push_str(&format!(
+                "transport = \"openssh\"\nconfig = \"{}\"\n",
+                cfg.display()
+            ));
+        }
         for (i, d) in dirs.iter().enumerate() {
             toml.push_str(&format!(
                 "[[servers]]\nname = \"fs{i}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nconfdir = \"{}\"\n",
@@ -84,7 +93,18 @@ fn control_files(f: &Fleet) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn rotate_push_verify_across_eight_ssh_servers() {
-    let Some(mut f) = Fleet::start() else { return };
+    rotate_push_verify("ssh2");
+}
+
+#[test]
+fn rotate_push_verify_across_eight_servers_over_openssh() {
+    rotate_push_verify("openssh");
+}
+
+fn rotate_push_verify(transport: &str) {
+    let Some(mut f) = Fleet::start(transport) else {
+        return;
+    };
     // Rotation across all: every server holds exactly the control machine's files.
     let out = ok(f.run(&["rotate"]));
     assert!(
@@ -180,7 +200,18 @@ fn rotate_push_verify_across_eight_ssh_servers() {
 
 #[test]
 fn a_changed_host_key_is_refused_and_nothing_is_written() {
-    let Some(mut f) = Fleet::start() else { return };
+    changed_host_key_refused("ssh2");
+}
+
+#[test]
+fn a_changed_host_key_is_refused_and_nothing_is_written_over_openssh() {
+    changed_host_key_refused("openssh");
+}
+
+fn changed_host_key_refused(transport: &str) {
+    let Some(mut f) = Fleet::start(transport) else {
+        return;
+    };
     ok(f.run(&["rotate"]));
     let before = f.files();
     f.sshds.sshds[5].restart_with_new_host_key();

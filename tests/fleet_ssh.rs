@@ -95,6 +95,7 @@ impl Cell {
             known_hosts: Some(sshds.known_hosts.clone()),
             parallel: 8,
             timeout: Duration::from_secs(30),
+            ..SshConfig::default()
         };
         Some(Cell { sshds, dirs, ssh })
     }

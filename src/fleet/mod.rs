@@ -1,10 +1,12 @@
 //! The server machines of a cell: a `Server` is the KeyFiles of one machine (`server`); a
-//! local directory (`local`) and SSH (`ssh`) implement it. The control machine's conf dir is
-//! where every change starts; `distribute` copies its files to the others and confirms, using
-//! the parallel fan-out (`fanout`), which reports its advance through `progress`.
+//! local directory (`local`), SSH through libssh2 (`ssh`) and the system's OpenSSH client
+//! (`openssh`) implement it. The control machine's conf dir is where every change starts;
+//! `distribute` copies its files to the others and confirms, using the parallel fan-out
+//! (`fanout`), which reports its advance through `progress`.
 
 pub mod fanout;
 pub mod local;
+pub mod openssh;
 pub mod progress;
 pub mod seen;
 mod server;

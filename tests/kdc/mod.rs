@@ -238,6 +238,18 @@ impl Realm {
             .map(|f| f[8].parse().expect("kvno field"))
     }
 
+    /// Create `principal` with random keys and write them to the keytab `path` (e.g. a host
+    /// principal for an sshd's GSSAPI, or a client's `kinit -k` keytab).
+    pub fn add_keytab_principal(&self, principal: &str, path: &Path) {
+        let out = self.kadmin(&format!("addprinc -randkey {principal}"));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("created"),
+            "addprinc {principal}: {out:?}"
+        );
+        self.kadmin(&format!("ktadd -k WRFILE:{} {principal}", path.display()));
+        assert!(path.exists(), "ktadd {principal}: {out:?}");
+    }
+
     /// Every key the principal holds (all kvnos), exported with `ktadd -norandkey` (which
     /// changes nothing) and read back with `klist -kteK` — independent of afskeys' parser.
     pub fn keytab(&self, principal: &str) -> Vec<HeldKey> {

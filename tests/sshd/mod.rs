@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 pub const SSHD: &str = "/usr/sbin/sshd";
 pub const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 
+/// The ssh_config the OpenSSH-transport tests give `ssh -F`: no system or user config, no
+/// global known_hosts, quiet.
+pub const TEST_SSH_CONFIG: &str = "GlobalKnownHostsFile /dev/null\nLogLevel ERROR\n";
+
 /// Is a real sshd usable here? When not: panics if `AFSKEYS_REQUIRE_INTEROP` is set, else
 /// prints why the calling test is skipped and returns false.
 pub fn available() -> bool {
@@ -126,6 +130,9 @@ pub fn free_port() -> u16 {
 pub struct Sshd {
     pub port: u16,
     pub dir: PathBuf,
+    /// Lines appended to its sshd_config (e.g. `HostCertificate`, `GSSAPIAuthentication`);
+    /// applied by the next `start`.
+    pub extra_config: String,
     authorized_keys: PathBuf,
     child: Option<Child>,
 }
@@ -192,12 +199,14 @@ impl Sshd {
              PrintMotd no\n\
              LogLevel INFO\n\
              SetEnv SHLVL=1\n\
-             Subsystem sftp {sftp}\n",
+             Subsystem sftp {sftp}\n\
+             {extra}",
             port = self.port,
             hk = self.host_key().display(),
             dir = self.dir.display(),
             ak = self.authorized_keys.display(),
             sftp = SFTP_SERVER,
+            extra = self.extra_config,
         );
         fs::write(self.dir.join("sshd_config"), cfg).unwrap();
     }
@@ -380,6 +389,7 @@ impl Sshds {
                 let mut s = Sshd {
                     port: free_port(),
                     dir: sdir.clone(),
+                    extra_config: String::new(),
                     authorized_keys: authorized_keys.clone(),
                     child: None,
                 };
