@@ -8,7 +8,7 @@ use crate::authdb::file::{FileAuthDb, DEFAULT_NAME};
 use crate::authdb::heimdal::{HeimdalAuthDb, DEFAULT_HEIMDAL_KADMIN};
 use crate::authdb::kadmin::{KadminAuthDb, RemoteKdc, DEFAULT_KADMIN, DEFAULT_REMOTE_KADMIN};
 use crate::authdb::AuthDb;
-use crate::config::{Backend, Config, ConfigError, Transport, CONFIG_FILE};
+use crate::config::{Backend, Config, ConfigError, ServerConfig, Transport, CONFIG_FILE};
 use crate::fleet::local::LocalServer;
 use crate::fleet::openssh::{OpensshServer, OpensshTarget};
 use crate::fleet::ssh::{SshServer, SshTarget};
@@ -90,61 +90,9 @@ impl Cell {
             Some(c) => c.clone(),
             None => control.this_cell().unwrap_or_default(),
         };
-        let principal = match (&config.authdb.principal, name.is_empty()) {
-            (Some(p), _) => p.clone(),
-            (None, false) => default_principal(&name),
-            (None, true) if config.authdb.backend != Backend::File => {
-                return Err(CellError::NoCellName {
-                    confdir: control.path().to_path_buf(),
-                })
-            }
-            (None, true) => FALLBACK_PRINCIPAL.to_string(),
-        };
-        let authdb: Box<dyn AuthDb> = match config.authdb.backend {
-            Backend::File => Box::new(FileAuthDb::new(
-                config
-                    .authdb
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| control.path().join(DEFAULT_NAME)),
-                principal.clone(),
-            )),
-            Backend::Kadmin => Box::new(kadmin_backend(&config.authdb, principal.clone())),
-            Backend::Heimdal => Box::new(heimdal_backend(&config.authdb, principal.clone())),
-        };
-        let mut servers: Vec<Box<dyn Server>> = Vec::new();
-        for s in &config.servers {
-            match &s.host {
-                None => servers.push(Box::new(LocalServer::new(
-                    s.name.clone(),
-                    ConfDir::new(s.confdir.clone()),
-                ))),
-                Some(host) if config.ssh.transport == Transport::Openssh => {
-                    servers.push(Box::new(OpensshServer::new(OpensshTarget {
-                        name: s.name.clone(),
-                        host: host.clone(),
-                        // The defaults are left to ssh_config (see fleet::openssh).
-                        port: (s.port != 22).then_some(s.port),
-                        user: (s.user != "root").then(|| s.user.clone()),
-                        confdir: s.confdir.clone(),
-                        identity: config.ssh.identity.clone(),
-                        known_hosts: config.ssh.known_hosts.clone(),
-                        config: config.ssh.config.clone(),
-                        timeout: config.ssh.timeout,
-                    })))
-                }
-                Some(host) => servers.push(Box::new(SshServer::new(SshTarget {
-                    name: s.name.clone(),
-                    host: host.clone(),
-                    port: s.port,
-                    user: s.user.clone(),
-                    confdir: s.confdir.clone(),
-                    identity: config.ssh.identity.clone(),
-                    known_hosts: config.ssh.known_hosts.clone(),
-                    timeout: config.ssh.timeout,
-                }))),
-            }
-        }
+        let principal = afs_principal(&control, config, &name)?;
+        let authdb = authdb_backend(&control, config, &principal);
+        let servers = config.servers.iter().map(|s| server(s, config)).collect();
         Ok(Cell {
             name,
             state: StateFile::new(control.path().join(STATE_FILE)),
@@ -201,6 +149,69 @@ impl Cell {
     pub fn other_servers(&self) -> Vec<&dyn Server> {
         self.servers.iter().map(|s| s.as_ref()).collect()
     }
+}
+
+/// The afs principal: configured, else `afs/<cell>@<CELL>`; a KDC backend needs a cell name.
+fn afs_principal(control: &ConfDir, config: &Config, name: &str) -> Result<String, CellError> {
+    match (&config.authdb.principal, name.is_empty()) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, false) => Ok(default_principal(name)),
+        (None, true) if config.authdb.backend != Backend::File => Err(CellError::NoCellName {
+            confdir: control.path().to_path_buf(),
+        }),
+        (None, true) => Ok(FALLBACK_PRINCIPAL.to_string()),
+    }
+}
+
+/// The auth DB backend `[authdb]` names.
+fn authdb_backend(control: &ConfDir, config: &Config, principal: &str) -> Box<dyn AuthDb> {
+    match config.authdb.backend {
+        Backend::File => Box::new(FileAuthDb::new(
+            config
+                .authdb
+                .path
+                .clone()
+                .unwrap_or_else(|| control.path().join(DEFAULT_NAME)),
+            principal.to_string(),
+        )),
+        Backend::Kadmin => Box::new(kadmin_backend(&config.authdb, principal.to_string())),
+        Backend::Heimdal => Box::new(heimdal_backend(&config.authdb, principal.to_string())),
+    }
+}
+
+/// One `[[servers]]` entry as the transport's own target: a local directory without `host`,
+/// else SSH through the `[ssh] transport`.
+fn server(s: &ServerConfig, config: &Config) -> Box<dyn Server> {
+    let Some(host) = &s.host else {
+        return Box::new(LocalServer::new(
+            s.name.clone(),
+            ConfDir::new(s.confdir.clone()),
+        ));
+    };
+    if config.ssh.transport == Transport::Openssh {
+        return Box::new(OpensshServer::new(OpensshTarget {
+            name: s.name.clone(),
+            host: host.clone(),
+            // The defaults are left to ssh_config (see fleet::openssh).
+            port: (s.port != 22).then_some(s.port),
+            user: (s.user != "root").then(|| s.user.clone()),
+            confdir: s.confdir.clone(),
+            identity: config.ssh.identity.clone(),
+            known_hosts: config.ssh.known_hosts.clone(),
+            config: config.ssh.config.clone(),
+            timeout: config.ssh.timeout,
+        }));
+    }
+    Box::new(SshServer::new(SshTarget {
+        name: s.name.clone(),
+        host: host.clone(),
+        port: s.port,
+        user: s.user.clone(),
+        confdir: s.confdir.clone(),
+        identity: config.ssh.identity.clone(),
+        known_hosts: config.ssh.known_hosts.clone(),
+        timeout: config.ssh.timeout,
+    }))
 }
 
 /// The MIT backend `[authdb]` describes: kadmin.local on the local database, or `kadmin`
