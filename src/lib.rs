@@ -1,25 +1,48 @@
-//! afskeys: administer the server encryption keys of an AFS cell.
+//! afskeys: administer the server encryption keys of an AFS cell — the `KeyFile` and
+//! `KeyFileExt` on every server machine, and the `afs` entry of the Kerberos KDC.
 //!
-//! Layers, lowest first (a module imports only modules on lower lines; none imports one that
-//! imports it back):
-//! 1. `keys` (the model: key types, enctypes and `is_single_des`, keys, key sets, the afs
-//!    principal's default name), `time` (RFC 3339 as afskeys writes it)
-//! 2. `crypto` (algorithms); `format` (bytes <-> key sets)
-//! 3. `checksum` (the checksum people compare, and how it is shown); `keygen`, `keytabs`
-//! 4. `store` (locked atomic edits of a conf dir)
-//! 5. `journal` (rotation journal, grace records, cell lock); `authdb` (the afs entry);
-//!    `audit`
-//! 6. `policy` (grace and interval: the role of each kvno) — from plain values, not the config
-//! 7. `config` (`afskeys.toml`, read only by `cell`); `fleet` (servers, fan-out, progress
-//!    callback)
-//! 8. `cell` (the composition root: reads `Config`, builds everything above)
-//! 9. `rotation` (the ordered key change, status and check); `admin`
-//! 10. `cli` (arguments, rendering, the progress bar, exit codes)
+//! The layers as they are (each module imports only modules on lines above it; no module
+//! imports one that imports it back: `tests/architecture.rs` checks this, and that only `cell`
+//! and `cli` read the configuration, that only `cli` chooses exit codes, and the size of
+//! every file and function):
+//!
+//! ```text
+//! cli/        arguments -> options -> one ops call -> render (text, bos/asetkey, JSON); exit codes
+//! ops/        one use case per file (edit, prune, rotate, authdb, push, verify, servers,
+//!             keytab, status, list): typed options in, a typed Serialize report out
+//! rotation/   the ordered key change: plan, steps (add, distribute, activate, prove, finish),
+//!             status and check's verdict
+//! cell        the composition root: reads afskeys.toml, builds the conf dir, the servers
+//!             (transport targets), the auth DB backend, the policy
+//! config      afskeys.toml (read only by `cell`)
+//! policy      grace and interval: the role of each kvno (from plain values or the KDC's
+//!             max ticket life)
+//! authdb/     the afs entry: file (embedded default), MIT kadmin (local or kadmind), Heimdal
+//!             (kadmin -l or kadmind); the ticket proof (kinit + kvno, picky-krb opens it)
+//! fleet/      the Server trait: local dir, ssh2 (ssh/), OpenSSH (openssh/); fan-out with a
+//!             progress callback (the library never draws)
+//! journal     the rotation journal, grace records, the cell lock
+//! audit       the audit log
+//! store/      one set of conf-dir rules (rules.rs) for every transport; the checked open of
+//!             every state file (trust.rs); locked atomic replace, backups, the CellServDB bump
+//! keytabs     keys in and out of keytabs (asetkey add, akeyconvert, export)
+//! format/     bytes <-> key sets: KeyFile, KeyFileExt, keytab; pure, no I/O
+//! checksum, keygen, keyring   the bos checksum; making keys; the kernel keyring
+//! crypto/     AFS and RFC 3962 string-to-key, DES parity, random keys
+//! keys/       the model: KeyType, Enctype (is_single_des), Key (zeroized), KeySet
+//! error, time, unix_user      one error type with a kind; RFC 3339; getpwuid_r
+//! ```
+//!
+//! A library user opens a [`Cell`] (or gives [`ops::CellPaths`] to an `ops` function) and gets
+//! a typed report or an [`Error`] whose [`Kind`] says refused, failed or configuration.
 
-pub mod audit;
+pub use cell::Cell;
+pub use error::{Error, Kind};
+
+pub(crate) mod audit;
 pub mod authdb;
 pub mod cell;
-pub mod checksum;
+pub(crate) mod checksum;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -28,12 +51,12 @@ pub mod fleet;
 pub mod format;
 pub mod journal;
 pub mod keygen;
-pub mod keyring;
+pub(crate) mod keyring;
 pub mod keys;
-pub mod keytabs;
+pub(crate) mod keytabs;
 pub mod ops;
-pub mod policy;
+pub(crate) mod policy;
 pub mod rotation;
 pub mod store;
-pub mod time;
-pub mod unix_user;
+pub(crate) mod time;
+pub(crate) mod unix_user;

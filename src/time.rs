@@ -1,6 +1,6 @@
 //! Time as afskeys writes it for people and logs: RFC 3339 in UTC, whole seconds, `Z`
 //! (`2026-12-01T22:55:00Z`), the form of the audit log and of every time `status` prints.
-//! (The journal's JSON keeps serde's own chrono form, which this parser also reads.)
+//! (The journal's JSON keeps serde's own chrono form.)
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -19,14 +19,13 @@ pub fn now_string() -> String {
     fmt_time(Utc::now())
 }
 
-/// Read a time written by `fmt_time` (or any RFC 3339 time, converted to UTC).
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_time(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+    }
 
     #[test]
     fn round_trip() {
