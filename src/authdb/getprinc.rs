@@ -103,11 +103,13 @@ pub fn parse_terse(stdout: &str) -> Result<Option<PrincipalInfo>, TerseError> {
         })
     }
     let n_keys: usize = num(&f, 16, "number of keys")?;
-    if f.len() != 16 + 4 * n_keys {
+    // Checked: a count near usize::MAX must not wrap into a match (or a huge allocation).
+    let expected = n_keys.checked_mul(4).and_then(|n| n.checked_add(16));
+    if expected != Some(f.len()) {
         return Err(TerseError(format!(
             "{} fields for {n_keys} keys, {} expected",
             f.len(),
-            16 + 4 * n_keys
+            expected.map_or_else(|| "more than can exist".to_string(), |n| n.to_string())
         )));
     }
     let mut keys = Vec::with_capacity(n_keys);
@@ -120,12 +122,18 @@ pub fn parse_terse(stdout: &str) -> Result<Option<PrincipalInfo>, TerseError> {
         });
     }
     let attributes: i64 = num(&f, 8, "attributes")?;
+    let max_life: i64 = num(&f, 5, "max life")?;
+    if max_life < 0 {
+        return Err(TerseError(format!(
+            "field 5 (max life) is {max_life}, a negative life"
+        )));
+    }
     Ok(Some(PrincipalInfo {
         principal: unquote(f[0])?,
         last_pwd_change: num(&f, 3, "last password change")?,
         mod_date: num(&f, 7, "modification date")?,
         attributes: attributes as u32,
-        max_life: num(&f, 5, "max life")?,
+        max_life,
         kvno: num(&f, 9, "kvno")?,
         keys,
     }))
@@ -137,6 +145,14 @@ mod tests {
     /// Real MIT 1.20 output (kadmin.local -q 'getprinc -terse P').
     const TERSE: &str = "Authenticating as principal root/admin@TEST.REALM with password.\n\
         \"afs/b@TEST.REALM\"\t0\t1795607625\t0\t86400\t\"root/admin@TEST.REALM\"\t1795607630\t0\t2\t1\t\"[none]\"\t0\t0\t0\t0\t4\t1\t2\t18\t0\t1\t2\t17\t0\t1\t1\t18\t0\t1\t1\t17\t0\n";
+
+    #[test]
+    fn a_huge_key_count_is_an_error_not_a_panic() {
+        // Found by the kadmin_output fuzz target: 16 + 4 * n overflowed.
+        let line = format!("\"a@R\"{}\t{}\n", "\t0".repeat(14), usize::MAX / 2);
+        let e = parse_terse(&line).unwrap_err().to_string();
+        assert!(e.contains("more than can exist"), "{e}");
+    }
 
     #[test]
     fn terse_fields() {

@@ -82,9 +82,11 @@ pub fn parse_life(v: &str) -> Result<i64, GetError> {
     }
     let mut total: i64 = 0;
     for pair in words.chunks(2) {
-        let n: i64 = pair[0]
+        // Unsigned: a negative life would shorten the grace below what live tokens need.
+        let n: u32 = pair[0]
             .parse()
             .map_err(|_| GetError(format!("ticket life {v:?}: {:?} is no number", pair[0])))?;
+        let n = i64::from(n);
         let unit = match pair[1].trim_end_matches('s') {
             "year" => 365 * 86400,
             "month" => 30 * 86400,
@@ -158,6 +160,8 @@ Last successful login: never
         assert_eq!(i.changed().to_rfc3339(), "2026-12-01T23:19:56+00:00");
         assert_eq!(i.mod_date - i.last_pwd_change, 4);
         assert!(parse_get("Principal: x\n").is_err());
+        // Found by the kadmin_output fuzz target: a negative life was accepted.
+        assert!(parse_life("-10 hours").is_err());
         assert!(parse_get(&GET.replace("[3],", "[x],")).is_err());
         assert!(parse_get(&GET.replace("des3-cbc-sha1", "des9")).is_err());
     }

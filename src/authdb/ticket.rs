@@ -218,8 +218,58 @@ fn same_principal(full: &str, asked: &str) -> bool {
     full == asked || (!asked.contains('@') && full.split('@').next() == Some(asked))
 }
 
+/// Does every DER element in `der` (recursively, into constructed ones) have a definite
+/// length of at most 4 length bytes that fits inside its parent? picky-asn1-der 0.5 adds an
+/// element's length without checking (a length of 2^64-1 overflows: found by the `ccache`
+/// fuzz target), so lengths are checked here first. Nothing else of DER is interpreted.
+fn der_lengths_fit(der: &[u8], depth: usize) -> bool {
+    if depth > 32 {
+        return false;
+    }
+    let mut rest = der;
+    while !rest.is_empty() {
+        let Some((&tag, after_tag)) = rest.split_first() else {
+            return false;
+        };
+        if tag & 0x1f == 0x1f {
+            return false; // high tag numbers: Kerberos uses none
+        }
+        let Some((&first, after_len)) = after_tag.split_first() else {
+            return false;
+        };
+        let (len, body) = match first {
+            0..=0x7f => (usize::from(first), after_len),
+            0x81..=0x84 => {
+                let n = usize::from(first & 0x7f);
+                if after_len.len() < n {
+                    return false;
+                }
+                let len = after_len[..n]
+                    .iter()
+                    .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+                (len, &after_len[n..])
+            }
+            _ => return false, // indefinite (0x80) or more than 4 length bytes
+        };
+        if body.len() < len {
+            return false;
+        }
+        if tag & 0x20 != 0 && !der_lengths_fit(&body[..len], depth + 1) {
+            return false;
+        }
+        rest = &body[len..];
+    }
+    true
+}
+
 /// Decode the DER Ticket `der`: who it is for, the kvno and enctype of the sealing key.
 pub fn decode_ticket(der: &[u8], end_time: u32) -> Result<ServiceTicket, TicketError> {
+    if !der_lengths_fit(der, 0) {
+        return Err(TicketError::Der {
+            principal: "the service".into(),
+            source: picky_asn1_der::Asn1DerError::TruncatedData,
+        });
+    }
     let t: Ticket = picky_asn1_der::from_bytes(der).map_err(|source| TicketError::Der {
         principal: "the service".into(),
         source,
@@ -351,6 +401,19 @@ impl ServiceTicket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn der_lengths_that_do_not_fit_are_refused_before_decoding() {
+        // Found by the ccache fuzz target: [APPLICATION 1] with an 8-byte length 2^64-1.
+        let mut der = vec![0x61, 0x88];
+        der.extend([0xff; 8]);
+        der.extend([0x30, 0x00]);
+        assert!(!der_lengths_fit(&der, 0));
+        assert!(decode_ticket(&der, 0).is_err());
+        assert!(der_lengths_fit(&[0x61, 0x04, 0x30, 0x02, 0x02, 0x00], 0));
+        assert!(!der_lengths_fit(&[0x61, 0x05, 0x30, 0x02, 0x02, 0x00], 0));
+        assert!(!der_lengths_fit(&[0x30, 0x80, 0x00, 0x00], 0));
+    }
     use crate::keys::KeyId;
     use picky_asn1::restricted_string::Ia5String;
     use picky_asn1::wrapper::*;
