@@ -3,7 +3,7 @@
 //!
 //! The layers as they are (each module imports only modules on lines above it; no module
 //! imports one that imports it back: `tests/architecture.rs` checks this, and that only `cell`
-//! and `cli` read the configuration, that only `cli` chooses exit codes, and the size of
+//! reads the configuration, that only `cli` chooses exit codes, and the size of
 //! every file and function):
 //!
 //! ```text
