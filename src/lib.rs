@@ -1,7 +1,7 @@
 //! afskeys: administer the server encryption keys of an AFS cell — the `KeyFile` and
 //! `KeyFileExt` on every server machine, and the `afs` entry of the Kerberos KDC.
 //!
-//! The layers as they are (each module imports only modules on lines above it; no module
+//! The layers as they are (each module imports only modules on lines below it; no module
 //! imports one that imports it back: `tests/architecture.rs` checks this, and that only `cell`
 //! reads the configuration, that only `cli` chooses exit codes, and the size of
 //! every file and function):
