@@ -477,8 +477,7 @@ impl Config {
                 return Err(format!("upclient {:?} is listed twice", u.name));
             }
         }
-        if self.distribution.method == Method::Upserver && self.distribution.upclients.is_empty()
-        {
+        if self.distribution.method == Method::Upserver && self.distribution.upclients.is_empty() {
             return Err(
                 "[distribution] method = \"upserver\" needs its upclients (name and host)".into(),
             );

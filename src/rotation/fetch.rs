@@ -41,9 +41,16 @@ pub(super) fn distribute(
     audit(
         cell,
         "rotate",
-        &format!("kvno {kvno} fetched through the Update Server: {}", confirmed(cell, up)),
+        &format!(
+            "kvno {kvno} fetched through the Update Server: {}",
+            confirmed(cell, up)
+        ),
     )?;
-    let all = up.clients.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    let all = up
+        .clients
+        .iter()
+        .map(|c| c.name.clone())
+        .collect::<Vec<_>>();
     advance(cell, st, Step::Distributed, |r| {
         r.confirmed = all;
         r.missing.clear();
