@@ -71,7 +71,7 @@ fn a_stopped_upclient_holds_the_afs_entry_back_until_resume() {
     c.wait_equal(Duration::from_secs(30));
     c.afskeys_ok(&["rotate"]);
     assert_eq!(entry_kvno(&c), Some(2));
-    c.write_config("6s");
+    c.write_config("6s", &[]);
     c.upclient(1, false);
     let o = c.afskeys(&["rotate"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -97,4 +97,149 @@ fn a_stopped_upclient_holds_the_afs_entry_back_until_resume() {
     for s in &c.servers {
         assert!(c.same_files(s));
     }
+}
+
+/// Proves: `check` and `status` read each server's fetch state by `bos getdate`: a server
+/// whose upclient is stopped shows as behind since the control machine's change, and once
+/// that is older than two intervals `check` warns naming it (and how to restart it), while
+/// the others show as fetched.
+#[test]
+fn check_flags_a_server_that_is_behind() {
+    if !have_all() {
+        return;
+    }
+    let c = UpCell::new(3);
+    c.wait_equal(Duration::from_secs(30));
+    c.afskeys_ok(&["rotate"]);
+    let o = c.afskeys(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    c.upclient(2, false);
+    c.afskeys_ok(&["add", "--kvno", "7", "--type", "rxkad_krb5", "--random"]);
+    std::thread::sleep(Duration::from_secs(2 * INTERVAL + 2));
+    let o = c.afskeys(&["check"]);
+    let line = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{line}{}", stderr(&o));
+    assert!(
+        line.contains("fs3 has not fetched the control machine's KeyFiles since"),
+        "{line}"
+    );
+    assert!(
+        line.contains("bos restart -server 10.77.0.13 -instance upclientetc"),
+        "{line}"
+    );
+    assert!(!line.contains("fs1"), "{line}");
+    let st: serde_json::Value = serde_json::from_str(&c.afskeys_ok(&["--json", "status"])).unwrap();
+    let fetch = st["fetch"].as_array().unwrap();
+    assert_eq!(fetch[0]["state"], "fetched", "{st}");
+    assert_eq!(fetch[1]["state"], "fetched", "{st}");
+    assert_eq!(fetch[2]["state"], "behind", "{st}");
+    let text = c.afskeys_ok(&["status"]);
+    assert!(
+        text.contains("fetched through the Update Server (bos getdate):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fs3") && text.contains("behind since"),
+        "{text}"
+    );
+}
+
+/// Proves: an emergency edit on an upclient-fed server warns that upclientetc will replace
+/// it; with --pause-upclient afskeys stops that server's upclientetc through bos first, so
+/// the edit survives several intervals; an edit with --resume-upclient starts it again, and
+/// the server then fetches the control machine's files back.
+#[test]
+fn an_emergency_edit_warns_and_can_pause_the_upclient() {
+    if !have_all() {
+        return;
+    }
+    let c = UpCell::new(3);
+    c.wait_equal(Duration::from_secs(30));
+    c.write_config("20s", &[1]);
+    let o = c.afskeys(&[
+        "--server",
+        "fs2",
+        "--pause-upclient",
+        "add",
+        "--kvno",
+        "9",
+        "--type",
+        "rxkad_krb5",
+        "--random",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("stopped fs2's upclientetc through bos"),
+        "{err}"
+    );
+    let s = c.upclient_status(1);
+    assert!(s.contains("disabled"), "{s}");
+    std::thread::sleep(Duration::from_secs(2 * INTERVAL + 1));
+    let l = c.afskeys_ok(&["--server", "fs2", "list"]);
+    assert!(l.contains("kvno 9") || l.contains("9"), "{l}");
+    assert!(
+        !c.same_files(&c.servers[1]),
+        "the emergency edit was overwritten"
+    );
+
+    // Without a flag: only the warning.
+    let o = c.afskeys(&[
+        "--server",
+        "fs2",
+        "add",
+        "--kvno",
+        "10",
+        "--type",
+        "rxkad_krb5",
+        "--random",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("fs2 is fed by the Update Server"), "{err}");
+    assert!(err.contains("--pause-upclient"), "{err}");
+
+    let o = c.afskeys(&[
+        "--server",
+        "fs2",
+        "--resume-upclient",
+        "remove",
+        "--kvno",
+        "10",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("started fs2's upclientetc again through bos"),
+        "{err}"
+    );
+    // Verified here: an upclient authenticates with its own server's newest key; one the
+    // control machine lacks (kvno 9, still on fs2) locks it out, and afskeys says so.
+    assert!(
+        err.contains("fs2's newest key, kvno 9, is not on the control machine"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_secs(2 * INTERVAL + 1));
+    assert!(
+        !c.same_files(&c.servers[1]),
+        "a locked-out upclient fetched"
+    );
+    let log = fs::read_to_string(c.servers[1].root.path().join("log/bos.out")).unwrap();
+    assert!(
+        log.contains("Operation not permitted calling FetchFile"),
+        "{log}"
+    );
+    // Back to keys the control machine holds: the restarted upclient fetches again.
+    let o = c.afskeys(&[
+        "--server",
+        "fs2",
+        "--resume-upclient",
+        "remove",
+        "--kvno",
+        "9",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("is not on the control machine"), "{err}");
+    c.wait_equal(Duration::from_secs(30));
 }

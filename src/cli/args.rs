@@ -30,6 +30,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME")]
     pub server: Option<String>,
 
+    /// With --server on a server fed by the Update Server: stop its upclientetc through bos
+    /// before the edit (it stays stopped)
+    #[arg(long, global = true, conflicts_with = "resume_upclient")]
+    pub pause_upclient: bool,
+
+    /// With --server on a server fed by the Update Server: start its upclientetc through bos
+    /// after the edit
+    #[arg(long, global = true)]
+    pub resume_upclient: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -214,17 +214,25 @@ impl Upserver {
     }
 
     /// Stop (`false`) or start (`true`) a server's upclient instance through bos, with the
-    /// control machine's own keys (`-localauth`).
+    /// control machine's own keys (`-localauth`). Starting also restarts it: upclient builds
+    /// its credentials once, when it starts, so a running one keeps stale ones.
     pub fn set_running(&self, c: &Upclient, run: bool) -> Result<(), FleetError> {
-        let verb = if run { "start" } else { "stop" };
-        let mut args = vec![verb, "-server", &c.host, "-instance", &self.instance];
-        if !run {
-            args.push("-wait");
+        let verbs: &[&str] = if run {
+            &["start", "restart"]
+        } else {
+            &["stop"]
+        };
+        for verb in verbs {
+            let mut args = vec![*verb, "-server", &c.host, "-instance", &self.instance];
+            if !run {
+                args.push("-wait");
+            }
+            args.push("-localauth");
+            self.bos(&args).map_err(|e| {
+                FleetError::new(&c.name, format!("bos {verb} {}: {e}", self.instance))
+            })?;
         }
-        args.push("-localauth");
-        self.bos(&args)
-            .map(|_| ())
-            .map_err(|e| FleetError::new(&c.name, format!("bos {verb} {}: {e}", self.instance)))
+        Ok(())
     }
 }
 

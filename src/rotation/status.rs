@@ -6,6 +6,7 @@ use crate::authdb::{AfsEntry, AuthDbError};
 use crate::cell::Cell;
 use crate::checksum::key_checksum;
 use crate::fleet::fanout;
+use crate::fleet::upserver::FetchState;
 use crate::journal::{JournalError, Rotation, State};
 use crate::keys::{Key, KeyId, KeySet, KeyType};
 use crate::policy::{lifetime_conflict, role, Role};
@@ -18,6 +19,9 @@ pub struct ServerState {
     /// (key id, checksum) of every key it holds, or why it could not be read.
     pub keys: Result<Vec<(KeyId, Option<u32>)>, String>,
 }
+
+/// Each upclient-fed server's name, host and fetch state, and upclient's interval.
+pub type Fetch = (Vec<(String, String, FetchState)>, std::time::Duration);
 
 pub struct Status {
     pub cell: String,
@@ -34,6 +38,9 @@ pub struct Status {
     pub proof: Option<Result<CellProof, String>>,
     /// afskeys.toml's `token_lifetime` is below the KDC's maximum ticket life (why).
     pub lifetime_conflict: Option<String>,
+    /// In cells fed by the Update Server: each server's name, host and fetch state, and
+    /// upclient's interval.
+    pub fetch: Option<Fetch>,
 }
 
 fn summary(keys: &crate::keys::KeySet) -> Vec<(KeyId, Option<u32>)> {
@@ -85,6 +92,7 @@ pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
     let lifetime_conflict =
         lifetime_conflict(&cell.policy, entry.as_ref().ok().and_then(|e| e.as_ref()));
     Status {
+        fetch: gather_fetch(cell),
         proof,
         lifetime_conflict,
         cell: cell.name.clone(),
@@ -96,6 +104,18 @@ pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
         now,
         interval: cell.policy.rotation_interval,
     }
+}
+
+/// Each upclient-fed server's fetch state (by `bos getdate`), when the cell has them.
+fn gather_fetch(cell: &Cell) -> Option<Fetch> {
+    let up = cell.upserver.as_ref()?;
+    let states = up
+        .fetch_states(cell.control.path())
+        .into_iter()
+        .zip(&up.clients)
+        .map(|((n, st), c)| (n, c.host.clone(), st))
+        .collect();
+    Some((states, up.interval))
 }
 
 impl Status {
@@ -208,6 +228,7 @@ pub fn judge(s: &Status) -> Verdict {
     judge_rotation(s, &mut p);
     judge_proof(s, &mut p);
     judge_clock(s, &mut p);
+    judge_fetch(s, &mut p);
     p.sort_by_key(|x| std::cmp::Reverse(x.0.severity()));
     let level = p.first().map(|x| x.0).unwrap_or(Level::Ok);
     // Report only the problems at the worst level in the one line; status shows all.
@@ -332,6 +353,36 @@ fn judge_removable(s: &Status, p: &mut Vec<(Level, String)>) {
                     .join(", ")
             ),
         ));
+    }
+}
+
+/// Servers fed by the Update Server: behind for longer than two upclient intervals, or
+/// unreachable through bos (WARNING). An upclient builds its credentials once, at start: one
+/// that lags this long may be stopped, or locked out (started before the key it needs
+/// arrived, after upserver restarted), so restarting it is the cure.
+fn judge_fetch(s: &Status, p: &mut Vec<(Level, String)>) {
+    let Some((states, interval)) = &s.fetch else {
+        return;
+    };
+    let limit = Duration::from_std(*interval * 2).unwrap_or(Duration::MAX);
+    for (name, host, state) in states {
+        match state {
+            FetchState::Fetched => {}
+            FetchState::Behind { since } if s.now - *since > limit => p.push((
+                Level::Warning,
+                format!(
+                    "{name} has not fetched the control machine's KeyFiles since {} (more than \
+                     two upclient intervals): restart its upclientetc through bos (`bos \
+                     restart -server {host} -instance upclientetc -localauth`)",
+                    fmt_time(*since)
+                ),
+            )),
+            FetchState::Behind { .. } => {}
+            FetchState::Unreachable(why) => p.push((
+                Level::Warning,
+                format!("{name}: fetch state unknown, bos getdate failed: {why}"),
+            )),
+        }
     }
 }
 

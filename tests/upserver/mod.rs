@@ -52,7 +52,9 @@ pub struct Machine {
 
 impl Machine {
     fn new(ip: &str) -> Machine {
-        let root = tempfile::tempdir().unwrap();
+        // Not under /tmp, which every machine replaces with its own: the control machine
+        // sees the servers' conf dirs by these paths (an emergency edit writes there).
+        let root = tempfile::tempdir_in("/var/tmp").unwrap();
         let r = root.path();
         for d in ["etc/server", "log", "lib", "tmp"] {
             fs::create_dir_all(r.join(d)).unwrap();
@@ -180,7 +182,7 @@ impl UpCell {
             ));
         }
         let cell = UpCell { control, servers };
-        cell.write_config("20s");
+        cell.write_config("20s", &[]);
         let st = cell.control.root.path().join("lib/afskeys");
         fs::create_dir_all(&st).unwrap();
         fs::set_permissions(&st, fs::Permissions::from_mode(0o700)).unwrap();
@@ -209,8 +211,10 @@ impl UpCell {
         cell
     }
 
-    /// afskeys.toml (outside the distributed conf dir) with this deadline.
-    pub fn write_config(&self, deadline: &str) {
+    /// afskeys.toml (outside the distributed conf dir) with this deadline; the servers at
+    /// `local` (indexes) also get a `[[servers]]` entry: their conf dir, read and written
+    /// directly (as SSH would).
+    pub fn write_config(&self, deadline: &str, local: &[usize]) {
         let mut toml = format!(
             "cell = \"{CELL}\"\ntoken_lifetime = \"25h\"\n\n[distribution]\n\
              method = \"upserver\"\ninterval = \"{INTERVAL}s\"\ndeadline = \"{deadline}\"\n\
@@ -221,6 +225,13 @@ impl UpCell {
                 "[[distribution.upclients]]\nname = \"fs{}\"\nhost = \"{}\"\n",
                 i + 1,
                 s.ip
+            ));
+        }
+        for &i in local {
+            toml.push_str(&format!(
+                "[[servers]]\nname = \"fs{}\"\nconfdir = \"{}\"\n",
+                i + 1,
+                self.servers[i].confdir().display()
             ));
         }
         let p = self.control.root.path().join("etc/afskeys.toml");
@@ -250,11 +261,36 @@ impl UpCell {
         ));
     }
 
+    /// `bos status` of a server's upclientetc, asked on that server.
+    pub fn upclient_status(&self, i: usize) -> String {
+        self.servers[i].must("bos status -server localhost -instance upclientetc -noauth")
+    }
+
     /// Wait until every server's KeyFile and KeyFileExt equal the control machine's.
     pub fn wait_equal(&self, within: Duration) {
         let start = Instant::now();
         while !self.servers.iter().all(|s| self.same_files(s)) {
-            assert!(start.elapsed() < within, "the servers never fetched");
+            if start.elapsed() > within {
+                let diag: Vec<String> = self
+                    .servers
+                    .iter()
+                    .map(|s| {
+                        s.sh(
+                            "ls -la --time-style=full-iso /etc/openafs/server; bos status \
+                              -server localhost -long -noauth; cat /var/log/openafs/*",
+                        )
+                    })
+                    .map(|o| crate::common::stdout(&o))
+                    .collect();
+                let mine = self
+                    .control
+                    .sh("ls -la --time-style=full-iso /etc/openafs/server");
+                panic!(
+                    "the servers never fetched:\ncontrol:\n{}\n{}",
+                    crate::common::stdout(&mine),
+                    diag.join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
