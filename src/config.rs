@@ -534,6 +534,29 @@ mod tests {
     }
 
     #[test]
+    fn distribution_upserver_needs_its_upclients_and_defaults_to_three_intervals() {
+        let p = Path::new("/x/afskeys.toml");
+        let c = Config::parse("", p).unwrap();
+        assert_eq!(c.distribution.method, Method::Ssh);
+        assert_eq!(c.distribution.interval, Duration::from_secs(300));
+        let e = Config::parse("[distribution]\nmethod = \"upserver\"\n", p).unwrap_err();
+        assert!(e.to_string().contains("needs its upclients"), "{e}");
+        let t = "[distribution]\nmethod = \"upserver\"\ninterval = \"2s\"\n\
+                 [[distribution.upclients]]\nname = \"fs1\"\nhost = \"10.0.0.1\"\n";
+        let c = Config::parse(t, p).unwrap();
+        assert_eq!(c.distribution.interval, Duration::from_secs(2));
+        assert_eq!(c.distribution.deadline, None);
+        assert_eq!(c.distribution.upclients[0].host, "10.0.0.1");
+        let bad = t.replace("10.0.0.1", "-oProxy");
+        assert!(Config::parse(&bad, p).is_err());
+        let twice = format!("{t}[[distribution.upclients]]\nname = \"fs1\"\nhost = \"h\"\n");
+        assert!(Config::parse(&twice, p)
+            .unwrap_err()
+            .to_string()
+            .contains("listed twice"));
+    }
+
+    #[test]
     fn defaults_when_empty() {
         let c = Config::parse("", Path::new("x")).unwrap();
         assert_eq!(c.token_lifetime, Duration::from_secs(25 * 3600));
