@@ -145,8 +145,8 @@ fn check_flags_a_server_that_is_behind() {
 }
 
 /// Proves: an emergency edit on an upclient-fed server warns that upclientetc will replace
-/// it; with --pause-upclient afskeys stops that server's upclientetc through bos first, so
-/// the edit survives several intervals; an edit with --resume-upclient starts it again, and
+/// it; with --upclient-pause afskeys stops that server's upclientetc through bos first, so
+/// the edit survives several intervals; an edit with --upclient-resume starts it again, and
 /// the server then fetches the control machine's files back.
 #[test]
 fn an_emergency_edit_warns_and_can_pause_the_upclient() {
@@ -159,7 +159,7 @@ fn an_emergency_edit_warns_and_can_pause_the_upclient() {
     let o = c.afskeys(&[
         "--server",
         "fs2",
-        "--pause-upclient",
+        "--upclient-pause",
         "add",
         "--kvno",
         "9",
@@ -197,12 +197,12 @@ fn an_emergency_edit_warns_and_can_pause_the_upclient() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("fs2 is fed by the Update Server"), "{err}");
-    assert!(err.contains("--pause-upclient"), "{err}");
+    assert!(err.contains("--upclient-pause"), "{err}");
 
     let o = c.afskeys(&[
         "--server",
         "fs2",
-        "--resume-upclient",
+        "--upclient-resume",
         "remove",
         "--kvno",
         "10",
@@ -233,7 +233,7 @@ fn an_emergency_edit_warns_and_can_pause_the_upclient() {
     let o = c.afskeys(&[
         "--server",
         "fs2",
-        "--resume-upclient",
+        "--upclient-resume",
         "remove",
         "--kvno",
         "9",

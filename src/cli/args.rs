@@ -32,13 +32,13 @@ pub struct Cli {
 
     /// With --server on a server fed by the Update Server: stop its upclientetc through bos
     /// before the edit (it stays stopped)
-    #[arg(long, global = true, conflicts_with = "resume_upclient")]
-    pub pause_upclient: bool,
+    #[arg(long, global = true, conflicts_with = "upclient_resume")]
+    pub upclient_pause: bool,
 
     /// With --server on a server fed by the Update Server: start its upclientetc through bos
     /// after the edit
     #[arg(long, global = true)]
-    pub resume_upclient: bool,
+    pub upclient_resume: bool,
 
     #[command(subcommand)]
     pub command: Command,

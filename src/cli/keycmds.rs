@@ -97,10 +97,10 @@ pub fn add(cli: &Cli, paths: &CellPaths, a: &AddArgs) -> Result<String, Failure>
     Ok(out)
 }
 
-/// `--pause-upclient` / `--resume-upclient`.
+/// `--upclient-pause` / `--upclient-resume`.
 fn upclient_action(cli: &Cli) -> ops::edit::UpclientAction {
     use ops::edit::UpclientAction;
-    match (cli.pause_upclient, cli.resume_upclient) {
+    match (cli.upclient_pause, cli.upclient_resume) {
         (true, _) => UpclientAction::Pause,
         (_, true) => UpclientAction::Resume,
         _ => UpclientAction::Leave,

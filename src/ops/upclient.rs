@@ -1,8 +1,8 @@
 //! Emergency edits on a server fed by the Update Server: its upclientetc overwrites the
 //! server's KeyFiles from the control machine at its next fetch, so afskeys warns, and on
-//! request stops that instance through bos before the edit (`--pause-upclient`, left stopped
+//! request stops that instance through bos before the edit (`--upclient-pause`, left stopped
 //! until the control machine holds what the server should) or starts it again after the edit
-//! (`--resume-upclient`).
+//! (`--upclient-resume`).
 
 use super::edit::Target;
 use super::Warn;
@@ -52,7 +52,7 @@ pub fn before_edit<'a>(
             warn(&format!(
                 "{} is fed by the Update Server ([distribution] in afskeys.toml): its \
                  upclientetc replaces this edit within {} unless stopped; \
-                 --pause-upclient stops it through bos first",
+                 --upclient-pause stops it through bos first",
                 client.name,
                 humantime::format_duration(up.interval)
             ));
@@ -63,7 +63,7 @@ pub fn before_edit<'a>(
             warn(&format!(
                 "stopped {}'s upclientetc through bos; it stays stopped: once the control \
                  machine holds the keys this server should hold, start it again (an edit with \
-                 --resume-upclient, or `bos start -server {} -instance {} -localauth`)",
+                 --upclient-resume, or `bos start -server {} -instance {} -localauth`)",
                 client.name, client.host, up.instance
             ));
         }
