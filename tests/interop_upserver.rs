@@ -32,7 +32,10 @@ fn rotate_waits_for_every_upclient_before_the_afs_entry_moves() {
     let c = UpCell::new(3);
     c.wait_equal(Duration::from_secs(30));
     let out = c.afskeys_ok(&["rotate"]);
-    assert!(out.contains("kvno 2"), "{out}");
+    assert!(
+        out.contains("kvno 2 is on every server (control, fs1, fs2, fs3)"),
+        "{out}"
+    );
     for s in &c.servers {
         assert!(c.same_files(s), "{} differs", s.ip);
         let names: Vec<String> = fs::read_dir(s.confdir())

@@ -87,3 +87,19 @@ pub(super) fn not_fetched(cell: &Cell, up: &Upserver) -> Vec<(String, String)> {
         .map(|(n, s)| (n, s.describe()))
         .collect()
 }
+
+/// Every machine that holds the new key: the configured servers, then (in Update Server
+/// cells) the upclient-fed ones not already among them.
+pub(super) fn every_server(cell: &Cell) -> Vec<String> {
+    let mut v: Vec<String> = cell
+        .all_servers()
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    for c in cell.upserver.iter().flat_map(|up| &up.clients) {
+        if !v.contains(&c.name) {
+            v.push(c.name.clone());
+        }
+    }
+    v
+}

@@ -212,11 +212,7 @@ fn finish(cell: &Cell, st: &mut State, keys: &[Key]) -> Result<Report, RotateErr
             .iter()
             .map(|k| (k.id.subtype, key_checksum(k)))
             .collect(),
-        servers: cell
-            .all_servers()
-            .iter()
-            .map(|s| s.name().to_string())
-            .collect(),
+        servers: super::fetch::every_server(cell),
         activated,
     })
 }
