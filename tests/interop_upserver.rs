@@ -102,7 +102,9 @@ fn a_stopped_upclient_holds_the_afs_entry_back_until_resume() {
     }
 }
 
-/// Proves: `check` and `status` read each server's fetch state by `bos getdate`: a server
+/// Proves: `check` warns about upclients started before the current kvno (they would be
+/// locked out once the older key goes) until they are restarted; and `check` and `status`
+/// read each server's fetch state by `bos getdate`: a server
 /// whose upclient is stopped shows as behind since the control machine's change, and once
 /// that is older than two intervals `check` warns naming it (and how to restart it), while
 /// the others show as fetched.
@@ -114,6 +116,26 @@ fn check_flags_a_server_that_is_behind() {
     let c = UpCell::new(3);
     c.wait_equal(Duration::from_secs(30));
     c.afskeys_ok(&["rotate"]);
+    // The upclients started before kvno 2 arrived: they still authenticate with kvno 1, and
+    // check says so (and how to restart them) while kvno 1 is still there to prune.
+    let o = c.afskeys(&["check"]);
+    let line = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{line}{}", stderr(&o));
+    for (i, s) in c.servers.iter().enumerate() {
+        assert!(
+            line.contains(&format!("fs{}'s upclientetc started", i + 1)),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("bos restart -server {}", s.ip)),
+            "{line}"
+        );
+    }
+    assert!(line.contains("before kvno 2 became current"), "{line}");
+    std::thread::sleep(Duration::from_secs(1));
+    for s in &c.servers {
+        s.must("bos restart -server localhost -instance upclientetc -noauth");
+    }
     let o = c.afskeys(&["check"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     c.upclient(2, false);

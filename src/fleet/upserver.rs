@@ -111,6 +111,18 @@ pub fn parse_getdate(out: &str) -> [Option<i64>; 2] {
     dates
 }
 
+/// `Process last started at Wed Dec  2 00:09:44 2026 (1 proc starts)` (TZ=UTC).
+pub fn parse_started(out: &str) -> Option<DateTime<Utc>> {
+    let rest = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Process last started at "))?;
+    let date = rest.split(" (").next()?;
+    let date = date.split_whitespace().collect::<Vec<_>>().join(" ");
+    NaiveDateTime::parse_from_str(&date, "%a %b %e %H:%M:%S %Y")
+        .ok()
+        .map(|d| d.and_utc())
+}
+
 /// Compare a server's dates with the control machine's.
 pub fn judge(control: [Option<i64>; 2], server: [Option<i64>; 2]) -> FetchState {
     if control == server {
@@ -208,6 +220,35 @@ impl Upserver {
         }
     }
 
+    /// When each server's upclient instance last started (`bos status -long -noauth`), in
+    /// the order of `clients`; None where bos did not say.
+    pub fn started_all(&self) -> Vec<Option<DateTime<Utc>>> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .clients
+                .iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        let args = [
+                            "status",
+                            "-server",
+                            &c.host,
+                            "-instance",
+                            &self.instance,
+                            "-long",
+                            "-noauth",
+                        ];
+                        self.bos(&args).ok().and_then(|o| parse_started(&o))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().flatten())
+                .collect()
+        })
+    }
+
     /// The server of this name, if upclient feeds it.
     pub fn client(&self, name: &str) -> Option<&Upclient> {
         self.clients.iter().find(|c| c.name == name)
@@ -262,6 +303,16 @@ mod tests {
         );
         assert_eq!(missing[0], None);
         assert_eq!(missing[1], d[0]);
+    }
+
+    #[test]
+    fn the_upclient_start_is_read_from_bos_status() {
+        let out = "Instance upclientetc, (type is simple) currently running normally.\n    \
+                   Process last started at Wed Dec  2 00:09:44 2026 (1 proc starts)\n    \
+                   Command 1 is '/usr/lib/openafs/upclient 10.77.0.1 -crypt -t 3 /x'\n";
+        let t = parse_started(out).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-12-02T00:09:44+00:00");
+        assert_eq!(parse_started("Instance upclientetc, disabled"), None);
     }
 
     #[test]

@@ -237,7 +237,7 @@ pub fn status(paths: &CellPaths) -> Result<StatusReport, Error> {
         fetch: s
             .fetch
             .as_ref()
-            .map(|(v, _)| v.iter().map(|(n, _, f)| fetch_view(n, f)).collect()),
+            .map(|(v, _)| v.iter().map(|r| fetch_view(&r.name, &r.state)).collect()),
         check: CheckReport {
             level_name: v.level.name(),
             line: v.line(),

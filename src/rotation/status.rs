@@ -20,8 +20,16 @@ pub struct ServerState {
     pub keys: Result<Vec<(KeyId, Option<u32>)>, String>,
 }
 
-/// Each upclient-fed server's name, host and fetch state, and upclient's interval.
-pub type Fetch = (Vec<(String, String, FetchState)>, std::time::Duration);
+/// One upclient-fed server: its fetch state, and when its upclient last started.
+pub struct FetchRow {
+    pub name: String,
+    pub host: String,
+    pub state: FetchState,
+    pub started: Option<DateTime<Utc>>,
+}
+
+/// Each upclient-fed server, and upclient's interval.
+pub type Fetch = (Vec<FetchRow>, std::time::Duration);
 
 pub struct Status {
     pub cell: String,
@@ -113,7 +121,13 @@ fn gather_fetch(cell: &Cell) -> Option<Fetch> {
         .fetch_states(cell.control.path())
         .into_iter()
         .zip(&up.clients)
-        .map(|((n, st), c)| (n, c.host.clone(), st))
+        .zip(up.started_all())
+        .map(|(((name, state), c), started)| FetchRow {
+            name,
+            host: c.host.clone(),
+            state,
+            started,
+        })
         .collect();
     Some((states, up.interval))
 }
@@ -365,8 +379,10 @@ fn judge_fetch(s: &Status, p: &mut Vec<(Level, String)>) {
         return;
     };
     let limit = Duration::from_std(*interval * 2).unwrap_or(Duration::MAX);
-    for (name, host, state) in states {
-        match state {
+    for row in states {
+        judge_upclient_start(s, row, p);
+        let (name, host) = (&row.name, &row.host);
+        match &row.state {
             FetchState::Fetched => {}
             FetchState::Behind { since } if s.now - *since > limit => p.push((
                 Level::Warning,
@@ -383,6 +399,32 @@ fn judge_fetch(s: &Status, p: &mut Vec<(Level, String)>) {
                 format!("{name}: fetch state unknown, bos getdate failed: {why}"),
             )),
         }
+    }
+}
+
+/// An upclient started before the current kvno became current still authenticates with an
+/// older key (it builds its credentials once, at start, from its server's newest key): once
+/// that key leaves the control machine (`prune`), or upserver restarts, it is locked out
+/// (WARNING while older keys remain, so before a prune).
+fn judge_upclient_start(s: &Status, row: &FetchRow, p: &mut Vec<(Level, String)>) {
+    let (Some(e), Some(started)) = (s.current(), row.started) else {
+        return;
+    };
+    let older_held = s.keys.iter().any(|(k, _)| k.kvno() < e.kvno);
+    if started < e.changed && older_held {
+        p.push((
+            Level::Warning,
+            format!(
+                "{}'s upclientetc started {}, before kvno {} became current: it still \
+                 authenticates with an older key and is locked out once that key leaves the \
+                 control machine; restart it before `afskeys prune` (`bos restart -server {} \
+                 -instance upclientetc -localauth`)",
+                row.name,
+                fmt_time(started),
+                e.kvno,
+                row.host
+            ),
+        ));
     }
 }
 
