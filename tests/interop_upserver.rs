@@ -15,6 +15,19 @@ fn audit(c: &UpCell) -> String {
     fs::read_to_string(c.control.root.path().join("lib/afskeys/afskeys-audit.log")).unwrap()
 }
 
+/// `status --json` matches its schema in docs/json.md (with the `fetch` part only these cells
+/// have).
+fn assert_status_schema(v: &serde_json::Value) {
+    let md = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/json.md")).unwrap();
+    let sec = &md[md.find("## status\n").unwrap()..];
+    let start = sec.find("```json\n").unwrap() + 8;
+    let end = start + sec[start..].find("\n```").unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&sec[start..end]).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{v}");
+}
+
 fn entry_kvno(c: &UpCell) -> Option<i64> {
     let v: serde_json::Value = serde_json::from_str(&c.afskeys_ok(&["--json", "status"])).unwrap();
     v["afs_entry"]["kvno"].as_i64()
@@ -154,6 +167,7 @@ fn check_flags_a_server_that_is_behind() {
     );
     assert!(!line.contains("fs1"), "{line}");
     let st: serde_json::Value = serde_json::from_str(&c.afskeys_ok(&["--json", "status"])).unwrap();
+    assert_status_schema(&st);
     let fetch = st["fetch"].as_array().unwrap();
     assert_eq!(fetch[0]["state"], "fetched", "{st}");
     assert_eq!(fetch[1]["state"], "fetched", "{st}");
