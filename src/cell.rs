@@ -8,10 +8,13 @@ use crate::authdb::file::{FileAuthDb, DEFAULT_NAME};
 use crate::authdb::heimdal::{HeimdalAuthDb, DEFAULT_HEIMDAL_KADMIN};
 use crate::authdb::kadmin::{KadminAuthDb, RemoteKdc, DEFAULT_KADMIN, DEFAULT_REMOTE_KADMIN};
 use crate::authdb::AuthDb;
-use crate::config::{Backend, Config, ConfigError, ServerConfig, Transport, CONFIG_FILE};
+use crate::config::{
+    Backend, Config, ConfigError, DistributionConfig, Method, ServerConfig, Transport, CONFIG_FILE,
+};
 use crate::fleet::local::LocalServer;
 use crate::fleet::openssh::{OpensshServer, OpensshTarget};
 use crate::fleet::ssh::{SshServer, SshTarget};
+use crate::fleet::upserver::{Upclient, Upserver};
 use crate::fleet::{NoProgress, Progress, Server};
 use crate::journal::{StateFile, STATE_FILE};
 use crate::keys::{default_principal, FALLBACK_PRINCIPAL};
@@ -67,6 +70,8 @@ pub struct Cell {
     pub parallel: usize,
     /// Told how a push to the servers advances (the CLI draws a bar; default: nothing).
     pub progress: Box<dyn Progress>,
+    /// `[distribution] method = "upserver"`: the servers pull through the Update Server.
+    pub upserver: Option<Upserver>,
 }
 
 impl Cell {
@@ -91,17 +96,24 @@ impl Cell {
             None => control.this_cell().unwrap_or_default(),
         };
         let principal = afs_principal(&control, config, &name)?;
-        let authdb = authdb_backend(&control, config, &principal);
+        let upserver = upserver(&config.distribution);
+        // upclient copies the whole conf dir to every server: afskeys' own state (the journal
+        // holds a pending key) lives outside it in such cells.
+        let state_dir = match upserver {
+            Some(_) => config.distribution.state_dir.clone(),
+            None => control.path().to_path_buf(),
+        };
+        let authdb = authdb_backend(&state_dir, config, &principal);
         let servers = config.servers.iter().map(|s| server(s, config)).collect();
         Ok(Cell {
             name,
-            state: StateFile::new(control.path().join(STATE_FILE)),
+            state: StateFile::new(state_dir.join(STATE_FILE)),
             audit: Audit::new(
                 config
                     .audit
                     .path
                     .clone()
-                    .unwrap_or_else(|| control.path().join(AUDIT_FILE)),
+                    .unwrap_or_else(|| state_dir.join(AUDIT_FILE)),
             ),
             policy: Policy::new(config.token_lifetime, config.rotation_interval)
                 .with_grace_source(config.token_lifetime_set, config.clock_skew),
@@ -112,6 +124,7 @@ impl Cell {
             principal,
             parallel: config.ssh.parallel,
             progress: Box::new(NoProgress),
+            upserver,
         })
     }
 
@@ -163,15 +176,44 @@ fn afs_principal(control: &ConfDir, config: &Config, name: &str) -> Result<Strin
     }
 }
 
-/// The auth DB backend `[authdb]` names.
-fn authdb_backend(control: &ConfDir, config: &Config, principal: &str) -> Box<dyn AuthDb> {
+/// The Update Server `[distribution]` describes, when the servers pull.
+fn upserver(d: &DistributionConfig) -> Option<Upserver> {
+    if d.method != Method::Upserver {
+        return None;
+    }
+    let poll = d.poll.unwrap_or_else(|| {
+        (d.interval / 10).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(30),
+        )
+    });
+    Some(Upserver {
+        interval: d.interval,
+        deadline: d.deadline.unwrap_or(d.interval * 3),
+        poll,
+        dir: d.dir.clone(),
+        bos: d.bos.clone(),
+        instance: d.instance.clone(),
+        clients: d
+            .upclients
+            .iter()
+            .map(|u| Upclient {
+                name: u.name.clone(),
+                host: u.host.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// The auth DB backend `[authdb]` names; the file backend defaults into `state_dir`.
+fn authdb_backend(state_dir: &Path, config: &Config, principal: &str) -> Box<dyn AuthDb> {
     match config.authdb.backend {
         Backend::File => Box::new(FileAuthDb::new(
             config
                 .authdb
                 .path
                 .clone()
-                .unwrap_or_else(|| control.path().join(DEFAULT_NAME)),
+                .unwrap_or_else(|| state_dir.join(DEFAULT_NAME)),
             principal.to_string(),
         )),
         Backend::Kadmin => Box::new(kadmin_backend(&config.authdb, principal.to_string())),

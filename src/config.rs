@@ -55,6 +55,8 @@ pub struct Config {
     pub ssh: SshConfig,
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
+    #[serde(default)]
+    pub distribution: DistributionConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -179,6 +181,87 @@ impl Default for SshConfig {
     }
 }
 
+/// `[distribution]`: how the other servers get the control machine's KeyFiles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistributionConfig {
+    /// `ssh` (afskeys pushes, the default) or `upserver` (the servers' upclientetc pulls).
+    #[serde(default)]
+    pub method: Method,
+    /// upclient's `-t`: how often each server fetches (default 300 s).
+    #[serde(with = "humantime_serde_shim", default = "default_upclient_interval")]
+    pub interval: Duration,
+    /// How long `rotate` waits for every server to fetch; default three intervals.
+    #[serde(default, with = "humantime_serde_shim_opt")]
+    pub deadline: Option<Duration>,
+    /// How often the fetch state is polled while waiting; default a tenth of the interval
+    /// (at least 1 s, at most 30 s).
+    #[serde(default, with = "humantime_serde_shim_opt")]
+    pub poll: Option<Duration>,
+    /// The servers' conf dir as `bos getdate -dir` names it.
+    #[serde(default = "default_server_confdir")]
+    pub dir: PathBuf,
+    /// The `bos` program.
+    #[serde(default = "default_bos")]
+    pub bos: PathBuf,
+    /// The bos instance that runs upclient for the conf dir.
+    #[serde(default = "default_upclient_instance")]
+    pub instance: String,
+    /// Where afskeys keeps its journal, audit log and file auth DB in such cells: outside the
+    /// conf dir, which upclient copies whole to every server.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The servers fed by upclient: a name and the host bos reaches.
+    #[serde(default)]
+    pub upclients: Vec<UpclientConfig>,
+}
+
+/// `[distribution] method`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    #[default]
+    Ssh,
+    Upserver,
+}
+
+/// One server fed by upclient.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpclientConfig {
+    pub name: String,
+    pub host: String,
+}
+
+impl Default for DistributionConfig {
+    fn default() -> Self {
+        DistributionConfig {
+            method: Method::default(),
+            interval: default_upclient_interval(),
+            deadline: None,
+            poll: None,
+            dir: default_server_confdir(),
+            bos: default_bos(),
+            instance: default_upclient_instance(),
+            state_dir: default_state_dir(),
+            upclients: Vec::new(),
+        }
+    }
+}
+
+fn default_upclient_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_bos() -> PathBuf {
+    PathBuf::from("bos")
+}
+fn default_upclient_instance() -> String {
+    "upclientetc".into()
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/afskeys")
+}
+
 /// Another server machine. Without `host` it is a directory on this machine.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -256,6 +339,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             ssh: SshConfig::default(),
             servers: Vec::new(),
+            distribution: DistributionConfig::default(),
         }
     }
 }
@@ -322,6 +406,7 @@ impl Config {
             self.ssh.identity.as_mut(),
             self.ssh.known_hosts.as_mut(),
             self.ssh.config.as_mut(),
+            Some(&mut self.distribution.state_dir),
         ]
         .into_iter()
         .flatten()
@@ -372,6 +457,31 @@ impl Config {
             }
             s.validate().map_err(bad)?;
         }
+        self.validate_upclients().map_err(bad)
+    }
+
+    /// `[distribution] upclients`: each name and host one plain word (the host goes on bos's
+    /// command line), names unique.
+    fn validate_upclients(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for u in &self.distribution.upclients {
+            let as_server = ServerConfig {
+                name: u.name.clone(),
+                host: Some(u.host.clone()),
+                port: default_port(),
+                user: default_user(),
+                confdir: default_server_confdir(),
+            };
+            as_server.validate()?;
+            if !names.insert(&u.name) {
+                return Err(format!("upclient {:?} is listed twice", u.name));
+            }
+        }
+        if self.distribution.method == Method::Upserver && self.distribution.upclients.is_empty() {
+            return Err(
+                "[distribution] method = \"upserver\" needs its upclients (name and host)".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -395,6 +505,16 @@ mod humantime_serde_shim {
     }
 }
 
+/// An optional duration written as "10s".
+mod humantime_serde_shim_opt {
+    use serde::Deserializer;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::humantime_serde_shim::deserialize(d).map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +531,29 @@ mod tests {
         assert!(Config::parse("token_lifetime_set = true\n", p).is_err());
         let e = Config::parse("clock_skew = \"2d\"\n", p).unwrap_err();
         assert!(e.to_string().contains("clock_skew must be at most 1d"));
+    }
+
+    #[test]
+    fn distribution_upserver_needs_its_upclients_and_defaults_to_three_intervals() {
+        let p = Path::new("/x/afskeys.toml");
+        let c = Config::parse("", p).unwrap();
+        assert_eq!(c.distribution.method, Method::Ssh);
+        assert_eq!(c.distribution.interval, Duration::from_secs(300));
+        let e = Config::parse("[distribution]\nmethod = \"upserver\"\n", p).unwrap_err();
+        assert!(e.to_string().contains("needs its upclients"), "{e}");
+        let t = "[distribution]\nmethod = \"upserver\"\ninterval = \"2s\"\n\
+                 [[distribution.upclients]]\nname = \"fs1\"\nhost = \"10.0.0.1\"\n";
+        let c = Config::parse(t, p).unwrap();
+        assert_eq!(c.distribution.interval, Duration::from_secs(2));
+        assert_eq!(c.distribution.deadline, None);
+        assert_eq!(c.distribution.upclients[0].host, "10.0.0.1");
+        let bad = t.replace("10.0.0.1", "-oProxy");
+        assert!(Config::parse(&bad, p).is_err());
+        let twice = format!("{t}[[distribution.upclients]]\nname = \"fs1\"\nhost = \"h\"\n");
+        assert!(Config::parse(&twice, p)
+            .unwrap_err()
+            .to_string()
+            .contains("listed twice"));
     }
 
     #[test]

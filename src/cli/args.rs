@@ -30,6 +30,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME")]
     pub server: Option<String>,
 
+    /// With --server on a server fed by the Update Server: stop its upclientetc through bos
+    /// before the edit (it stays stopped)
+    #[arg(long, global = true, conflicts_with = "upclient_resume")]
+    pub upclient_pause: bool,
+
+    /// With --server on a server fed by the Update Server: start its upclientetc through bos
+    /// after the edit
+    #[arg(long, global = true)]
+    pub upclient_resume: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

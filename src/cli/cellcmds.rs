@@ -122,6 +122,7 @@ pub fn status(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
         let _ = writeln!(out, "grace for retiring keys: {}", s.grace.text);
     }
     status_servers(&s, &mut out);
+    status_fetch(&s, &mut out);
     match &s.rotation {
         Some(r) => {
             let _ = writeln!(
@@ -158,6 +159,17 @@ fn status_keys(s: &StatusReport, out: &mut String) {
             render::cksum(k.key.cksum),
             k.role_text
         );
+    }
+}
+
+/// Cells fed by the Update Server: one line per server, what it has fetched.
+fn status_fetch(s: &StatusReport, out: &mut String) {
+    let Some(fetch) = &s.fetch else {
+        return;
+    };
+    out.push_str("fetched through the Update Server (bos getdate):\n");
+    for f in fetch {
+        let _ = writeln!(out, "  {:<16} {}", f.name, f.text);
     }
 }
 

@@ -77,6 +77,7 @@ pub fn add(cli: &Cli, paths: &CellPaths, a: &AddArgs) -> Result<String, Failure>
         replace: a.replace,
         if_cksum: a.if_cksum.clone(),
         server: cli.server.clone(),
+        upclient: upclient_action(cli),
     };
     let done = ops::edit::add(paths, o, &mut warnings())?;
     if cli.json {
@@ -94,6 +95,16 @@ pub fn add(cli: &Cli, paths: &CellPaths, a: &AddArgs) -> Result<String, Failure>
     }
     out.push_str(&pushed_line(&done));
     Ok(out)
+}
+
+/// `--upclient-pause` / `--upclient-resume`.
+fn upclient_action(cli: &Cli) -> ops::edit::UpclientAction {
+    use ops::edit::UpclientAction;
+    match (cli.upclient_pause, cli.upclient_resume) {
+        (true, _) => UpclientAction::Pause,
+        (_, true) => UpclientAction::Resume,
+        _ => UpclientAction::Leave,
+    }
 }
 
 /// "pushed to fs1, fs2" after an edit that reached the other servers.
@@ -117,6 +128,7 @@ pub fn remove(cli: &Cli, paths: &CellPaths, a: &RemoveArgs) -> Result<String, Fa
         if_cksum: a.if_cksum.clone(),
         reason: a.reason.clone(),
         server: cli.server.clone(),
+        upclient: upclient_action(cli),
     };
     let done = ops::edit::remove(paths, &o, &mut warnings())?;
     if cli.json {

@@ -2,7 +2,8 @@
 //! local directory (`local`), SSH through libssh2 (`ssh`) and the system's OpenSSH client
 //! (`openssh`) implement it. The control machine's conf dir is where every change starts;
 //! `distribute` copies its files to the others and confirms, using the parallel fan-out
-//! (`fanout`), which reports its advance through `progress`.
+//! (`fanout`), which reports its advance through `progress`. In cells fed by the Update
+//! Server (`upserver`), the servers pull instead and afskeys only watches their fetch.
 
 pub mod fanout;
 pub mod local;
@@ -11,6 +12,7 @@ pub mod progress;
 pub mod seen;
 mod server;
 pub mod ssh;
+pub mod upserver;
 
 pub use progress::{NoProgress, Progress};
 pub use server::{FleetError, KeyFiles, Server, Staged};

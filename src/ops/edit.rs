@@ -3,6 +3,7 @@
 //! the audit log, then copied to every other server (as the Update Server would), never
 //! taking the afs entry's key off them.
 
+pub use super::upclient::UpclientAction;
 use super::{shown, CellPaths, KeyView, Secret, Warn};
 use crate::cell::Cell;
 use crate::checksum::checksum_text;
@@ -264,6 +265,8 @@ pub struct AddOptions<'a> {
     pub if_cksum: Option<Vec<u32>>,
     /// `--server NAME`: an emergency edit of that server's own files.
     pub server: Option<String>,
+    /// What to do with that server's upclientetc, when the Update Server feeds it.
+    pub upclient: UpclientAction,
 }
 
 /// What an `add` or `remove` did.
@@ -343,14 +346,17 @@ pub fn add(paths: &CellPaths, o: AddOptions, warn: Warn) -> Result<EditDone, Err
     let added = KeyView::all(&keys);
     let cell = paths.open()?;
     let target = Target::named(&cell, o.server.as_deref(), warn)?;
-    let (replaced, report) = add_keys(
+    let paused = super::upclient::before_edit(&cell, &target, o.upclient, warn)?;
+    let done = add_keys(
         &cell,
         &target,
         keys,
         o.replace,
         o.if_cksum.as_deref(),
         Utc::now(),
-    )?;
+    );
+    super::upclient::after_edit(&cell, &target, paused, done.is_ok(), warn)?;
+    let (replaced, report) = done?;
     report.warnings.iter().for_each(|w| warn(w));
     let pushed_to = sync_after_edit(&cell, &target)?;
     Ok(EditDone {
@@ -384,6 +390,8 @@ pub struct RemoveOptions {
     /// `--emergency --reason R`: remove even a key the policy protects (logged).
     pub reason: Option<String>,
     pub server: Option<String>,
+    /// What to do with that server's upclientetc, when the Update Server feeds it.
+    pub upclient: UpclientAction,
 }
 
 /// `remove`: the keys at each kvno, where asked, then copied to the other servers.
@@ -399,14 +407,17 @@ pub fn remove(paths: &CellPaths, o: &RemoveOptions, warn: Warn) -> Result<EditDo
         .collect();
     let cell = paths.open()?;
     let target = Target::named(&cell, o.server.as_deref(), warn)?;
-    let (removed, report, overridden) = remove_keys(
+    let paused = super::upclient::before_edit(&cell, &target, o.upclient, warn)?;
+    let done = remove_keys(
         &cell,
         &target,
         &sels,
         o.if_cksum.as_deref(),
         o.reason.as_deref(),
         Utc::now(),
-    )?;
+    );
+    super::upclient::after_edit(&cell, &target, paused, done.is_ok(), warn)?;
+    let (removed, report, overridden) = done?;
     report.warnings.iter().for_each(|w| warn(w));
     for why in &overridden {
         warn(&format!("EMERGENCY removal (logged): {why}"));

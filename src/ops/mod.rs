@@ -12,6 +12,7 @@ pub mod push;
 pub mod rotate;
 pub mod servers;
 pub mod status;
+mod upclient;
 pub mod verify;
 
 use crate::cell::Cell;

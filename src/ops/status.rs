@@ -4,6 +4,7 @@
 use super::authdb::EntryView;
 use super::{CellPaths, KeyView};
 use crate::error::Error;
+use crate::fleet::upserver::FetchState;
 use crate::keys::KeyId;
 use crate::policy::{grace_for, Grace, GraceSource, Role};
 use crate::rotation::status::{gather, judge, Level, ServerState, Status};
@@ -24,7 +25,41 @@ pub struct StatusReport {
     pub next_rotation_due: Option<String>,
     /// The grace retiring keys keep, and where it comes from.
     pub grace: GraceView,
+    /// Cells fed by the Update Server: what each server has fetched (by `bos getdate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<Vec<FetchView>>,
     pub check: CheckReport,
+}
+
+/// One upclient-fed server's fetch state.
+#[derive(Debug, Serialize)]
+pub struct FetchView {
+    pub name: String,
+    /// `fetched`, `behind` or `unreachable`.
+    pub state: &'static str,
+    /// For `behind`: the change it has not fetched (the control machine's file date).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// In words: `fetched`, `behind since T`, `unreachable (why)`.
+    #[serde(skip)]
+    pub text: String,
+}
+
+fn fetch_view(name: &str, f: &FetchState) -> FetchView {
+    let (state, since, error) = match f {
+        FetchState::Fetched => ("fetched", None, None),
+        FetchState::Behind { since } => ("behind", Some(fmt_time(*since)), None),
+        FetchState::Unreachable(e) => ("unreachable", None, Some(e.clone())),
+    };
+    FetchView {
+        name: name.to_string(),
+        state,
+        since,
+        error,
+        text: f.describe(),
+    }
 }
 
 /// The grace before a retiring key becomes removable.
@@ -199,6 +234,10 @@ pub fn status(paths: &CellPaths) -> Result<StatusReport, Error> {
         }),
         next_rotation_due: s.next_due().map(fmt_time),
         grace: GraceView::of(&grace_for(&cell.policy, s.current())),
+        fetch: s
+            .fetch
+            .as_ref()
+            .map(|(v, _)| v.iter().map(|r| fetch_view(&r.name, &r.state)).collect()),
         check: CheckReport {
             level_name: v.level.name(),
             line: v.line(),

@@ -6,6 +6,7 @@
 //! lacks the new key.
 
 mod error;
+mod fetch;
 mod plan;
 pub mod proof;
 pub mod status;

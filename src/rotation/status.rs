@@ -6,6 +6,7 @@ use crate::authdb::{AfsEntry, AuthDbError};
 use crate::cell::Cell;
 use crate::checksum::key_checksum;
 use crate::fleet::fanout;
+use crate::fleet::upserver::FetchState;
 use crate::journal::{JournalError, Rotation, State};
 use crate::keys::{Key, KeyId, KeySet, KeyType};
 use crate::policy::{lifetime_conflict, role, Role};
@@ -18,6 +19,17 @@ pub struct ServerState {
     /// (key id, checksum) of every key it holds, or why it could not be read.
     pub keys: Result<Vec<(KeyId, Option<u32>)>, String>,
 }
+
+/// One upclient-fed server: its fetch state, and when its upclient last started.
+pub struct FetchRow {
+    pub name: String,
+    pub host: String,
+    pub state: FetchState,
+    pub started: Option<DateTime<Utc>>,
+}
+
+/// Each upclient-fed server, and upclient's interval.
+pub type Fetch = (Vec<FetchRow>, std::time::Duration);
 
 pub struct Status {
     pub cell: String,
@@ -34,6 +46,9 @@ pub struct Status {
     pub proof: Option<Result<CellProof, String>>,
     /// afskeys.toml's `token_lifetime` is below the KDC's maximum ticket life (why).
     pub lifetime_conflict: Option<String>,
+    /// In cells fed by the Update Server: each server's name, host and fetch state, and
+    /// upclient's interval.
+    pub fetch: Option<Fetch>,
 }
 
 fn summary(keys: &crate::keys::KeySet) -> Vec<(KeyId, Option<u32>)> {
@@ -85,6 +100,7 @@ pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
     let lifetime_conflict =
         lifetime_conflict(&cell.policy, entry.as_ref().ok().and_then(|e| e.as_ref()));
     Status {
+        fetch: gather_fetch(cell),
         proof,
         lifetime_conflict,
         cell: cell.name.clone(),
@@ -96,6 +112,24 @@ pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
         now,
         interval: cell.policy.rotation_interval,
     }
+}
+
+/// Each upclient-fed server's fetch state (by `bos getdate`), when the cell has them.
+fn gather_fetch(cell: &Cell) -> Option<Fetch> {
+    let up = cell.upserver.as_ref()?;
+    let states = up
+        .fetch_states(cell.control.path())
+        .into_iter()
+        .zip(&up.clients)
+        .zip(up.started_all())
+        .map(|(((name, state), c), started)| FetchRow {
+            name,
+            host: c.host.clone(),
+            state,
+            started,
+        })
+        .collect();
+    Some((states, up.interval))
 }
 
 impl Status {
@@ -208,6 +242,7 @@ pub fn judge(s: &Status) -> Verdict {
     judge_rotation(s, &mut p);
     judge_proof(s, &mut p);
     judge_clock(s, &mut p);
+    judge_fetch(s, &mut p);
     p.sort_by_key(|x| std::cmp::Reverse(x.0.severity()));
     let level = p.first().map(|x| x.0).unwrap_or(Level::Ok);
     // Report only the problems at the worst level in the one line; status shows all.
@@ -330,6 +365,64 @@ fn judge_removable(s: &Status, p: &mut Vec<(Level, String)>) {
                     .map(|k| k.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
+            ),
+        ));
+    }
+}
+
+/// Servers fed by the Update Server: behind for longer than two upclient intervals, or
+/// unreachable through bos (WARNING). An upclient builds its credentials once, at start: one
+/// that lags this long may be stopped, or locked out (started before the key it needs
+/// arrived, after upserver restarted), so restarting it is the cure.
+fn judge_fetch(s: &Status, p: &mut Vec<(Level, String)>) {
+    let Some((states, interval)) = &s.fetch else {
+        return;
+    };
+    let limit = Duration::from_std(*interval * 2).unwrap_or(Duration::MAX);
+    for row in states {
+        judge_upclient_start(s, row, p);
+        let (name, host) = (&row.name, &row.host);
+        match &row.state {
+            FetchState::Fetched => {}
+            FetchState::Behind { since } if s.now - *since > limit => p.push((
+                Level::Warning,
+                format!(
+                    "{name} has not fetched the control machine's KeyFiles since {} (more than \
+                     two upclient intervals): restart its upclientetc through bos (`bos \
+                     restart -server {host} -instance upclientetc -localauth`)",
+                    fmt_time(*since)
+                ),
+            )),
+            FetchState::Behind { .. } => {}
+            FetchState::Unreachable(why) => p.push((
+                Level::Warning,
+                format!("{name}: fetch state unknown, bos getdate failed: {why}"),
+            )),
+        }
+    }
+}
+
+/// An upclient started before the current kvno became current still authenticates with an
+/// older key (it builds its credentials once, at start, from its server's newest key): once
+/// that key leaves the control machine (`prune`), or upserver restarts, it is locked out
+/// (WARNING while older keys remain, so before a prune).
+fn judge_upclient_start(s: &Status, row: &FetchRow, p: &mut Vec<(Level, String)>) {
+    let (Some(e), Some(started)) = (s.current(), row.started) else {
+        return;
+    };
+    let older_held = s.keys.iter().any(|(k, _)| k.kvno() < e.kvno);
+    if started < e.changed && older_held {
+        p.push((
+            Level::Warning,
+            format!(
+                "{}'s upclientetc started {}, before kvno {} became current: it still \
+                 authenticates with an older key and is locked out once that key leaves the \
+                 control machine; restart it before `afskeys prune` (`bos restart -server {} \
+                 -instance upclientetc -localauth`)",
+                row.name,
+                fmt_time(started),
+                e.kvno,
+                row.host
             ),
         ));
     }

@@ -35,7 +35,10 @@ pub fn run(cell: &Cell, mut st: State, hook: Hook) -> Result<Report, RotateError
     loop {
         step = match step {
             Step::Planned => add(cell, &mut st, &keys),
-            Step::Added => distribute(cell, &mut st, &keys),
+            Step::Added => match &cell.upserver {
+                Some(up) => super::fetch::distribute(cell, &mut st, &keys, up),
+                None => distribute(cell, &mut st, &keys),
+            },
             Step::Distributed => activate(cell, &mut st, &r, &keys),
             Step::Activated => {
                 // The proof's own message says the entry moved and what to do.
@@ -135,7 +138,10 @@ fn distribute(cell: &Cell, st: &mut State, keys: &[Key]) -> Result<Step, RotateE
 fn activate(cell: &Cell, st: &mut State, r: &Rotation, keys: &[Key]) -> Result<Step, RotateError> {
     let kvno = r.kvno;
     // The order's guard, checked at the moment it matters: every machine holds it.
-    let lacking = fleet::lacking(&cell.all_servers(), keys);
+    let mut lacking = fleet::lacking(&cell.all_servers(), keys);
+    if let Some(up) = &cell.upserver {
+        lacking.extend(super::fetch::not_fetched(cell, up));
+    }
     if !lacking.is_empty() {
         let why = format!(
             "refusing to set the afs entry: {} lack kvno {kvno}",
@@ -206,17 +212,13 @@ fn finish(cell: &Cell, st: &mut State, keys: &[Key]) -> Result<Report, RotateErr
             .iter()
             .map(|k| (k.id.subtype, key_checksum(k)))
             .collect(),
-        servers: cell
-            .all_servers()
-            .iter()
-            .map(|s| s.name().to_string())
-            .collect(),
+        servers: super::fetch::every_server(cell),
         activated,
     })
 }
 
 /// "name (why); name (why)".
-fn names(v: &[(String, String)]) -> String {
+pub(super) fn names(v: &[(String, String)]) -> String {
     v.iter()
         .map(|(n, w)| format!("{n} ({w})"))
         .collect::<Vec<_>>()
@@ -225,7 +227,7 @@ fn names(v: &[(String, String)]) -> String {
 
 /// Save that the rotation stopped after `step` (with the servers that lack the key) and say
 /// how to go on.
-fn stopped(
+pub(super) fn stopped(
     cell: &Cell,
     st: &mut State,
     step: Step,
@@ -259,7 +261,7 @@ fn stopped(
 }
 
 /// Save the journal at `next` (after `edit`), returning `next`.
-fn advance(
+pub(super) fn advance(
     cell: &Cell,
     st: &mut State,
     next: Step,

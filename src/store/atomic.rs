@@ -105,6 +105,28 @@ pub fn commit_file(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), Stor
     Ok(())
 }
 
+/// `commit_file` for KeyFile and KeyFileExt: the new file's mtime lands in a later whole
+/// second than the old one's (now, or the old second + 1 within the same second). upclient
+/// fetches only when the mtime or size differs, compared in whole seconds, so a same-size
+/// rewrite within one second would otherwise never reach the servers.
+pub fn commit_key_file(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), StoreError> {
+    if let Ok(old) = fs::symlink_metadata(path).and_then(|m| m.modified()) {
+        let secs = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
+        let now = SystemTime::now();
+        if secs(now) <= secs(old) {
+            let new = UNIX_EPOCH + Duration::from_secs(cellservdb_mtime(secs(old), secs(now)));
+            tmp.as_file()
+                .set_times(FileTimes::new().set_modified(new).set_accessed(now))
+                .map_err(|e| StoreError::io(tmp.path(), "cannot set mtime", e))?;
+        }
+    }
+    commit_file(tmp, path)
+}
+
 /// How old a temp file must be before an edit takes it for the leftover of a killed process
 /// (a two-phase push keeps its staged files for seconds, never this long).
 pub const STALE_TEMP: Duration = Duration::from_secs(600);
@@ -230,6 +252,22 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, vec![".KeyFile.new.tmp", ".other.abc.tmp"]);
+    }
+
+    #[test]
+    fn a_key_file_rewritten_in_the_same_second_moves_to_a_new_second() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("KeyFile");
+        let mut last = None;
+        // Same size every time, as fast as possible: each write lands in a new second.
+        for i in 0..5u8 {
+            commit_key_file(stage_file(&p, &[i; 16]).unwrap(), &p).unwrap();
+            let m = fs::metadata(&p).unwrap().mtime();
+            if let Some(l) = last {
+                assert!(m > l, "mtime {m} did not move past {l}");
+            }
+            last = Some(m);
+        }
     }
 
     #[test]

@@ -255,7 +255,7 @@ impl ConfDir {
                     .backups
                     .push(backup::keep(&self.path, &raw.path, old)?);
             }
-            atomic::replace_file(&raw.path, bytes)?;
+            atomic::commit_key_file(atomic::stage_file(&raw.path, bytes)?, &raw.path)?;
             report.written.push(raw.path.clone());
         }
         atomic::fsync_dir(&self.path)?;
@@ -296,7 +296,7 @@ impl Staged {
             if let Some(old) = &raw.bytes {
                 report.backups.push(backup::keep(&d.path, &path, old)?);
             }
-            atomic::commit_file(tmp, &path)?;
+            atomic::commit_key_file(tmp, &path)?;
             report.written.push(path);
         }
         if !report.written.is_empty() {

@@ -1,0 +1,284 @@
+//! Rotation in a cell whose servers pull the control machine's conf dir through the Update
+//! Server, against the real OpenAFS 1.8.9 upserver, upclient and bosserver, each machine in
+//! its own namespaces (see `upserver/mod.rs`). No SSH anywhere: afskeys learns each fetch from
+//! `bos getdate -noauth`.
+
+mod common;
+mod upserver;
+
+use common::*;
+use std::fs;
+use std::time::Duration;
+use upserver::*;
+
+fn audit(c: &UpCell) -> String {
+    fs::read_to_string(c.control.root.path().join("lib/afskeys/afskeys-audit.log")).unwrap()
+}
+
+/// `status --json` matches its schema in docs/json.md (with the `fetch` part only these cells
+/// have).
+fn assert_status_schema(v: &serde_json::Value) {
+    let md = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/json.md")).unwrap();
+    let sec = &md[md.find("## status\n").unwrap()..];
+    let start = sec.find("```json\n").unwrap() + 8;
+    let end = start + sec[start..].find("\n```").unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&sec[start..end]).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{v}");
+}
+
+fn entry_kvno(c: &UpCell) -> Option<i64> {
+    let v: serde_json::Value = serde_json::from_str(&c.afskeys_ok(&["--json", "status"])).unwrap();
+    v["afs_entry"]["kvno"].as_i64()
+}
+
+/// Proves: rotate adds the key on the control machine only, waits until all three upclients
+/// have fetched it (their `bos getdate` dates equal the control machine's), and only then
+/// sets the afs entry; afterwards every server's KeyFile and KeyFileExt equal the control
+/// machine's byte for byte, and afskeys' journal and audit log never reached the servers.
+#[test]
+fn rotate_waits_for_every_upclient_before_the_afs_entry_moves() {
+    if !have_all() {
+        return;
+    }
+    let c = UpCell::new(3);
+    c.wait_equal(Duration::from_secs(30));
+    let out = c.afskeys_ok(&["rotate"]);
+    assert!(
+        out.contains("kvno 2 is on every server (control, fs1, fs2, fs3)"),
+        "{out}"
+    );
+    for s in &c.servers {
+        assert!(c.same_files(s), "{} differs", s.ip);
+        let names: Vec<String> = fs::read_dir(s.confdir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with("afskeys-")),
+            "afskeys state travelled: {names:?}"
+        );
+    }
+    let log = audit(&c);
+    let fetched = log
+        .find("fetched through the Update Server")
+        .unwrap_or_else(|| panic!("{log}"));
+    let set = log.find("afs entry set to kvno 2").unwrap();
+    assert!(fetched < set, "{log}");
+    assert!(
+        log.contains("fs1 (KeyFile and KeyFileExt dates equal"),
+        "{log}"
+    );
+    assert!(log.contains("bytes not compared (no SSH)"), "{log}");
+    assert_eq!(entry_kvno(&c), Some(2));
+}
+
+/// Proves: with one upclient stopped (through its bosserver) the rotation stops at step
+/// `added` when the deadline passes, names that server as behind, and leaves the afs entry
+/// where it was although the other servers fetched; `--resume` once the upclient runs again
+/// sees its fetch and completes.
+#[test]
+fn a_stopped_upclient_holds_the_afs_entry_back_until_resume() {
+    if !have_all() {
+        return;
+    }
+    let c = UpCell::new(3);
+    c.wait_equal(Duration::from_secs(30));
+    c.afskeys_ok(&["rotate"]);
+    assert_eq!(entry_kvno(&c), Some(2));
+    c.write_config("6s", &[]);
+    c.upclient(1, false);
+    let o = c.afskeys(&["rotate"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "servers have not fetched kvno 3 from the control machine within 6s: fs2 (behind since"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("fs1 ("), "{err}");
+    assert!(err.contains("the afs entry is at kvno 2"), "{err}");
+    assert_eq!(entry_kvno(&c), Some(2));
+    assert!(c.same_files(&c.servers[0]));
+    assert!(!c.same_files(&c.servers[1]));
+    let st: serde_json::Value = serde_json::from_str(&c.afskeys_ok(&["--json", "status"])).unwrap();
+    assert_eq!(st["rotation"]["step"], "added", "{st}");
+
+    c.upclient(1, true);
+    c.wait_equal(Duration::from_secs(30));
+    c.afskeys_ok(&["rotate", "--resume"]);
+    assert_eq!(entry_kvno(&c), Some(3));
+    for s in &c.servers {
+        assert!(c.same_files(s));
+    }
+}
+
+/// Proves: `check` warns about upclients started before the current kvno (they would be
+/// locked out once the older key goes) until they are restarted; and `check` and `status`
+/// read each server's fetch state by `bos getdate`: a server
+/// whose upclient is stopped shows as behind since the control machine's change, and once
+/// that is older than two intervals `check` warns naming it (and how to restart it), while
+/// the others show as fetched.
+#[test]
+fn check_flags_a_server_that_is_behind() {
+    if !have_all() {
+        return;
+    }
+    let c = UpCell::new(3);
+    c.wait_equal(Duration::from_secs(30));
+    c.afskeys_ok(&["rotate"]);
+    // The upclients started before kvno 2 arrived: they still authenticate with kvno 1, and
+    // check says so (and how to restart them) while kvno 1 is still there to prune.
+    let o = c.afskeys(&["check"]);
+    let line = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{line}{}", stderr(&o));
+    for (i, s) in c.servers.iter().enumerate() {
+        assert!(
+            line.contains(&format!("fs{}'s upclientetc started", i + 1)),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("bos restart -server {}", s.ip)),
+            "{line}"
+        );
+    }
+    assert!(line.contains("before kvno 2 became current"), "{line}");
+    std::thread::sleep(Duration::from_secs(1));
+    for s in &c.servers {
+        s.must("bos restart -server localhost -instance upclientetc -noauth");
+    }
+    let o = c.afskeys(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    c.upclient(2, false);
+    c.afskeys_ok(&["add", "--kvno", "7", "--type", "rxkad_krb5", "--random"]);
+    std::thread::sleep(Duration::from_secs(2 * INTERVAL + 2));
+    let o = c.afskeys(&["check"]);
+    let line = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{line}{}", stderr(&o));
+    assert!(
+        line.contains("fs3 has not fetched the control machine's KeyFiles since"),
+        "{line}"
+    );
+    assert!(
+        line.contains("bos restart -server 10.77.0.13 -instance upclientetc"),
+        "{line}"
+    );
+    assert!(!line.contains("fs1"), "{line}");
+    let st: serde_json::Value = serde_json::from_str(&c.afskeys_ok(&["--json", "status"])).unwrap();
+    assert_status_schema(&st);
+    let fetch = st["fetch"].as_array().unwrap();
+    assert_eq!(fetch[0]["state"], "fetched", "{st}");
+    assert_eq!(fetch[1]["state"], "fetched", "{st}");
+    assert_eq!(fetch[2]["state"], "behind", "{st}");
+    let text = c.afskeys_ok(&["status"]);
+    assert!(
+        text.contains("fetched through the Update Server (bos getdate):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fs3") && text.contains("behind since"),
+        "{text}"
+    );
+}
+
+/// Proves: an emergency edit on an upclient-fed server warns that upclientetc will replace
+/// it; with --upclient-pause afskeys stops that server's upclientetc through bos first, so
+/// the edit survives several intervals; an edit with --upclient-resume starts it again, and
+/// the server then fetches the control machine's files back.
+#[test]
+fn an_emergency_edit_warns_and_can_pause_the_upclient() {
+    if !have_all() {
+        return;
+    }
+    let c = UpCell::new(3);
+    c.wait_equal(Duration::from_secs(30));
+    c.write_config("20s", &[1]);
+    let o = c.afskeys(&[
+        "--server",
+        "fs2",
+        "--upclient-pause",
+        "add",
+        "--kvno",
+        "9",
+        "--type",
+        "rxkad_krb5",
+        "--random",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("stopped fs2's upclientetc through bos"),
+        "{err}"
+    );
+    let s = c.upclient_status(1);
+    assert!(s.contains("disabled"), "{s}");
+    std::thread::sleep(Duration::from_secs(2 * INTERVAL + 1));
+    let l = c.afskeys_ok(&["--server", "fs2", "list"]);
+    assert!(l.contains("kvno 9") || l.contains("9"), "{l}");
+    assert!(
+        !c.same_files(&c.servers[1]),
+        "the emergency edit was overwritten"
+    );
+
+    // Without a flag: only the warning.
+    let o = c.afskeys(&[
+        "--server",
+        "fs2",
+        "add",
+        "--kvno",
+        "10",
+        "--type",
+        "rxkad_krb5",
+        "--random",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("fs2 is fed by the Update Server"), "{err}");
+    assert!(err.contains("--upclient-pause"), "{err}");
+
+    let o = c.afskeys(&[
+        "--server",
+        "fs2",
+        "--upclient-resume",
+        "remove",
+        "--kvno",
+        "10",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("started fs2's upclientetc again through bos"),
+        "{err}"
+    );
+    // Verified here: an upclient authenticates with its own server's newest key; one the
+    // control machine lacks (kvno 9, still on fs2) locks it out, and afskeys says so.
+    assert!(
+        err.contains("fs2's newest key, kvno 9, is not on the control machine"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_secs(2 * INTERVAL + 1));
+    assert!(
+        !c.same_files(&c.servers[1]),
+        "a locked-out upclient fetched"
+    );
+    let log = fs::read_to_string(c.servers[1].root.path().join("log/bos.out")).unwrap();
+    assert!(
+        log.contains("Operation not permitted calling FetchFile"),
+        "{log}"
+    );
+    // Back to keys the control machine holds: the restarted upclient fetches again.
+    let o = c.afskeys(&[
+        "--server",
+        "fs2",
+        "--upclient-resume",
+        "remove",
+        "--kvno",
+        "9",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("is not on the control machine"), "{err}");
+    c.wait_equal(Duration::from_secs(30));
+}

@@ -1,0 +1,321 @@
+//! A cell that distributes by the Update Server, on real OpenAFS 1.8.9 daemons: a control
+//! machine running `upserver -crypt` for its conf dir and servers running bosserver with an
+//! `upclientetc` instance (`upclient CONTROL -crypt -t SECS`). Each machine has its own network,
+//! mount and PID namespace and its own /tmp (upserver and upclient use fixed scratch files
+//! there), with /etc/openafs, /var/log/openafs and /var/lib/openafs bound to its own
+//! directories; the servers reach the control machine through veth pairs on a bridge that
+//! lives in the control machine's namespace. afskeys runs on the control machine.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CELL: &str = "up.example.com";
+pub const CONTROL_IP: &str = "10.77.0.1";
+/// upclient's `-t` in these tests, seconds.
+pub const INTERVAL: u64 = 2;
+/// Inside every machine.
+pub const CONFDIR: &str = "/etc/openafs/server";
+pub const CONFIG: &str = "/etc/openafs/afskeys.toml";
+pub const STATE_DIR: &str = "/var/lib/openafs/afskeys";
+pub const TOOLS: &[&str] = &["unshare", "nsenter", "ip", "bos", "bosserver"];
+pub const DAEMONS: &[&str] = &["/usr/lib/openafs/upserver", "/usr/lib/openafs/upclient"];
+
+/// Are the tools here? Missing ones fail when AFSKEYS_REQUIRE_INTEROP is set.
+pub fn have_all() -> bool {
+    let missing: Vec<&str> = DAEMONS
+        .iter()
+        .copied()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        if std::env::var_os("AFSKEYS_REQUIRE_INTEROP").is_some() {
+            panic!("missing for the Update Server tests: {missing:?}");
+        }
+        eprintln!("skipping: missing {missing:?}");
+        return false;
+    }
+    crate::common::have(TOOLS)
+}
+
+/// One machine: its directories and the first process of its namespaces.
+pub struct Machine {
+    pub root: tempfile::TempDir,
+    holder: Child,
+    /// PID (in our namespace) of the namespace's init.
+    pub pid: u32,
+    pub ip: String,
+}
+
+impl Machine {
+    fn new(ip: &str) -> Machine {
+        // Not under /tmp, which every machine replaces with its own: the control machine
+        // sees the servers' conf dirs by these paths (an emergency edit writes there).
+        let root = tempfile::tempdir_in("/var/tmp").unwrap();
+        let r = root.path();
+        for d in ["etc/server", "log", "lib", "tmp"] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        fs::set_permissions(r.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+        for dir in [r.join("etc"), r.join("etc/server")] {
+            fs::write(dir.join("ThisCell"), format!("{CELL}\n")).unwrap();
+            fs::write(
+                dir.join("CellServDB"),
+                format!(">{CELL}\n{CONTROL_IP} #control\n"),
+            )
+            .unwrap();
+        }
+        fs::write(r.join("etc/server/UserList"), "").unwrap();
+        // /tmp last: the others are bound from under the old /tmp.
+        let script = format!(
+            "set -e; ip link set lo up; \
+             mount --bind {r}/etc /etc/openafs; \
+             mount --bind {r}/log /var/log/openafs; \
+             mount --bind {r}/lib /var/lib/openafs; \
+             mount --bind {r}/tmp /tmp; \
+             mount -t proc proc /proc; \
+             echo ready; exec sleep 100000",
+            r = r.display()
+        );
+        let mut holder = Command::new("unshare")
+            .args(["-m", "-n", "-p", "-f", "--propagation", "private"])
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("unshare");
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "could not set up a machine");
+        let children =
+            fs::read_to_string(format!("/proc/{id}/task/{id}/children", id = holder.id())).unwrap();
+        let pid = children.split_whitespace().next().unwrap().parse().unwrap();
+        Machine {
+            root,
+            holder,
+            pid,
+            ip: ip.to_string(),
+        }
+    }
+
+    /// The conf dir, as seen from outside.
+    pub fn confdir(&self) -> PathBuf {
+        self.root.path().join("etc/server")
+    }
+
+    fn enter(&self) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.pid.to_string())
+            .args(["-m", "-n", "-p"]);
+        c
+    }
+
+    /// Run a shell script inside.
+    pub fn sh(&self, script: &str) -> Output {
+        let mut c = self.enter();
+        c.args(["sh", "-c", script]);
+        crate::common::pipe(c, b"")
+    }
+
+    /// Run a shell script in this machine's network namespace only (PIDs are ours).
+    #[track_caller]
+    pub fn net(&self, script: &str) -> String {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.pid.to_string())
+            .args(["-n", "sh", "-c", script]);
+        crate::common::ok(crate::common::pipe(c, b""))
+    }
+
+    /// `sh`, which must succeed.
+    #[track_caller]
+    pub fn must(&self, script: &str) -> String {
+        crate::common::ok(self.sh(script))
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // The namespace's init dies, and with it every process inside.
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// The control machine and its servers.
+pub struct UpCell {
+    pub control: Machine,
+    pub servers: Vec<Machine>,
+}
+
+impl UpCell {
+    /// A control machine holding kvno 1 and `n` servers with a copy of its conf dir, the
+    /// servers' upclients started, afskeys configured for the Update Server.
+    pub fn new(n: usize) -> UpCell {
+        let control = Machine::new(CONTROL_IP);
+        let servers: Vec<Machine> = (0..n)
+            .map(|i| Machine::new(&format!("10.77.0.{}", 11 + i)))
+            .collect();
+        control.must(&format!(
+            "ip link add br0 type bridge && ip addr add {CONTROL_IP}/24 dev br0 && \
+             ip link set br0 up"
+        ));
+        for (i, s) in servers.iter().enumerate() {
+            control.net(&format!(
+                "ip link add v{i} type veth peer name eth0 netns {pid} && \
+                 ip link set v{i} master br0 && ip link set v{i} up",
+                pid = s.pid
+            ));
+            s.must(&format!(
+                "ip addr add {}/24 dev eth0 && ip link set eth0 up",
+                s.ip
+            ));
+        }
+        let cell = UpCell { control, servers };
+        cell.write_config("20s", &[]);
+        let st = cell.control.root.path().join("lib/afskeys");
+        fs::create_dir_all(&st).unwrap();
+        fs::set_permissions(&st, fs::Permissions::from_mode(0o700)).unwrap();
+        cell.afskeys_ok(&["add", "--kvno", "1", "--type", "rxkad_krb5", "--random"]);
+        for s in &cell.servers {
+            let out = Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", cell.control.confdir().display()))
+                .arg(s.confdir())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        cell.control.must(
+            "/usr/lib/openafs/upserver -crypt /etc/openafs/server \
+             </dev/null >/var/log/openafs/upserver.out 2>&1 &",
+        );
+        for s in &cell.servers {
+            start_bosserver(s);
+            s.must(&format!(
+                "bos create -server localhost -instance upclientetc -type simple -cmd \
+                 '/usr/lib/openafs/upclient {CONTROL_IP} -crypt -t {INTERVAL} /etc/openafs/server' \
+                 -noauth"
+            ));
+        }
+        cell
+    }
+
+    /// afskeys.toml (outside the distributed conf dir) with this deadline; the servers at
+    /// `local` (indexes) also get a `[[servers]]` entry: their conf dir, read and written
+    /// directly (as SSH would).
+    pub fn write_config(&self, deadline: &str, local: &[usize]) {
+        let mut toml = format!(
+            "cell = \"{CELL}\"\ntoken_lifetime = \"25h\"\n\n[distribution]\n\
+             method = \"upserver\"\ninterval = \"{INTERVAL}s\"\ndeadline = \"{deadline}\"\n\
+             poll = \"1s\"\ndir = \"{CONFDIR}\"\nstate_dir = \"{STATE_DIR}\"\n"
+        );
+        for (i, s) in self.servers.iter().enumerate() {
+            toml.push_str(&format!(
+                "[[distribution.upclients]]\nname = \"fs{}\"\nhost = \"{}\"\n",
+                i + 1,
+                s.ip
+            ));
+        }
+        for &i in local {
+            toml.push_str(&format!(
+                "[[servers]]\nname = \"fs{}\"\nconfdir = \"{}\"\n",
+                i + 1,
+                self.servers[i].confdir().display()
+            ));
+        }
+        let p = self.control.root.path().join("etc/afskeys.toml");
+        fs::write(&p, toml).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    /// Run afskeys on the control machine.
+    pub fn afskeys(&self, args: &[&str]) -> Output {
+        let mut c = self.control.enter();
+        c.arg(env!("CARGO_BIN_EXE_afskeys"))
+            .args(["--confdir", CONFDIR, "--config", CONFIG])
+            .args(args);
+        crate::common::pipe(c, b"")
+    }
+
+    #[track_caller]
+    pub fn afskeys_ok(&self, args: &[&str]) -> String {
+        crate::common::ok(self.afskeys(args))
+    }
+
+    /// Stop or start a server's upclient through its bosserver.
+    pub fn upclient(&self, i: usize, run: bool) {
+        let verb = if run { "start" } else { "stop -wait" };
+        self.servers[i].must(&format!(
+            "bos {verb} -server localhost -instance upclientetc -noauth"
+        ));
+    }
+
+    /// `bos status` of a server's upclientetc, asked on that server.
+    pub fn upclient_status(&self, i: usize) -> String {
+        self.servers[i].must("bos status -server localhost -instance upclientetc -noauth")
+    }
+
+    /// Wait until every server's KeyFile and KeyFileExt equal the control machine's.
+    pub fn wait_equal(&self, within: Duration) {
+        let start = Instant::now();
+        while !self.servers.iter().all(|s| self.same_files(s)) {
+            if start.elapsed() > within {
+                let diag: Vec<String> = self
+                    .servers
+                    .iter()
+                    .map(|s| {
+                        s.sh(
+                            "ls -la --time-style=full-iso /etc/openafs/server; bos status \
+                              -server localhost -long -noauth; cat /var/log/openafs/*",
+                        )
+                    })
+                    .map(|o| crate::common::stdout(&o))
+                    .collect();
+                let mine = self
+                    .control
+                    .sh("ls -la --time-style=full-iso /etc/openafs/server");
+                panic!(
+                    "the servers never fetched:\ncontrol:\n{}\n{}",
+                    crate::common::stdout(&mine),
+                    diag.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Does this server hold the control machine's KeyFile and KeyFileExt, byte for byte?
+    pub fn same_files(&self, s: &Machine) -> bool {
+        ["KeyFile", "KeyFileExt"].iter().all(|f| {
+            fs::read(self.control.confdir().join(f)).ok() == fs::read(s.confdir().join(f)).ok()
+        })
+    }
+}
+
+fn start_bosserver(m: &Machine) {
+    m.must("/usr/sbin/bosserver -noauth -nofork </dev/null >/var/log/openafs/bos.out 2>&1 &");
+    let start = Instant::now();
+    loop {
+        let o = m.sh("bos listkeys -server localhost -noauth 2>&1");
+        if crate::common::stdout(&o).contains("All done.") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "bosserver did not answer: {}",
+            crate::common::stdout(&o)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
