@@ -96,17 +96,21 @@ pub fn lacking(servers: &[&dyn Server], keys: &[Key]) -> Vec<(String, String)> {
     lacking_by(servers, |set| holds(set, keys))
 }
 
-/// Which servers hold a key set that `has_it` rejects (or cannot be read).
+/// Which servers hold a key set that `has_it` rejects (or cannot be read). Every server is
+/// read at once (up to `LACKING_PARALLEL`), as the fan-out reads.
 pub fn lacking_by(
     servers: &[&dyn Server],
     has_it: impl Fn(&KeySet) -> bool,
 ) -> Vec<(String, String)> {
-    servers
-        .iter()
-        .filter_map(|s| match s.read_keys() {
+    fanout::read_all(servers, LACKING_PARALLEL)
+        .into_iter()
+        .filter_map(|(name, r)| match r {
             Ok(set) if has_it(&set) => None,
-            Ok(_) => Some((s.name().to_string(), "lacks the key".to_string())),
-            Err(e) => Some((s.name().to_string(), e.message)),
+            Ok(_) => Some((name, "lacks the key".to_string())),
+            Err(e) => Some((name, e.message)),
         })
         .collect()
 }
+
+/// How many servers `lacking_by` reads at once (its callers do not pass `[ssh] parallel`).
+const LACKING_PARALLEL: usize = 64;
