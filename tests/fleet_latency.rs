@@ -114,6 +114,8 @@ fn floor(f: &Fleet) -> Duration {
 }
 
 /// The release binary on the control conf dir: wall time and peak RSS (KiB).
+// The child is reaped by wait4 (which also gives its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn timed(dir: &Path, args: &[&str]) -> (Duration, i64) {
     let t = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_afskeys"))
