@@ -147,6 +147,8 @@ pub type Listing = Result<Vec<(String, Attrs)>, String>;
 pub struct Sftp {
     ch: ssh2::Channel,
     next_id: u32,
+    /// Replies to requests sent by `send_only`, read (and dropped) before the next batch's.
+    unread: usize,
     pub has_posix_rename: bool,
     pub has_fsync: bool,
     pub has_hardlink: bool,
@@ -166,6 +168,7 @@ impl Sftp {
         let mut s = Sftp {
             ch,
             next_id: 1,
+            unread: 0,
             has_posix_rename: false,
             has_fsync: false,
             has_hardlink: false,
@@ -208,8 +211,16 @@ impl Sftp {
         Ok(body)
     }
 
-    /// Send every request at once, then read their replies (in order).
-    pub fn batch(&mut self, reqs: &[Req]) -> Result<Vec<Reply>, Fail> {
+    /// Send requests without waiting for their replies (which are read, and dropped, before
+    /// the next batch's; a connection closed first never reads them): for work whose outcome
+    /// changes nothing (tidying).
+    pub fn send_only(&mut self, reqs: &[Req]) -> Result<(), Fail> {
+        self.send(reqs)?;
+        self.unread += reqs.len();
+        Ok(())
+    }
+
+    fn send(&mut self, reqs: &[Req]) -> Result<Vec<u32>, Fail> {
         let mut out = Vec::new();
         let mut ids = Vec::with_capacity(reqs.len());
         for r in reqs {
@@ -218,11 +229,23 @@ impl Sftp {
             wire::encode(r, id, &mut out);
             ids.push(id);
         }
+        // No `flush`: on an ssh2 channel it discards the data received but not yet read
+        // (here: replies to `send_only` requests); `write_all` has sent everything.
         self.ch
             .write_all(&out)
-            .and_then(|_| self.ch.flush())
             .map_err(lost("sending SFTP requests"))?;
+        Ok(ids)
+    }
+
+    /// Send every request at once, then read their replies (in order).
+    pub fn batch(&mut self, reqs: &[Req]) -> Result<Vec<Reply>, Fail> {
+        let ids = self.send(reqs)?;
         ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+        // The server answers in order: replies to earlier unwaited requests come first.
+        while self.unread > 0 {
+            wire::parse_reply(&self.recv()?)?;
+            self.unread -= 1;
+        }
         let mut replies = Vec::with_capacity(reqs.len());
         for id in ids {
             let (got, reply) = wire::parse_reply(&self.recv()?)?;
@@ -238,8 +261,8 @@ impl Sftp {
 
     /// Several directories listed together: `before` and every OPENDIR in one exchange, then
     /// two READDIRs per open directory per exchange until each reached its end, then every
-    /// CLOSE with the requests `then` makes of the listings in one last exchange (replies to
-    /// `before` and `then` are not looked at). Small directories cost three round trips in
+    /// CLOSE with the requests `then` makes of the listings, sent without waiting (replies to
+    /// `before` and `then` are not looked at). Small directories cost two round trips in
     /// all, however many there are.
     pub fn list_dirs(
         &mut self,
@@ -302,7 +325,7 @@ impl Sftp {
         }
         let mut last: Vec<Req> = open.into_iter().map(|(_, h)| Req::Close(h)).collect();
         last.extend(then(&out));
-        self.batch(&last)?;
+        self.send_only(&last)?;
         Ok(out)
     }
 

@@ -20,9 +20,10 @@ pub(super) struct Tidy {
 }
 
 impl SshServer {
-    /// Do what commits on this connection left to do, in three round trips: remove the
-    /// stage dir and close the conf dir's handle while listing the backup dir and the conf
-    /// dir, then remove the old backups and abandoned stages while closing the listings.
+    /// Do what commits on this connection left to do, in two round trips: remove the stage
+    /// dir and close the conf dir's handle while listing the backup dir and the conf dir,
+    /// then remove the old backups and abandoned stages while closing the listings (sent
+    /// without waiting for the replies).
     pub(super) fn run_tidy(&self, c: &mut Conn) {
         let work: Vec<Tidy> = std::mem::take(&mut *lock(&self.tidy));
         let mut before = Vec::new();
