@@ -283,9 +283,6 @@ impl Sftp {
                     out.push(Ok(Vec::new()));
                     open.push((i, h));
                 }
-                Err(ReplyError::Unexpected(_)) => {
-                    out.push(Err("unexpected reply to OPENDIR".into()))
-                }
                 Err(e) => out.push(Err(e.to_string())),
             }
         }
