@@ -9,7 +9,7 @@
 //!   run by the release binary (median wall time of 3, from spawn to exit), each with its
 //!   ratio to the floor and its SFTP round trips per server (the library's counter, from one
 //!   more run of the same command in-process);
-//! - the binary's peak RSS over those runs (wait4's ru_maxrss).
+//! - the binary's peak RSS over those runs (`/usr/bin/time -f %M`).
 //!
 //! Never a timing assertion: the figures are printed, the goals are judged in the text.
 
@@ -113,33 +113,42 @@ fn floor(f: &Fleet) -> Duration {
     t.elapsed()
 }
 
-/// The release binary on the control conf dir: wall time and peak RSS (KiB).
-// The child is reaped by wait4 (which also gives its rusage), not by `Child::wait`.
-#[allow(clippy::zombie_processes)]
+/// The release binary on the control conf dir: wall time and peak RSS (KiB), the latter
+/// from `/usr/bin/time` (a child spawned straight from this process would report this
+/// process's RSS as its own peak: Linux keeps the parent's high-water mark across
+/// vfork + exec).
 fn timed(dir: &Path, args: &[&str]) -> (Duration, i64) {
+    let rss_file = tempfile::NamedTempFile::new().unwrap();
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_afskeys"))
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(rss_file.path())
+        .arg(env!("CARGO_BIN_EXE_afskeys"))
         .arg("--confdir")
         .arg(dir)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it and reaps our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let wall = t.elapsed();
-    assert_eq!(r, pid);
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        let mut err = String::new();
-        let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
-        panic!("afskeys {args:?} failed: {err}");
-    }
-    (wall, ru.ru_maxrss)
+    assert!(
+        out.status.success(),
+        "afskeys {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rss = fs::read_to_string(rss_file.path()).unwrap();
+    let rss = rss
+        .lines()
+        .last()
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (wall, rss)
 }
 
 /// The same command in this process: SFTP round trips per server.
