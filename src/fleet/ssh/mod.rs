@@ -7,8 +7,10 @@
 //! every later call on the same `SshServer`: stage, commit and a verify that reads the files
 //! back cost one handshake and one SFTP subsystem together, and no remote process is started
 //! besides OpenSSH's own `sftp-server`. Requests are pipelined: reading both key files takes
-//! two round trips, staging four or five, a commit one. A connection that turns out dead when
-//! reused is replaced once.
+//! two round trips, staging four or five, a commit one; the tidying a commit leaves is done
+//! on every server at once right after the commits (`Server::settle`, two round trips). A
+//! connection is closed without waiting (SSH_MSG_DISCONNECT, then the socket shut down). A
+//! connection that turns out dead when reused is replaced once.
 //!
 //! The parts, one file each:
 //! - `connect`: TCP, handshake, the host key checked against `known_hosts`, login;
