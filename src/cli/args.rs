@@ -25,6 +25,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// With many servers, list every one (push, verify); by default servers past eight
+    /// are grouped by outcome
+    #[arg(long, global = true)]
+    pub verbose: bool,
+
     /// Act on this server's own KeyFiles (a [[servers]] name from afskeys.toml, or
     /// `control`/`localhost`): list them, or make an emergency edit there
     #[arg(long, global = true, value_name = "NAME")]

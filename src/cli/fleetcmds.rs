@@ -46,6 +46,35 @@ pub fn servers(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
     Ok(out)
 }
 
+/// Up to this many servers (or with `--verbose`), every server gets its line.
+const FULL_LIST: usize = 8;
+
+/// One line per server ("name state"), except that beyond `FULL_LIST` servers without
+/// `--verbose`, the servers whose state is `routine` are counted by state instead of
+/// listed: "the 127 others: ok". Problems are always listed one by one.
+fn per_server(lines: &[(String, String)], verbose: bool, routine: impl Fn(&str) -> bool) -> String {
+    let mut out = String::new();
+    let group = !verbose && lines.len() > FULL_LIST;
+    let mut counted: Vec<(&str, usize)> = Vec::new();
+    for (name, state) in lines {
+        if group && routine(state) {
+            match counted.iter_mut().find(|(s, _)| s == state) {
+                Some((_, k)) => *k += 1,
+                None => counted.push((state, 1)),
+            }
+            continue;
+        }
+        let _ = writeln!(out, "{name:<16} {state}");
+    }
+    let listed = lines.len() - counted.iter().map(|(_, k)| k).sum::<usize>();
+    for (state, k) in counted {
+        let who = if listed == 0 { "all" } else { "the" };
+        let what = if listed == 0 { "servers" } else { "others" };
+        let _ = writeln!(out, "{who} {k} {what}: {state} (--verbose lists them)");
+    }
+    out
+}
+
 pub fn push(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
     let Some(r) = ops::push::push(paths, cli.server.as_deref(), !cli.json)? else {
         return Ok(NO_SERVERS.into());
@@ -53,15 +82,19 @@ pub fn push(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
     let text = if cli.json {
         json_line(&r)
     } else {
-        let mut out = String::new();
-        for s in &r.servers {
-            let state = match &s.error {
-                Some(e) => format!("FAILED: {e}"),
-                None if r.ok => "ok".into(),
-                None => "unchanged (the push failed elsewhere)".into(),
-            };
-            let _ = writeln!(out, "{:<16} {state}", s.name);
-        }
+        let lines: Vec<(String, String)> = r
+            .servers
+            .iter()
+            .map(|s| {
+                let state = match &s.error {
+                    Some(e) => format!("FAILED: {e}"),
+                    None if r.ok => "ok".into(),
+                    None => "unchanged (the push failed elsewhere)".into(),
+                };
+                (s.name.clone(), state)
+            })
+            .collect();
+        let mut out = per_server(&lines, cli.verbose, |st| !st.starts_with("FAILED"));
         if r.ok {
             let _ = writeln!(
                 out,
@@ -88,26 +121,25 @@ pub fn verify(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
     let text = if cli.json {
         json_line(&r)
     } else {
-        let mut out = String::new();
-        for v in &r.servers {
-            let name = &v.name;
-            let list = |l: &Option<Vec<String>>| l.as_deref().unwrap_or_default().join(", ");
-            let _ = match v.state {
-                "agrees" => writeln!(out, "{name:<16} agrees with the control machine"),
-                "differs" => writeln!(
-                    out,
-                    "{name:<16} DIFFERS: lacks [{}]; extra [{}]; other key at [{}]",
-                    list(&v.missing),
-                    list(&v.extra),
-                    list(&v.changed)
-                ),
-                _ => writeln!(
-                    out,
-                    "{name:<16} UNREACHABLE: {}",
-                    v.error.as_deref().unwrap_or("")
-                ),
-            };
-        }
+        let list = |l: &Option<Vec<String>>| l.as_deref().unwrap_or_default().join(", ");
+        let lines: Vec<(String, String)> = r
+            .servers
+            .iter()
+            .map(|v| {
+                let state = match v.state {
+                    "agrees" => "agrees with the control machine".to_string(),
+                    "differs" => format!(
+                        "DIFFERS: lacks [{}]; extra [{}]; other key at [{}]",
+                        list(&v.missing),
+                        list(&v.extra),
+                        list(&v.changed)
+                    ),
+                    _ => format!("UNREACHABLE: {}", v.error.as_deref().unwrap_or("")),
+                };
+                (v.name.clone(), state)
+            })
+            .collect();
+        let mut out = per_server(&lines, cli.verbose, |st| st.starts_with("agrees"));
         if r.servers.is_empty() {
             out.push_str(NO_SERVERS);
         }
@@ -183,4 +215,40 @@ pub fn verify_kdc(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
         message: format!("the ticket proof failed: {}", r.problems.join("; ")),
         code: if proven_bad { 2 } else { 1 },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_server;
+
+    fn lines(n: usize, bad: usize) -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| {
+                let st = if i == bad {
+                    "FAILED: connection refused"
+                } else {
+                    "ok"
+                };
+                (format!("fs{i}"), st.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn many_servers_are_grouped_unless_verbose() {
+        let routine = |s: &str| s == "ok";
+        assert_eq!(
+            per_server(&lines(128, 89), false, routine),
+            "fs89             FAILED: connection refused\nthe 127 others: ok (--verbose lists them)\n"
+        );
+        assert_eq!(
+            per_server(&lines(128, 89), true, routine).lines().count(),
+            128
+        );
+        assert_eq!(per_server(&lines(8, 9), false, routine).lines().count(), 8);
+        assert_eq!(
+            per_server(&lines(9, 99), false, routine),
+            "all 9 servers: ok (--verbose lists them)\n"
+        );
+    }
 }

@@ -15,7 +15,6 @@ mod secret;
 use crate::error::{Error, Kind};
 use crate::ops::CellPaths;
 use args::{Cli, Command};
-use clap::Parser;
 
 /// Why a command did not succeed, and how the process says so.
 #[derive(Debug)]
@@ -57,7 +56,11 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    let normalized = match bosargs::normalize(raw, &Cli::command()) {
+    // The clap command is built once (building it, every subcommand and argument, is a
+    // good part of a local command's start-up) and serves both the bos-style rewriting
+    // and the parse.
+    let command = Cli::command();
+    let normalized = match bosargs::normalize(raw, &command) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("afskeys: {e}");
@@ -67,7 +70,9 @@ pub fn main() -> i32 {
     for n in &normalized.notes {
         eprintln!("afskeys: note: {n}");
     }
-    let cli = Cli::parse_from(normalized.args);
+    let mut matches = command.get_matches_from(normalized.args);
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut matches)
+        .unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     match run(&cli) {
         Ok(out) => {
             print!("{out}");

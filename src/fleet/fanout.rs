@@ -143,7 +143,9 @@ pub fn push(
         (0..n).map(|_| None).collect()
     } else if n > 0 {
         progress.phase("committing");
-        commit_all(staged)
+        let c = commit_all(staged);
+        bounded(n, parallel, |i| servers[i].settle());
+        c
     } else {
         Vec::new()
     };

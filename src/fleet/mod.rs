@@ -93,22 +93,95 @@ pub fn distribute(
     d
 }
 
+/// Up to this many servers, messages name every one with its reason.
+const FULL_LIST: usize = 8;
+
+/// Servers with their reasons, for a message that scales to hundreds of servers: up to
+/// `FULL_LIST` servers, "fs1 (why); fs2 (why)"; beyond, servers are grouped by reason (in
+/// order of first appearance), a group of more than three named by its first server and
+/// counted: "fs89 (connection refused); fs0 and the 126 others (not pushed yet: …)". The
+/// whole list stays in `--json` and the journal.
+pub fn group_by_reason(v: &[(String, String)]) -> String {
+    if v.len() <= FULL_LIST {
+        return v
+            .iter()
+            .map(|(n, w)| format!("{n} ({w})"))
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (n, w) in v {
+        match groups.iter_mut().find(|(r, _)| r == w) {
+            Some((_, names)) => names.push(n),
+            None => groups.push((w, vec![n])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(why, names)| match names.len() {
+            0..=3 => format!("{} ({why})", names.join(", ")),
+            k => format!("{} and the {} others ({why})", names[0], k - 1),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Which servers lack `keys` (or cannot be read): the order invariant's check.
 pub fn lacking(servers: &[&dyn Server], keys: &[Key]) -> Vec<(String, String)> {
     lacking_by(servers, |set| holds(set, keys))
 }
 
-/// Which servers hold a key set that `has_it` rejects (or cannot be read).
+/// Which servers hold a key set that `has_it` rejects (or cannot be read). Every server is
+/// read at once (up to `LACKING_PARALLEL`), as the fan-out reads.
 pub fn lacking_by(
     servers: &[&dyn Server],
     has_it: impl Fn(&KeySet) -> bool,
 ) -> Vec<(String, String)> {
-    servers
-        .iter()
-        .filter_map(|s| match s.read_keys() {
+    fanout::read_all(servers, LACKING_PARALLEL)
+        .into_iter()
+        .filter_map(|(name, r)| match r {
             Ok(set) if has_it(&set) => None,
-            Ok(_) => Some((s.name().to_string(), "lacks the key".to_string())),
-            Err(e) => Some((s.name().to_string(), e.message)),
+            Ok(_) => Some((name, "lacks the key".to_string())),
+            Err(e) => Some((name, e.message)),
         })
         .collect()
+}
+
+/// How many servers `lacking_by` reads at once (its callers do not pass `[ssh] parallel`).
+const LACKING_PARALLEL: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::group_by_reason;
+
+    fn fleet(n: usize, down: usize) -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| {
+                let why = if i == down {
+                    "connection refused"
+                } else {
+                    "not pushed yet: every server must be reachable first"
+                };
+                (format!("fs{i}"), why.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn short_lists_name_every_server() {
+        assert_eq!(
+            group_by_reason(&fleet(3, 1)),
+            "fs0 (not pushed yet: every server must be reachable first); fs1 (connection \
+             refused); fs2 (not pushed yet: every server must be reachable first)"
+        );
+    }
+
+    #[test]
+    fn long_lists_are_grouped_by_reason() {
+        assert_eq!(
+            group_by_reason(&fleet(128, 89)),
+            "fs0 and the 126 others (not pushed yet: every server must be reachable first); \
+             fs89 (connection refused)"
+        );
+    }
 }

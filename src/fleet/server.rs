@@ -53,6 +53,10 @@ pub trait Server: Send + Sync {
     fn keyfile_mtime(&self) -> Option<std::time::SystemTime> {
         None
     }
+    /// Do now the work a commit left for later (removing the stage dir, trimming backups),
+    /// so that it costs nothing at the next use or at disconnect. The fan-out calls it on
+    /// every server at once after a push.
+    fn settle(&self) {}
     /// Phase one of a two-phase push: put the files on the server as fsynced temp files
     /// beside the live ones, changing nothing the server reads.
     fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError>;

@@ -164,8 +164,8 @@ fn highest_in_use(
             "the control machine's KeyFile holds {MAX_RXKAD_KEYS} rxkad keys already; prune first"
         )));
     }
-    for s in cell.all_servers() {
-        if let Ok(set) = s.read_keys() {
+    for (_, r) in crate::fleet::fanout::read_all(&cell.all_servers(), cell.parallel) {
+        if let Ok(set) = r {
             highest = highest.max(set.max_kvno());
         }
     }

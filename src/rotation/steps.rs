@@ -219,10 +219,7 @@ fn finish(cell: &Cell, st: &mut State, keys: &[Key]) -> Result<Report, RotateErr
 
 /// "name (why); name (why)".
 pub(super) fn names(v: &[(String, String)]) -> String {
-    v.iter()
-        .map(|(n, w)| format!("{n} ({w})"))
-        .collect::<Vec<_>>()
-        .join("; ")
+    fleet::group_by_reason(v)
 }
 
 /// Save that the rotation stopped after `step` (with the servers that lack the key) and say

@@ -14,6 +14,8 @@
 //! (as `bin/test` and CI set it) and skip it with a message otherwise.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

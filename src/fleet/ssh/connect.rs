@@ -20,7 +20,9 @@ impl SshServer {
         let name = self.known_hosts_name();
         let mut sess = Session::new().map_err(|e| self.err(format!("libssh2: {e}")))?;
         sess.set_timeout(self.timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
-        sess.set_tcp_stream(self.open_tcp()?);
+        let tcp = self.open_tcp()?;
+        let tcp_clone = tcp.try_clone().ok();
+        sess.set_tcp_stream(tcp);
         prefer_known_types(&sess, &known, &name);
         sess.handshake()
             .map_err(|e| self.err(format!("SSH handshake failed: {}", e.message())))?;
@@ -31,6 +33,7 @@ impl SshServer {
             sess,
             sftp,
             gen: GENERATION.fetch_add(1, Ordering::Relaxed),
+            tcp: tcp_clone,
         })
     }
 

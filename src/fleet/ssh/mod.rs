@@ -7,8 +7,10 @@
 //! every later call on the same `SshServer`: stage, commit and a verify that reads the files
 //! back cost one handshake and one SFTP subsystem together, and no remote process is started
 //! besides OpenSSH's own `sftp-server`. Requests are pipelined: reading both key files takes
-//! two round trips, staging four or five, a commit one. A connection that turns out dead when
-//! reused is replaced once.
+//! two round trips, staging four or five, a commit one; the tidying a commit leaves is done
+//! on every server at once right after the commits (`Server::settle`, two round trips). A
+//! connection is closed without waiting (SSH_MSG_DISCONNECT, then the socket shut down). A
+//! connection that turns out dead when reused is replaced once.
 //!
 //! The parts, one file each:
 //! - `connect`: TCP, handshake, the host key checked against `known_hosts`, login;
@@ -32,6 +34,7 @@ pub use crate::store::rules::STAGE_PREFIX;
 pub use crate::store::BACKUP_DIR;
 pub use commit::sh_quote;
 pub use known_hosts::{known_hosts_name, HostCheck, KnownHosts};
+pub use sftp::round_trips as sftp_round_trips;
 
 use super::{FleetError, KeyFiles, Server, Staged};
 use crate::keys::KeySet;
@@ -96,6 +99,22 @@ struct Conn {
     sftp: Sftp,
     /// Which connection this is: a staged push commits only on the one that staged it.
     gen: u64,
+    /// The socket under `sess`, shut down when the connection is dropped.
+    tcp: Option<std::net::TcpStream>,
+}
+
+impl Drop for Conn {
+    /// Close without waiting: SSH_MSG_DISCONNECT is sent (no reply is expected), then the
+    /// socket is shut down, so that libssh2 freeing the SFTP channel and the session (which
+    /// would wait for the server to confirm the channel's close, up to the timeout) fails
+    /// at once instead.
+    fn drop(&mut self) {
+        self.sess.set_timeout(1000);
+        let _ = self.sess.disconnect(None, "afskeys done", None);
+        if let Some(t) = &self.tcp {
+            let _ = t.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 /// Why an operation failed. Every kind but `Op` means the connection is unusable.
@@ -188,10 +207,8 @@ impl SshServer {
         if let Some(c) = guard.as_mut() {
             self.run_tidy(c);
         }
-        if let Some(c) = guard.take() {
-            c.sess.set_timeout(1000);
-            let _ = c.sess.disconnect(None, "afskeys done", None);
-        }
+        // Dropping the connection closes it without waiting (see `Conn`'s drop).
+        guard.take();
     }
 
     /// Open (or reuse) the connection and run `f` on it. A broken connection is dropped;
@@ -258,6 +275,13 @@ impl Server for SshServer {
         match r.first() {
             Some(Reply::Attrs(a)) => a.mtime.map(|t| UNIX_EPOCH + Duration::from_secs(t.into())),
             _ => None,
+        }
+    }
+
+    fn settle(&self) {
+        let mut guard = lock(&self.conn);
+        if let Some(c) = guard.as_mut() {
+            self.run_tidy(c);
         }
     }
 

@@ -12,6 +12,16 @@ use super::wire::{self, Attrs, Extensions, Reply, Req, FX_EOF, FX_NO_SUCH_FILE};
 use super::Fail;
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Request/reply waits (one per `batch` or version exchange) over every connection of this
+/// process: what `bin/bench-fleet` reports as round trips per server.
+static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times this process has waited for SFTP replies, over all connections.
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.load(Ordering::Relaxed)
+}
 
 /// Bytes per SFTP read request: well under OpenSSH's per-request cap (256 KiB less 1 KiB),
 /// so a short read means end of file.
@@ -131,9 +141,14 @@ fn ssh_broken(what: &str) -> impl FnOnce(ssh2::Error) -> Fail + '_ {
     move |e| Fail::Broken(format!("connection lost ({what}: {})", e.message()))
 }
 
+/// One directory's names with their attributes, or why it could not be listed.
+pub type Listing = Result<Vec<(String, Attrs)>, String>;
+
 pub struct Sftp {
     ch: ssh2::Channel,
     next_id: u32,
+    /// Replies to requests sent by `send_only`, read (and dropped) before the next batch's.
+    unread: usize,
     pub has_posix_rename: bool,
     pub has_fsync: bool,
     pub has_hardlink: bool,
@@ -153,10 +168,12 @@ impl Sftp {
         let mut s = Sftp {
             ch,
             next_id: 1,
+            unread: 0,
             has_posix_rename: false,
             has_fsync: false,
             has_hardlink: false,
         };
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
         let body = s.recv()?;
         if body[0] != wire::VERSION {
             return Err(Fail::Broken(format!(
@@ -194,8 +211,16 @@ impl Sftp {
         Ok(body)
     }
 
-    /// Send every request at once, then read their replies (in order).
-    pub fn batch(&mut self, reqs: &[Req]) -> Result<Vec<Reply>, Fail> {
+    /// Send requests without waiting for their replies (which are read, and dropped, before
+    /// the next batch's; a connection closed first never reads them): for work whose outcome
+    /// changes nothing (tidying).
+    pub fn send_only(&mut self, reqs: &[Req]) -> Result<(), Fail> {
+        self.send(reqs)?;
+        self.unread += reqs.len();
+        Ok(())
+    }
+
+    fn send(&mut self, reqs: &[Req]) -> Result<Vec<u32>, Fail> {
         let mut out = Vec::new();
         let mut ids = Vec::with_capacity(reqs.len());
         for r in reqs {
@@ -204,10 +229,23 @@ impl Sftp {
             wire::encode(r, id, &mut out);
             ids.push(id);
         }
+        // No `flush`: on an ssh2 channel it discards the data received but not yet read
+        // (here: replies to `send_only` requests); `write_all` has sent everything.
         self.ch
             .write_all(&out)
-            .and_then(|_| self.ch.flush())
             .map_err(lost("sending SFTP requests"))?;
+        Ok(ids)
+    }
+
+    /// Send every request at once, then read their replies (in order).
+    pub fn batch(&mut self, reqs: &[Req]) -> Result<Vec<Reply>, Fail> {
+        let ids = self.send(reqs)?;
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+        // The server answers in order: replies to earlier unwaited requests come first.
+        while self.unread > 0 {
+            wire::parse_reply(&self.recv()?)?;
+            self.unread -= 1;
+        }
         let mut replies = Vec::with_capacity(reqs.len());
         for id in ids {
             let (got, reply) = wire::parse_reply(&self.recv()?)?;
@@ -221,24 +259,71 @@ impl Sftp {
         Ok(replies)
     }
 
-    /// The names in a directory (without `.` and `..`) with their attributes.
-    pub fn list_dir(&mut self, dir: &Path) -> Result<Vec<(String, Attrs)>, Fail> {
-        let r = self.batch(&[Req::Opendir(dir.to_path_buf())])?;
-        let h = handle(&r[0]).map_err(|e| match e {
-            ReplyError::Unexpected(_) => Fail::Op("unexpected reply to OPENDIR".into()),
-            e => Fail::Op(e.to_string()),
-        })?;
-        let mut names = Vec::new();
-        loop {
-            let r = self.batch(&[Req::Readdir(h.clone())])?;
-            match r.into_iter().next() {
-                Some(Reply::Name(v)) => names.extend(v),
-                _ => break,
+    /// Several directories listed together: `before` and every OPENDIR in one exchange, then
+    /// two READDIRs per open directory per exchange until each reached its end, then every
+    /// CLOSE with the requests `then` makes of the listings, sent without waiting (replies to
+    /// `before` and `then` are not looked at). Small directories cost two round trips in
+    /// all, however many there are.
+    pub fn list_dirs(
+        &mut self,
+        before: Vec<Req>,
+        dirs: &[&Path],
+        then: impl FnOnce(&[Listing]) -> Vec<Req>,
+    ) -> Result<Vec<Listing>, Fail> {
+        let skip = before.len();
+        let mut opens = before;
+        opens.extend(dirs.iter().map(|d| Req::Opendir(d.to_path_buf())));
+        let r = self.batch(&opens)?;
+        let r = &r[skip..];
+        let mut out: Vec<Listing> = Vec::new();
+        let mut open: Vec<(usize, Vec<u8>)> = Vec::new();
+        for (i, rep) in r.iter().enumerate() {
+            match handle(rep) {
+                Ok(h) => {
+                    out.push(Ok(Vec::new()));
+                    open.push((i, h));
+                }
+                Err(e) => out.push(Err(e.to_string())),
             }
         }
-        self.batch(&[Req::Close(h)])?;
-        names.retain(|(n, _)| n != "." && n != "..");
-        Ok(names)
+        let mut reading: Vec<usize> = (0..open.len()).collect();
+        while !reading.is_empty() {
+            let reqs: Vec<Req> = reading
+                .iter()
+                .flat_map(|&k| {
+                    [
+                        Req::Readdir(open[k].1.clone()),
+                        Req::Readdir(open[k].1.clone()),
+                    ]
+                })
+                .collect();
+            let r = self.batch(&reqs)?;
+            let mut still = Vec::new();
+            for (j, &k) in reading.iter().enumerate() {
+                let mut ended = false;
+                for rep in &r[2 * j..2 * j + 2] {
+                    match rep {
+                        Reply::Name(v) if !ended => {
+                            if let Ok(names) = &mut out[open[k].0] {
+                                names.extend(v.iter().cloned());
+                            }
+                        }
+                        _ => ended = true,
+                    }
+                }
+                if !ended {
+                    still.push(k);
+                }
+            }
+            reading = still;
+        }
+        for names in out.iter_mut().flatten() {
+            names.retain(|(n, _)| n != "." && n != "..");
+        }
+        let mut last: Vec<Req> = open.into_iter().map(|(_, h)| Req::Close(h)).collect();
+        last.extend(then(&out));
+        self.send_only(&last)?;
+        Ok(out)
     }
 
     /// Read whole files (absent: `None`) in two round trips.

@@ -1,13 +1,14 @@
-//! What a commit leaves for later, done on the same connection before its next use (or at
-//! disconnect), so it never delays the renames: remove the emptied stage dir, close the
+//! What a commit leaves for later, done on the same connection before its next use, when
+//! the fan-out settles the servers after a push, or at disconnect, so it never delays the
+//! renames: remove the emptied stage dir, close the
 //! conf dir's handle, trim the oldest backups, remove stage dirs abandoned over a day ago.
 //! Errors are ignored: nothing here changes what a server reads.
 
-use super::wire::Req;
-use super::{lock, Conn, Fail, SshServer};
+use super::wire::{Attrs, Req};
+use super::{lock, Conn, SshServer};
 use crate::store::rules::{self, BACKUP_DIR};
 use crate::store::{KEYFILE, KEYFILEEXT};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The tidying one commit left.
 pub(super) struct Tidy {
@@ -19,54 +20,59 @@ pub(super) struct Tidy {
 }
 
 impl SshServer {
-    /// Do what commits on this connection left to do.
+    /// Do what commits on this connection left to do, in two round trips: remove the stage
+    /// dir and close the conf dir's handle while listing the backup dir and the conf dir,
+    /// then remove the old backups and abandoned stages while closing the listings (sent
+    /// without waiting for the replies).
     pub(super) fn run_tidy(&self, c: &mut Conn) {
         let work: Vec<Tidy> = std::mem::take(&mut *lock(&self.tidy));
+        let mut before = Vec::new();
+        let mut now = None;
         for t in work {
             if t.gen != c.gen {
                 continue;
             }
-            let mut reqs = vec![Req::Rmdir(t.stage_dir.clone())];
+            before.push(Req::Rmdir(t.stage_dir.clone()));
             if let Some(h) = t.dir_handle {
-                reqs.push(Req::Close(h));
+                before.push(Req::Close(h));
             }
-            if c.sftp.batch(&reqs).is_err() {
-                return;
-            }
-            let _ = self.trim_backups(c);
-            let _ = self.remove_stale_stages(c, t.remote_now);
+            now = now.max(t.remote_now);
         }
+        if before.is_empty() {
+            return;
+        }
+        let bdir = self.path(BACKUP_DIR);
+        let mut dirs = vec![bdir.as_path()];
+        if now.is_some() {
+            dirs.push(self.confdir.as_path());
+        }
+        let _ = c.sftp.list_dirs(before, &dirs, |l| {
+            let mut reqs = Vec::new();
+            if let Some(Ok(names)) = l.first() {
+                self.trim_backups(&bdir, names, &mut reqs);
+            }
+            if let (Some(Ok(names)), Some(now)) = (l.get(1), now) {
+                self.remove_stale_stages(names, now, &mut reqs);
+            }
+            reqs
+        });
     }
 
-    fn trim_backups(&self, c: &mut Conn) -> Result<(), Fail> {
-        let bdir = self.path(BACKUP_DIR);
-        let names = c.sftp.list_dir(&bdir)?;
-        let mut remove = Vec::new();
+    fn trim_backups(&self, bdir: &Path, names: &[(String, Attrs)], reqs: &mut Vec<Req>) {
         for f in [KEYFILE, KEYFILEEXT] {
             let old = rules::backups_to_trim(names.iter().map(|(n, _)| n.as_str()), f);
-            remove.extend(old.into_iter().map(|n| Req::Remove(bdir.join(n))));
+            reqs.extend(old.into_iter().map(|n| Req::Remove(bdir.join(n))));
         }
-        if !remove.is_empty() {
-            c.sftp.batch(&remove)?;
-        }
-        Ok(())
     }
 
-    fn remove_stale_stages(&self, c: &mut Conn, now: Option<u64>) -> Result<(), Fail> {
-        let Some(now) = now else { return Ok(()) };
-        let names = c.sftp.list_dir(&self.confdir)?;
-        let mut reqs = Vec::new();
+    fn remove_stale_stages(&self, names: &[(String, Attrs)], now: u64, reqs: &mut Vec<Req>) {
         for (n, a) in names {
-            if rules::is_stale_stage(&n, a.mtime.map(u64::from), now) {
-                let d = self.path(&n);
+            if rules::is_stale_stage(n, a.mtime.map(u64::from), now) {
+                let d = self.path(n);
                 reqs.push(Req::Remove(d.join(KEYFILEEXT)));
                 reqs.push(Req::Remove(d.join(KEYFILE)));
                 reqs.push(Req::Rmdir(d));
             }
         }
-        if !reqs.is_empty() {
-            c.sftp.batch(&reqs)?;
-        }
-        Ok(())
     }
 }
