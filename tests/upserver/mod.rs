@@ -242,10 +242,22 @@ impl UpCell {
     /// Run afskeys on the control machine.
     pub fn afskeys(&self, args: &[&str]) -> Output {
         let mut c = self.control.enter();
-        c.arg(env!("CARGO_BIN_EXE_afskeys"))
+        c.arg(self.afskeys_inside())
             .args(["--confdir", CONFDIR, "--config", CONFIG])
             .args(args);
         crate::common::pipe(c, b"")
+    }
+
+    /// The binary under test, copied where the control machine can see it: the checkout may
+    /// itself be under /tmp (a CI clone), which every machine replaces with its own.
+    fn afskeys_inside(&self) -> PathBuf {
+        let bin = self.control.root.path().join("bin/afskeys");
+        if !bin.exists() {
+            fs::create_dir_all(bin.parent().unwrap()).unwrap();
+            fs::copy(env!("CARGO_BIN_EXE_afskeys"), &bin).unwrap();
+            fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        bin
     }
 
     #[track_caller]
