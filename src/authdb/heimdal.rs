@@ -40,7 +40,7 @@ use super::private::PrivateDir;
 use super::ticket::{Opening, TicketClient, TicketError, TicketProof};
 use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KdcFacts, KeyMaterial};
 use crate::crypto;
-use crate::keys::{Enctype, Key, KeyId, KeySet, KeyType};
+use crate::keys::{Enctype, Key, KeyType};
 use chrono::{DateTime, Utc};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -293,21 +293,7 @@ impl HeimdalAuthDb {
             {
                 continue;
             }
-            let key = Key::new(
-                KeyId {
-                    key_type: KeyType::RxkadKrb5,
-                    kvno: info.kvno,
-                    subtype: enctype,
-                },
-                e.key,
-            );
-            KeySet::validate_key(&key).map_err(|err| {
-                AuthDbError::Backend(format!(
-                    "{}: the KDC holds an unusable key: {err}",
-                    self.describe()
-                ))
-            })?;
-            keys.push(key);
+            keys.push(super::kdc_key(&self.describe(), info.kvno, enctype, e.key)?);
         }
         Ok(keys)
     }
@@ -321,13 +307,7 @@ impl HeimdalAuthDb {
             .into());
         };
         checked(&r.admin_principal)?;
-        Ok(TicketClient {
-            admin_principal: r.admin_principal.clone(),
-            admin_keytab: r.admin_keytab.clone(),
-            kinit: r.kinit.clone(),
-            kvno: r.kvno.clone(),
-            env: self.env.clone(),
-        })
+        Ok(r.ticket_client(&self.env))
     }
 
     /// The ticket proof: a real ticket for the afs principal opened with each server's keys,
@@ -621,6 +601,7 @@ fn checked(p: &str) -> Result<&str, AuthDbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::KeyId;
 
     fn key(kvno: i32, e: i32) -> Key {
         Key::new(

@@ -38,7 +38,7 @@ use super::private::PrivateDir;
 use super::ticket::TicketProof;
 use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KdcFacts, KeyMaterial};
 use crate::crypto;
-use crate::keys::{Enctype, Key, KeyId, KeySet, KeyType};
+use crate::keys::{Enctype, Key, KeyType};
 use chrono::{DateTime, Utc};
 use std::ffi::OsString;
 use std::io::Write;
@@ -361,7 +361,7 @@ impl KadminAuthDb {
                 )));
             }
             let enctype = i32::from(e.enctype);
-            if kvno != info.kvno || is_single_des(enctype) {
+            if kvno != info.kvno || Enctype(enctype).is_single_des() {
                 continue;
             }
             // modprinc -kvno can leave two keys of one enctype at one kvno; the first is
@@ -369,21 +369,7 @@ impl KadminAuthDb {
             if keys.iter().any(|k| k.id.subtype == enctype) {
                 continue;
             }
-            let key = Key::new(
-                KeyId {
-                    key_type: KeyType::RxkadKrb5,
-                    kvno,
-                    subtype: enctype,
-                },
-                e.key,
-            );
-            KeySet::validate_key(&key).map_err(|err| {
-                AuthDbError::Backend(format!(
-                    "{}: the KDC holds an unusable key: {err}",
-                    self.describe()
-                ))
-            })?;
-            keys.push(key);
+            keys.push(super::kdc_key(&self.describe(), kvno, enctype, e.key)?);
         }
         Ok(keys)
     }
@@ -727,14 +713,10 @@ fn kadmin_message(ran: &Ran) -> String {
         .unwrap_or_else(|| "no message, no success line".to_string())
 }
 
-/// Enctypes that are single DES (kept out of the afs entry; they belong in KeyFile).
-fn is_single_des(enctype: i32) -> bool {
-    matches!(enctype, 1..=4 | 8)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::KeyId;
 
     #[test]
     fn argv_never_holds_the_secret_and_queries_are_exact() {
@@ -840,10 +822,10 @@ mod tests {
     #[test]
     fn single_des_is_left_out() {
         for e in [1, 2, 3, 4, 8] {
-            assert!(is_single_des(e));
+            assert!(Enctype(e).is_single_des());
         }
         for e in [16, 17, 18, 19, 20, 23] {
-            assert!(!is_single_des(e));
+            assert!(!Enctype(e).is_single_des());
         }
     }
 }

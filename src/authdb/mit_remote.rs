@@ -72,6 +72,17 @@ impl RemoteKdc {
             ],
         }
     }
+
+    /// The ticket client this admin identity makes, with the backend's environment.
+    pub(super) fn ticket_client(&self, env: &[(String, String)]) -> TicketClient {
+        TicketClient {
+            admin_principal: self.admin_principal.clone(),
+            admin_keytab: self.admin_keytab.clone(),
+            kinit: self.kinit.clone(),
+            kvno: self.kvno.clone(),
+            env: env.to_vec(),
+        }
+    }
 }
 
 impl KadminAuthDb {
@@ -84,13 +95,7 @@ impl KadminAuthDb {
             .into());
         };
         checked_principal(&r.admin_principal)?;
-        Ok(TicketClient {
-            admin_principal: r.admin_principal.clone(),
-            admin_keytab: r.admin_keytab.clone(),
-            kinit: r.kinit.clone(),
-            kvno: r.kvno.clone(),
-            env: self.env.clone(),
-        })
+        Ok(r.ticket_client(&self.env))
     }
 
     /// The ticket proof: a real ticket for the afs principal opened with each server's keys,

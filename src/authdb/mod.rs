@@ -189,6 +189,28 @@ pub trait AuthDb: Send + Sync {
     }
 }
 
+/// A key a KDC exported for the afs principal (an rxkad_krb5 key of `kvno` and `enctype`),
+/// refused when its length does not fit its enctype. `db` names the backend in the message.
+pub(crate) fn kdc_key(
+    db: &str,
+    kvno: i32,
+    enctype: i32,
+    bytes: zeroize::Zeroizing<Vec<u8>>,
+) -> Result<Key, AuthDbError> {
+    let key = Key::new(
+        crate::keys::KeyId {
+            key_type: KeyType::RxkadKrb5,
+            kvno,
+            subtype: enctype,
+        },
+        bytes,
+    );
+    crate::keys::KeySet::validate_key(&key).map_err(|err| {
+        AuthDbError::Backend(format!("{db}: the KDC holds an unusable key: {err}"))
+    })?;
+    Ok(key)
+}
+
 /// Check that an entry read back holds exactly `keys` at `kvno`.
 pub fn verify_entry(entry: &AfsEntry, kvno: i32, keys: &[Key]) -> Result<(), AuthDbError> {
     if entry.kvno != kvno {
