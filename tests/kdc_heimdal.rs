@@ -12,15 +12,12 @@ use afskeys::authdb::heimdal::{HeimdalAuthDb, DEFAULT_KEYS};
 use afskeys::authdb::kadmin::RemoteKdc;
 use afskeys::authdb::ticket::Opening;
 use afskeys::authdb::{AuthDb, AuthDbError};
-use afskeys::crypto::{aes_string_to_key, default_salt};
-use afskeys::format::keytab;
-use afskeys::keys::{Key, KeyId, KeyType};
+use afskeys::keys::Key;
 use chrono::Utc;
+use common::kdc_keys::{derive, keys_in, keytab_of, recording_wrapper};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 /// The backend as `[authdb] backend = "heimdal"` with `admin_principal` and `admin_keytab`
 /// (no server: `kadmin -l`) builds it, seeing only this realm.
@@ -43,42 +40,6 @@ fn remote_db(realm: &heimdal::Realm, principal: &str) -> HeimdalAuthDb {
             realm.admin_keytab(),
         ))
         .with_envs(realm.env())
-}
-
-/// The aes256 and aes128 keys `pw` derives for `principal` (default salt), at `kvno`.
-fn derive(principal: &str, kvno: i32, pw: &str) -> Vec<Key> {
-    let salt = default_salt(principal).unwrap();
-    [(18, 32), (17, 16)]
-        .into_iter()
-        .map(|(e, len)| {
-            Key::new(
-                KeyId {
-                    key_type: KeyType::RxkadKrb5,
-                    kvno,
-                    subtype: e,
-                },
-                aes_string_to_key(pw.as_bytes(), &salt, 4096, len),
-            )
-        })
-        .collect()
-}
-
-/// A keytab holding `keys` for `principal`, written by afskeys' own writer.
-fn keytab_of(dir: &Path, principal: &str, keys: &[Key]) -> PathBuf {
-    let (components, realm) = keytab::split_principal(principal).unwrap();
-    let entries: Vec<keytab::Entry> = keys
-        .iter()
-        .map(|k| keytab::Entry {
-            realm: realm.clone(),
-            components: components.clone(),
-            kvno: k.kvno() as u32,
-            enctype: k.id.subtype as u16,
-            key: Zeroizing::new(k.bytes().to_vec()),
-        })
-        .collect();
-    let p = dir.join(format!("server-kvno{}.keytab", keys[0].kvno()));
-    fs::write(&p, keytab::write(&entries, 0)).unwrap();
-    p
 }
 
 fn passphrase(kvno: i32) -> String {
@@ -226,22 +187,6 @@ fn a_first_key_above_kvno_1_and_a_key_changed_behind_afskeys_back() {
     );
 }
 
-/// A shell wrapper that appends its argv and environment to `log`, then runs `real`.
-fn recording_wrapper(dir: &Path, name: &str, real: &str, log: &Path) -> String {
-    let w = dir.join(format!("{name}-wrapper"));
-    fs::write(
-        &w,
-        format!(
-            "#!/bin/sh\n{{ tr '\\0' ' ' < /proc/$$/cmdline; echo; tr '\\0' '\\n' < /proc/$$/environ; \
-             echo; }} >> {log}\nexec {real} \"$@\"\n",
-            log = log.display()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).unwrap();
-    w.to_str().unwrap().to_string()
-}
-
 #[test]
 fn no_secret_on_any_argv_environment_log_or_message() {
     let Some(realm) = heimdal::Realm::serve("SECRETS.HEIMDAL") else {
@@ -302,26 +247,6 @@ fn no_secret_on_any_argv_environment_log_or_message() {
     for s in &secrets {
         assert!(!cmdline.windows(s.len()).any(|w| w == s.as_slice()));
     }
-}
-
-/// The keys of `kvno` in `dir`'s KeyFileExt, as `afskeys list --json --showkey` shows them.
-fn keys_in(dir: &Path, kvno: i32) -> Vec<Key> {
-    let out = common::ok(common::run(dir, &["--json", "list", "--showkey"], b""));
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let list = v["keys"].as_array().or(v.as_array()).expect("a key list");
-    list.iter()
-        .filter(|k| k["kvno"] == kvno && k["type"] == "rxkad_krb5")
-        .map(|k| {
-            Key::new(
-                KeyId {
-                    key_type: KeyType::RxkadKrb5,
-                    kvno,
-                    subtype: k["enctype"].as_i64().unwrap() as i32,
-                },
-                Zeroizing::new(hex::decode(k["key"].as_str().unwrap()).unwrap()),
-            )
-        })
-        .collect()
 }
 
 #[test]

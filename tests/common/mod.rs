@@ -4,6 +4,8 @@
 //! `/etc/openafs` or UDP 7007.
 #![allow(dead_code)]
 
+pub mod kdc_keys;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
