@@ -103,7 +103,7 @@ impl Cell {
             Some(_) => config.distribution.state_dir.clone(),
             None => control.path().to_path_buf(),
         };
-        let authdb = authdb_backend(&state_dir, config, &principal);
+        let authdb = authdb_backend(&state_dir, &control, config, &principal);
         let servers = config.servers.iter().map(|s| server(s, config)).collect();
         Ok(Cell {
             name,
@@ -206,16 +206,30 @@ fn upserver(d: &DistributionConfig) -> Option<Upserver> {
 }
 
 /// The auth DB backend `[authdb]` names; the file backend defaults into `state_dir`.
-fn authdb_backend(state_dir: &Path, config: &Config, principal: &str) -> Box<dyn AuthDb> {
+fn authdb_backend(
+    state_dir: &Path,
+    control: &ConfDir,
+    config: &Config,
+    principal: &str,
+) -> Box<dyn AuthDb> {
     match config.authdb.backend {
-        Backend::File => Box::new(FileAuthDb::new(
-            config
-                .authdb
-                .path
-                .clone()
-                .unwrap_or_else(|| state_dir.join(DEFAULT_NAME)),
-            principal.to_string(),
-        )),
+        Backend::File => {
+            let db = FileAuthDb::new(
+                config
+                    .authdb
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| state_dir.join(DEFAULT_NAME)),
+                principal.to_string(),
+            );
+            // A named file can be misnamed: judge its absence by the key files (issue 11).
+            match config.authdb.path {
+                Some(_) => Box::new(
+                    db.guarded_by(control.clone(), StateFile::new(state_dir.join(STATE_FILE))),
+                ),
+                None => Box::new(db),
+            }
+        }
         Backend::Kadmin => Box::new(kadmin_backend(&config.authdb, principal.to_string())),
         Backend::Heimdal => Box::new(heimdal_backend(&config.authdb, principal.to_string())),
     }

@@ -203,6 +203,10 @@ pub struct State {
     #[serde(default)]
     pub retired: Vec<Retired>,
     pub last_rotation: Option<DateTime<Utc>>,
+    /// When `authdb init` or `authdb set` created the afs entry outside a rotation: from then
+    /// on the cell has an entry even if it never rotates (absent from older journals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<DateTime<Utc>>,
 }
 
 impl State {
@@ -240,6 +244,7 @@ impl State {
         });
         r.chain(self.retired.iter().map(|x| x.since))
             .chain(self.last_rotation)
+            .chain(self.adopted)
             .max()
     }
 
@@ -258,8 +263,15 @@ impl State {
         if let Some(r) = self.retired.last() {
             return Some(format!("kvno {} was retired from it", r.kvno));
         }
-        self.last_rotation
-            .map(|t| format!("a rotation set it at {}", crate::time::fmt_time(t)))
+        if let Some(t) = self.last_rotation {
+            return Some(format!("a rotation set it at {}", crate::time::fmt_time(t)));
+        }
+        self.adopted.map(|t| {
+            format!(
+                "`afskeys authdb` created it at {}",
+                crate::time::fmt_time(t)
+            )
+        })
     }
 
     /// Refuse to act on "no afs entry" when the journal knows the cell has one (`db` names

@@ -2,8 +2,9 @@
 //! lock / temp file / fsync / rename discipline as the KeyFile. Needs no configuration.
 
 use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial};
+use crate::journal::StateFile;
 use crate::keys::{Key, KeyId, KeyType, ParseError};
-use crate::store::{atomic, trust};
+use crate::store::{atomic, trust, ConfDir};
 use chrono::{DateTime, Utc};
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,9 @@ pub const DEFAULT_NAME: &str = "afskeys-authdb.json";
 pub struct FileAuthDb {
     path: PathBuf,
     principal: String,
+    /// The control machine's conf dir and the cell's journal: a missing file is "no entry
+    /// yet" only while the key files hold no key (see [`FileAuthDb::guarded_by`]).
+    guard: Option<(ConfDir, StateFile)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -44,7 +48,55 @@ impl FileAuthDb {
         FileAuthDb {
             path: path.into(),
             principal: principal.into(),
+            guard: None,
         }
+    }
+
+    /// Judge a missing file that `[authdb] path` names by the control machine's key files:
+    /// a cell whose KeyFile or KeyFileExt holds a key has an afs entry, so a missing file
+    /// there is a misnamed or lost auth DB (an error), never "no entry yet". The one exception
+    /// is the keys of the cell's first rotation, under way. `init` (adoption) and `set` still
+    /// see a missing file as empty. (A cell whose journal knows of an entry is refused by
+    /// the callers' `State::check_entry_missing`, with the journal's reason.)
+    pub fn guarded_by(mut self, control: ConfDir, journal: StateFile) -> FileAuthDb {
+        self.guard = Some((control, journal));
+        self
+    }
+
+    /// The file is missing: "no entry" only when the cell plainly has none yet.
+    fn missing(&self) -> Result<Option<AfsEntry>, AuthDbError> {
+        let Some((control, journal)) = &self.guard else {
+            return Ok(None);
+        };
+        let unknown = |e: Box<dyn std::error::Error + Send + Sync>| AuthDbError::AbsentUnknown {
+            path: self.path.clone(),
+            confdir: control.path().to_path_buf(),
+            source: e,
+        };
+        let snap = control.read().map_err(|e| unknown(Box::new(e)))?;
+        let mut kvnos: Vec<i32> = snap.keys.iter().map(|k| k.kvno()).collect();
+        kvnos.sort_unstable();
+        kvnos.dedup();
+        if kvnos.is_empty() {
+            return Ok(None);
+        }
+        let state = journal.load().map_err(|e| unknown(Box::new(e)))?;
+        if state.known_entry().is_some() {
+            return Ok(None);
+        }
+        let first = state.rotation.as_ref().filter(|r| r.old_kvno.is_none());
+        if first.is_some_and(|r| kvnos == [r.kvno]) {
+            return Ok(None);
+        }
+        Err(AuthDbError::Absent {
+            path: self.path.clone(),
+            confdir: control.path().to_path_buf(),
+            kvnos: kvnos
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -190,7 +242,10 @@ impl AuthDb for FileAuthDb {
     }
 
     fn get(&self) -> Result<Option<AfsEntry>, AuthDbError> {
-        self.read()
+        match self.read()? {
+            Some(e) => Ok(Some(e)),
+            None => self.missing(),
+        }
     }
 
     fn key_material(&self) -> KeyMaterial {

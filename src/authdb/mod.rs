@@ -101,6 +101,34 @@ pub enum AuthDbError {
     /// The afs entry does not exist yet.
     #[error("{0}")]
     Missing(String),
+    /// The file auth DB does not exist, but the control machine's key files hold keys: the
+    /// cell has an afs entry somewhere, so this is a misnamed or lost file, not "no entry".
+    #[error(
+        "the auth DB {} does not exist, but the key files in {} hold kvno {kvnos}: a cell \
+         with keys has an afs entry; check `[authdb] path`, or adopt the entry with \
+         `afskeys authdb init`",
+        path.display(),
+        confdir.display()
+    )]
+    Absent {
+        path: PathBuf,
+        confdir: PathBuf,
+        kvnos: String,
+    },
+    /// The file auth DB does not exist, and the key files cannot be read to tell whether the
+    /// cell has keys (so whether it has an afs entry).
+    #[error(
+        "the auth DB {} does not exist, and the key files in {} cannot be read to tell \
+         whether the cell has an afs entry: {source}",
+        path.display(),
+        confdir.display()
+    )]
+    AbsentUnknown {
+        path: PathBuf,
+        confdir: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The backend's tool failed; the message carries what it said.
     #[error("{0}")]
     Backend(String),

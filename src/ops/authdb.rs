@@ -125,12 +125,22 @@ pub fn init(cell: &Cell, kvno: Option<i32>, now: DateTime<Utc>) -> Result<AfsEnt
     let keys = keys_at(cell, kvno)?;
     guard(cell, &keys)?;
     let e = cell.authdb.init(keys[0].kvno(), &keys, now)?;
+    record_adoption(cell, e.changed)?;
     audit(
         cell,
         "authdb init",
         &format!("afs entry at kvno {}: {}", e.kvno, describe(&keys)),
     )?;
     Ok(e)
+}
+
+/// Record in the journal that the cell now has an afs entry, so a missing or misnamed auth
+/// DB is never again read as "no entry" (`State::known_entry`).
+fn record_adoption(cell: &Cell, at: DateTime<Utc>) -> Result<(), Error> {
+    let mut state = cell.state.load()?;
+    state.adopted = Some(at);
+    cell.state.save(&state)?;
+    Ok(())
 }
 
 /// Move the afs entry to the control machine's keys at `kvno` by hand (what step 4 of a
@@ -152,10 +162,11 @@ pub fn set(cell: &Cell, kvno: i32, now: DateTime<Utc>) -> Result<AfsEntry, Error
     let latest = state.latest_recorded().max(old.as_ref().map(|o| o.changed));
     let now = crate::policy::recorded_now(now, latest);
     let e = cell.authdb.set(kvno, &keys, None, now)?;
-    if let Some(o) = old {
-        state.retire(o.kvno, now);
-        cell.state.save(&state)?;
+    match old {
+        Some(o) => state.retire(o.kvno, now),
+        None => state.adopted = Some(e.changed),
     }
+    cell.state.save(&state)?;
     audit(
         cell,
         "authdb set",

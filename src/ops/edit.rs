@@ -5,6 +5,7 @@
 
 pub use super::upclient::UpclientAction;
 use super::{shown, CellPaths, KeyView, Secret, Warn};
+use crate::authdb::AuthDbError;
 use crate::cell::Cell;
 use crate::checksum::checksum_text;
 use crate::error::Error;
@@ -110,7 +111,15 @@ pub fn add_keys(
 ) -> Result<(Vec<Key>, EditReport), Error> {
     preflight(cell)?;
     let _lock = cell.state.lock(true)?;
-    let entry = cell.authdb.get()?;
+    // Adding a key at a new kvno needs no afs entry; replacing one does (below). A missing
+    // auth DB in a cell with keys is therefore an error only when a key is replaced.
+    let (entry, absent) = match cell.authdb.get() {
+        Ok(e) => (e, None),
+        Err(e @ (AuthDbError::Absent { .. } | AuthDbError::AbsentUnknown { .. })) => {
+            (None, Some(e))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let state = cell.state.load()?;
     if entry.is_none() {
         state.check_entry_missing(&cell.authdb.describe())?;
@@ -123,6 +132,9 @@ pub fn add_keys(
             .map(|k| k.kvno())
             .collect();
         kvnos.dedup();
+        if let (Some(e), false) = (&absent, kvnos.is_empty()) {
+            return Err(StoreError::Failed(e.to_string()));
+        }
         let refusals: Vec<String> = kvnos
             .iter()
             .filter_map(|&k| removal_refusal(k, entry.as_ref(), &state, &cell.policy, now))
