@@ -90,7 +90,10 @@ pub fn check_conf_dir(
     }
 }
 
-/// Why a live key file may not be read or replaced in place.
+/// Why a live key file may not be read or replaced in place. The same rules as the local
+/// store's checked open (`store::trust`): a regular file, not writable by group or others
+/// (0644 is read, with a warning; 0620 and 0666 are refused), owned by root or the user
+/// afskeys runs as there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyFileProblem {
     #[error(
@@ -100,14 +103,36 @@ pub enum KeyFileProblem {
     Symlink,
     #[error("is not a regular file")]
     NotRegular,
+    #[error(
+        "has mode {:04o}: other users could change it; refusing it (chmod go-w it, after \
+         checking its content)",
+        .0 & 0o7777
+    )]
+    Writable(u32),
+    #[error(
+        "is owned by uid {owner}, not root or the login user (uid {me}): that user could \
+         choose the keys; refusing it (chown root it, after checking its content)"
+    )]
+    Owner { owner: u32, me: u32 },
 }
 
-/// The verdict on an lstat of a key file (never followed through a symlink).
+/// The verdict on an lstat of a key file (never followed through a symlink): its kind and
+/// its mode.
 pub fn check_key_file(mode: u32) -> Result<(), KeyFileProblem> {
     match FileKind::of_mode(mode) {
+        FileKind::Regular if mode & 0o022 != 0 => Err(KeyFileProblem::Writable(mode)),
         FileKind::Regular => Ok(()),
         FileKind::Symlink => Err(KeyFileProblem::Symlink),
         _ => Err(KeyFileProblem::NotRegular),
+    }
+}
+
+/// The verdict on a key file's owner: root or `me`, the user afskeys writes as.
+pub fn check_key_file_owner(owner: u32, me: u32) -> Result<(), KeyFileProblem> {
+    match owner {
+        0 => Ok(()),
+        o if o == me => Ok(()),
+        owner => Err(KeyFileProblem::Owner { owner, me }),
     }
 }
 
@@ -291,6 +316,20 @@ mod tests {
         assert_eq!(check_key_file(0o100600), Ok(()));
         assert_eq!(check_key_file(0o120777), Err(KeyFileProblem::Symlink));
         assert_eq!(check_key_file(0o040700), Err(KeyFileProblem::NotRegular));
+        // as the local store's checked open: 0644 is read, group/other-writable refused
+        assert_eq!(check_key_file(0o100644), Ok(()));
+        for m in [0o100666, 0o100620, 0o100602] {
+            assert_eq!(check_key_file(m), Err(KeyFileProblem::Writable(m)));
+        }
+        assert_eq!(check_key_file_owner(0, 1000), Ok(()));
+        assert_eq!(check_key_file_owner(1000, 1000), Ok(()));
+        assert_eq!(
+            check_key_file_owner(65534, 1000),
+            Err(KeyFileProblem::Owner {
+                owner: 65534,
+                me: 1000
+            })
+        );
         assert_eq!(check_backup_dir(0o040700), Ok(false));
         assert_eq!(check_backup_dir(0o040755), Ok(true));
         assert_eq!(check_backup_dir(0o100600), Err(BackupDirProblem::NotDir));

@@ -56,6 +56,11 @@ fn random_hex() -> String {
 struct Survey {
     cellservdb: Option<u64>,
     backup_dir: Option<bool>,
+    /// The owners of the conf dir and of each live key file, judged once the login user's
+    /// uid is known (the owner of the stage dir afskeys makes).
+    owners: Vec<(Option<PathBuf>, u32)>,
+    /// The backup dir's names: backups are named after the newest (`rules::backup_time`).
+    backup_names: Vec<String>,
 }
 
 /// Files staged on one server by `OpensshServer::stage`.
@@ -101,15 +106,14 @@ impl OpensshServer {
         let d = stat(sftp, dir, true)
             .await?
             .ok_or_else(|| op(format!("conf dir {}: no such directory", dir.display())))?;
-        rules::check_conf_dir(mode(&d), 0, true, None).map_err(|p| {
-            let p = p.to_string();
-            let rest = p.strip_prefix("conf dir ").unwrap_or(&p);
-            op(format!("conf dir {} {rest}", dir.display()))
-        })?;
+        rules::check_conf_dir(mode(&d), 0, true, None).map_err(|p| self.dir_problem(p))?;
+        let mut owners: Vec<(Option<PathBuf>, u32)> =
+            d.uid().map(|u| (None, u)).into_iter().collect();
         for name in NAMES {
             let p = self.path(name);
             if let Some(m) = stat(sftp, &p, false).await? {
                 rules::check_key_file(mode(&m)).map_err(|e| op(format!("{} {e}", p.display())))?;
+                owners.extend(m.uid().map(|u| (Some(p), u)));
             }
         }
         let cellservdb = stat(sftp, &self.path(CELLSERVDB), true)
@@ -124,10 +128,50 @@ impl OpensshServer {
             ),
             None => None,
         };
+        let backup_names = match backup_dir {
+            Some(_) => list_dir(sftp, &bdir)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect(),
+            None => vec![],
+        };
         Ok(Survey {
             cellservdb,
             backup_dir,
+            owners,
+            backup_names,
         })
+    }
+
+    /// "conf dir <path> has mode …": over SSH the path goes inside the message.
+    fn dir_problem(&self, p: rules::DirProblem) -> Fail {
+        let p = p.to_string();
+        let rest = p.strip_prefix("conf dir ").unwrap_or(&p);
+        op(format!("conf dir {} {rest}", self.t.confdir.display()))
+    }
+
+    /// The conf dir and the live key files must be owned by root or the login user, whose
+    /// uid is the owner of the stage dir just made.
+    async fn judge_owners(
+        &self,
+        sftp: &Sftp,
+        stage_dir: &Path,
+        survey: &Survey,
+    ) -> Result<(), Fail> {
+        let Some(me) = stat(sftp, stage_dir, false).await?.and_then(|m| m.uid()) else {
+            return Ok(()); // a server that reports no owners: nothing to judge by
+        };
+        for (path, owner) in &survey.owners {
+            match path {
+                None => rules::check_conf_dir(0o040700, *owner, true, Some(me))
+                    .map_err(|p| self.dir_problem(p))?,
+                Some(p) => rules::check_key_file_owner(*owner, me)
+                    .map_err(|e| op(format!("{} {e}", p.display())))?,
+            }
+        }
+        Ok(())
     }
 
     /// Write both files (0600, fsynced) into a new 0700 stage dir, read the live ones, and
@@ -146,6 +190,7 @@ impl OpensshServer {
             .create(stage_dir)
             .await
             .map_err(|e| sftp_fail(format_args!("cannot create {}", stage_dir.display()), e))?;
+        self.judge_owners(sftp, stage_dir, survey).await?;
         let mut remote_now = None;
         let mut changed = [false; 2];
         for (i, name) in NAMES.into_iter().enumerate() {
@@ -213,7 +258,11 @@ impl OpensshServer {
                     Some(false) => {}
                 }
             }
-            let b = bdir.join(rules::backup_name(name, now));
+            let names = survey.backup_names.iter().map(String::as_str);
+            let b = bdir.join(rules::backup_name(
+                name,
+                rules::backup_time(names, name, now),
+            ));
             if sftp.support_hardlink() {
                 fs.hard_link(&live, &b).await.map_err(berr)?;
             } else {

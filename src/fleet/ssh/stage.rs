@@ -26,6 +26,12 @@ struct Survey {
     cellservdb: Option<u64>,
     /// The backup dir: None when absent, else whether it must be made private first.
     backup_dir: Option<bool>,
+    /// The owners of the conf dir and of [KeyFileExt, KeyFile], judged once the login
+    /// user's uid is known (from the stage dir afskeys makes).
+    dir_owner: Option<u32>,
+    live_owner: [Option<u32>; 2],
+    /// The backup dir's handle (opened at step 1, read at step 2), when it exists.
+    backup_dir_handle: Option<Vec<u8>>,
 }
 
 /// [KeyFileExt, KeyFile] as they are on the server (None: absent).
@@ -48,10 +54,20 @@ impl SshServer {
         let r = self.open_stage(&mut c.sftp, &survey, &stage_dir, &new_paths)?;
         let staged = (|| {
             let h = self.handles(&r, &survey, &new_paths)?;
+            let names = self.backup_names(&mut c.sftp, &survey, &r)?;
+            if let Err(e) = self.judge_owners(&survey, r.last()) {
+                let live = h.live.iter().map(|(_, x)| x);
+                let mut close: Vec<Req> =
+                    h.new.iter().chain(live).cloned().map(Req::Close).collect();
+                close.extend(h.dir.clone().map(Req::Close));
+                let _ = c.sftp.batch(&close);
+                return Err(e);
+            }
             let bytes: [&[u8]; 2] = [&files.keyfileext, &files.keyfile];
             let (remote_now, mut live) = self.write_and_read(&mut c.sftp, &h, &stage_dir, bytes)?;
             let changed = [0, 1].map(|i| live[i].as_deref() != Some(bytes[i]));
-            let backups = self.back_up(&mut c.sftp, &survey, &new_paths, changed, &mut live)?;
+            let backups =
+                self.back_up(&mut c.sftp, &names, &survey, &new_paths, changed, &mut live)?;
             Ok(SshStaged {
                 server: self,
                 gen: c.gen,
@@ -88,10 +104,12 @@ impl SshServer {
             Req::Lstat(live[1].clone()),
             Req::Stat(self.path(CELLSERVDB)),
             Req::Lstat(bdir.clone()),
+            // listed during step 2, so backups are named after the newest (no round trip)
+            Req::Opendir(bdir.clone()),
         ])?;
         let dir_attrs =
             sftp::attrs(&r[0]).map_err(|e| op(format!("conf dir {}: {e}", dir.display())))?;
-        // The owner is not judged: the remote user's uid is not known here.
+        // The owner is judged at step 2, once the login user's uid is known.
         rules::check_conf_dir(dir_attrs.perm.unwrap_or(0), 0, true, None).map_err(|p| {
             // Over SSH the path goes inside: "conf dir <path> has mode …".
             let p = p.to_string();
@@ -99,18 +117,26 @@ impl SshServer {
             op(format!("conf dir {} {rest}", dir.display()))
         })?;
         let mut live_exists = [false; 2];
+        let mut live_owner = [None; 2];
         for (i, p) in live.iter().enumerate() {
             let a =
                 sftp::optional_attrs(&r[1 + i]).map_err(|e| op(format!("{}: {e}", p.display())))?;
             let Some(a) = a else { continue };
-            if rules::check_key_file(a.perm.unwrap_or(0)).is_err() {
-                return Err(op(format!(
-                    "{} is not a regular file (a symbolic link?); afskeys replaces key \
-                     files only in place (replace the link with the file itself)",
-                    p.display()
-                )));
+            match rules::check_key_file(a.perm.unwrap_or(0)) {
+                Ok(()) => {}
+                Err(e @ rules::KeyFileProblem::Writable(_)) => {
+                    return Err(op(format!("{} {e}", p.display())))
+                }
+                Err(_) => {
+                    return Err(op(format!(
+                        "{} is not a regular file (a symbolic link?); afskeys replaces key \
+                         files only in place (replace the link with the file itself)",
+                        p.display()
+                    )))
+                }
             }
             live_exists[i] = true;
+            live_owner[i] = a.uid;
         }
         let cellservdb = sftp::optional_attrs(&r[3])
             .map_err(|e| op(format!("CellServDB: {e}")))?
@@ -124,7 +150,64 @@ impl SshServer {
             live_exists,
             cellservdb,
             backup_dir,
+            dir_owner: dir_attrs.uid,
+            live_owner,
+            backup_dir_handle: sftp::handle(&r[5]).ok(),
         })
+    }
+
+    /// The conf dir and the live key files must be owned by root or the login user, whose
+    /// uid is the owner of the stage dir just made (`stage_attrs`, step 2's last reply).
+    fn judge_owners(&self, survey: &Survey, stage_attrs: Option<&Reply>) -> Result<(), Fail> {
+        let Some(me) = stage_attrs
+            .and_then(|r| sftp::attrs(r).ok())
+            .and_then(|a| a.uid)
+        else {
+            return Ok(()); // a server that reports no owners: nothing to judge by
+        };
+        if let Some(owner) = survey.dir_owner {
+            rules::check_conf_dir(0o040700, owner, true, Some(me)).map_err(|p| {
+                let p = p.to_string();
+                let rest = p.strip_prefix("conf dir ").unwrap_or(&p);
+                op(format!("conf dir {} {rest}", self.confdir.display()))
+            })?;
+        }
+        for (i, owner) in survey.live_owner.iter().enumerate() {
+            if let Some(owner) = owner {
+                rules::check_key_file_owner(*owner, me)
+                    .map_err(|e| op(format!("{} {e}", self.path(NAMES[i]).display())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The backup dir's names: read with step 2's READDIRs (more only for a big dir).
+    fn backup_names(
+        &self,
+        sftp: &mut Sftp,
+        survey: &Survey,
+        r: &[Reply],
+    ) -> Result<Vec<String>, Fail> {
+        let Some(h) = &survey.backup_dir_handle else {
+            return Ok(vec![]);
+        };
+        let mut names = Vec::new();
+        let at = r.len() - 3;
+        let mut ended = false;
+        for rep in &r[at..at + 2] {
+            match rep {
+                Reply::Name(v) if !ended => names.extend(v.iter().map(|(n, _)| n.clone())),
+                _ => ended = true,
+            }
+        }
+        while !ended {
+            match sftp.batch(&[Req::Readdir(h.clone())])?.pop() {
+                Some(Reply::Name(v)) => names.extend(v.into_iter().map(|(n, _)| n)),
+                _ => ended = true,
+            }
+        }
+        sftp.send_only(&[Req::Close(h.clone())])?;
+        Ok(names)
     }
 
     /// Step 2: make the stage dir, create the two new files in it, open the conf dir (to
@@ -148,6 +231,12 @@ impl SshServer {
                 reqs.push(Req::Open(self.path(name), wire::FXF_READ, None));
             }
         }
+        // the backup dir's listing (see `backup_names`): two READDIRs, always sent so the
+        // last three replies are where `backup_names` and `judge_owners` look
+        let h = survey.backup_dir_handle.clone().unwrap_or_default();
+        reqs.extend([Req::Readdir(h.clone()), Req::Readdir(h)]);
+        // the stage dir afskeys just made is owned by the login user: its uid
+        reqs.push(Req::Lstat(stage_dir.to_path_buf()));
         let r = sftp.batch(&reqs)?;
         if let Reply::Status(code, msg) = &r[0] {
             if *code != 0 {
@@ -256,6 +345,7 @@ impl SshServer {
     fn back_up(
         &self,
         sftp: &mut Sftp,
+        names: &[String],
         survey: &Survey,
         new_paths: &[PathBuf; 2],
         changed: [bool; 2],
@@ -281,7 +371,8 @@ impl SshServer {
                     Some(false) => {}
                 }
             }
-            let b = bdir.join(rules::backup_name(name, now));
+            let at = rules::backup_time(names.iter().map(String::as_str), name, now);
+            let b = bdir.join(rules::backup_name(name, at));
             if sftp.has_hardlink {
                 reqs.push(Req::Hardlink(self.path(name), b.clone()));
                 reqs.push(Req::Setstat(b.clone(), Attrs::perm(0o600)));

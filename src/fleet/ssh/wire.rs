@@ -65,6 +65,8 @@ pub struct Attrs {
     pub size: Option<u64>,
     /// `st_mode`, file type bits included.
     pub perm: Option<u32>,
+    /// The owner's uid (read from replies; never sent).
+    pub uid: Option<u32>,
     pub atime: Option<u32>,
     pub mtime: Option<u32>,
 }
@@ -311,7 +313,7 @@ impl<'a> Cur<'a> {
             a.size = Some(self.u64()?);
         }
         if flags & ATTR_UIDGID != 0 {
-            self.u32()?;
+            a.uid = Some(self.u32()?);
             self.u32()?;
         }
         if flags & ATTR_PERMISSIONS != 0 {
@@ -511,6 +513,7 @@ mod tests {
         let full = Attrs {
             size: Some(1 << 40),
             perm: Some(0o100600),
+            uid: None,
             atime: Some(1),
             mtime: Some(2),
         };

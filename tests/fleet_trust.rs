@@ -1,0 +1,254 @@
+//! Issue 11 over SSH, both transports (`ssh2` and `openssh`): a server's live KeyFile and
+//! KeyFileExt pass the local store's rules (`store::rules`) — a regular file, not writable
+//! by group or others (0644 is accepted, 0620 and 0666 refused), owned by root or the login
+//! user, in a conf dir owned by them — and each refusal names the server and the file while
+//! no server changes. And backups made with the clock behind are named after the newest one,
+//! so trimming never removes the one just made.
+
+mod common;
+mod sshd;
+use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const CELL: &str = "trust.example.com";
+const NOBODY: u32 = 65534;
+
+struct Fleet {
+    _sshds: sshd::Sshds,
+    control: tempfile::TempDir,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Fleet {
+    fn start(transport: &str) -> Option<Fleet> {
+        let sshds = sshd::Sshds::start(2)?;
+        let control = confdir(CELL);
+        let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| confdir(CELL)).collect();
+        let mut toml = format!(
+            "token_lifetime = \"25h\"\n[ssh]\nidentity = \"{}\"\nknown_hosts = \"{}\"\n",
+            sshds.identity.display(),
+            sshds.known_hosts.display()
+        );
+        if transport == "openssh" {
+            let cfg = sshds.dir.path().join("ssh_config");
+            fs::write(&cfg, sshd::TEST_SSH_CONFIG).unwrap();
+            toml.push_str(&format!(
+                "transport = \"openssh\"\nconfig = \"{}\"\n",
+                cfg.display()
+            ));
+        }
+        for (i, d) in dirs.iter().enumerate() {
+            toml.push_str(&format!(
+                "[[servers]]\nname = \"fs{i}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nconfdir = \"{}\"\n",
+                sshds.sshds[i].port,
+                sshd::user(),
+                d.path().display()
+            ));
+        }
+        fs::write(control.path().join("afskeys.toml"), toml).unwrap();
+        Some(Fleet {
+            _sshds: sshds,
+            control,
+            dirs,
+        })
+    }
+
+    fn dir(&self, i: usize) -> &Path {
+        self.dirs[i].path()
+    }
+
+    /// Every server's files (names and bytes, the backup dir included).
+    fn files(&self) -> Vec<Vec<(String, Vec<u8>)>> {
+        self.dirs.iter().map(|d| tree(d.path())).collect()
+    }
+}
+
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".lock") {
+            continue;
+        }
+        let md = fs::symlink_metadata(&p).unwrap();
+        if md.is_dir() {
+            v.extend(
+                tree(&p)
+                    .into_iter()
+                    .map(|(n, b)| (format!("{name}/{n}"), b)),
+            );
+        } else {
+            v.push((name, fs::read(&p).unwrap_or_default()));
+        }
+    }
+    v.sort();
+    v
+}
+
+fn chown(p: &Path, uid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), None).unwrap();
+}
+
+/// (what is made hostile on fs1, how, the problem the message must give)
+type Case = (&'static str, fn(&Path), &'static str);
+
+const CASES: &[Case] = &[
+    (
+        "KeyFile",
+        |p| fs::set_permissions(p, fs::Permissions::from_mode(0o666)).unwrap(),
+        "has mode 0666: other users could change it",
+    ),
+    (
+        "KeyFileExt",
+        |p| fs::set_permissions(p, fs::Permissions::from_mode(0o620)).unwrap(),
+        "has mode 0620: other users could change it",
+    ),
+    (
+        "KeyFile",
+        |p| chown(p, NOBODY),
+        "is owned by uid 65534, not root or the login user (uid 0)",
+    ),
+    (
+        "KeyFileExt",
+        |p| chown(p, NOBODY),
+        "is owned by uid 65534, not root or the login user (uid 0)",
+    ),
+    ("", |p| chown(p, NOBODY), "is owned by uid 65534, not root"),
+];
+
+fn hostile_server_files_are_refused(transport: &str) {
+    let Some(f) = Fleet::start(transport) else {
+        return;
+    };
+    ok(run(f.control.path(), &["rotate"], b""));
+    for (i, (file, make, problem)) in CASES.iter().enumerate() {
+        let target: PathBuf = f.dir(1).join(file);
+        make(&target);
+        let before = f.files();
+        let kvno = (10 + i).to_string();
+        let o = run(f.control.path(), &["add", "--kvno", &kvno, "--random"], b"");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file}: {err}");
+        assert!(err.contains("fs1"), "{file}: {err}");
+        assert!(err.contains("none of them was changed"), "{file}: {err}");
+        let named = match *file {
+            "" => format!("conf dir {}", f.dir(1).display()),
+            _ => target.display().to_string(),
+        };
+        assert!(err.contains(&format!("{named} {problem}")), "{file}: {err}");
+        assert_eq!(f.files(), before, "{transport} {file}: a server changed");
+        // put it right again: the next push reaches both servers
+        chown(&target, 0);
+        fs::set_permissions(
+            &target,
+            fs::Permissions::from_mode(if file.is_empty() { 0o700 } else { 0o600 }),
+        )
+        .unwrap();
+        ok(run(f.control.path(), &["push"], b""));
+    }
+    // 0644 is read, as on the control machine: the push goes ahead
+    fs::set_permissions(f.dir(1).join("KeyFile"), fs::Permissions::from_mode(0o644)).unwrap();
+    ok(run(
+        f.control.path(),
+        &["add", "--kvno", "30", "--random"],
+        b"",
+    ));
+    assert_eq!(
+        fs::read(f.dir(1).join("KeyFile")).unwrap(),
+        fs::read(f.control.path().join("KeyFile")).unwrap()
+    );
+}
+
+#[test]
+fn hostile_server_files_are_refused_over_ssh2() {
+    hostile_server_files_are_refused("ssh2");
+}
+
+#[test]
+fn hostile_server_files_are_refused_over_openssh() {
+    hostile_server_files_are_refused("openssh");
+}
+
+/// The backups of KeyFile on server `i`, oldest name first.
+fn keyfile_backups(f: &Fleet, i: usize) -> Vec<(String, Vec<u8>)> {
+    let b = f.dir(i).join(".afskeys-backup");
+    let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(&b)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("KeyFile.") && !n.starts_with("KeyFileExt")
+        })
+        .map(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            (n, fs::read(&p).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn backups_made_with_the_clock_behind_survive_trimming(transport: &str) {
+    let Some(f) = Fleet::start(transport) else {
+        return;
+    };
+    // more than MAX_BACKUPS (10) backups of KeyFile on every server
+    for k in 1..=8 {
+        ok(run(
+            f.control.path(),
+            &["add", "--kvno", &k.to_string(), "--random"],
+            b"",
+        ));
+    }
+    for k in 1..=4 {
+        ok(run(
+            f.control.path(),
+            &["remove", "--kvno", &k.to_string()],
+            b"",
+        ));
+    }
+    assert_eq!(keyfile_backups(&f, 0).len(), 10);
+    let replaced = fs::read(f.dir(0).join("KeyFile")).unwrap();
+    // the clock a year behind: the backup of `replaced` must still exist afterwards
+    let mut c = std::process::Command::new("faketime");
+    // the wall clock only: a monotonic clock a year back would cut the SSH timeouts
+    c.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    c.args(["-f", "-365d", env!("CARGO_BIN_EXE_afskeys"), "--confdir"])
+        .arg(f.control.path())
+        .args(["add", "--kvno", "13", "--random"]);
+    ok(pipe(c, b""));
+    assert_ne!(fs::read(f.dir(0).join("KeyFile")).unwrap(), replaced);
+    // one more change with the clock right: its tidying trims again (ssh2 trims what a
+    // commit left on the connection's next use, so the last command's trim may be pending)
+    ok(run(
+        f.control.path(),
+        &["add", "--kvno", "14", "--random"],
+        b"",
+    ));
+    for i in 0..2 {
+        let b = keyfile_backups(&f, i);
+        assert!(b.len() <= 11, "{transport} fs{i}: {:?}", names(&b));
+        assert!(
+            b.iter().any(|(_, bytes)| bytes == &replaced),
+            "{transport} fs{i}: the KeyFile replaced with the clock behind is in no backup: {:?}",
+            names(&b)
+        );
+    }
+}
+
+fn names(b: &[(String, Vec<u8>)]) -> Vec<&str> {
+    b.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+#[test]
+fn backups_made_with_the_clock_behind_survive_trimming_over_ssh2() {
+    backups_made_with_the_clock_behind_survive_trimming("ssh2");
+}
+
+#[test]
+fn backups_made_with_the_clock_behind_survive_trimming_over_openssh() {
+    backups_made_with_the_clock_behind_survive_trimming("openssh");
+}
