@@ -36,6 +36,51 @@ impl crate::error::Kinded for AuditError {
 
 pub const AUDIT_FILE: &str = "afskeys-audit.log";
 
+/// The longest `--reason` the audit log takes (bytes): one line, read by people.
+pub const MAX_REASON: usize = 1024;
+/// The longest user name taken from the environment (`SUDO_USER`, `USER`, `LOGNAME`); a
+/// longer one is cut (the `uid=` field beside it is the kernel's word anyway).
+const MAX_ENV_WORD: usize = 64;
+
+/// Why a `--reason` is refused before anything happens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReasonError {
+    #[error("--reason is empty: say why (it is recorded in the audit log)")]
+    Empty,
+    #[error("--reason is {0} bytes; at most {MAX_REASON} (it is one line of the audit log)")]
+    TooLong(usize),
+    #[error(
+        "--reason contains the character U+{:04X} (a control, invisible or direction-changing \
+         character); give one line of plain text",
+        *.0 as u32
+    )]
+    Character(char),
+}
+
+/// A `--reason` the audit log records as given: not empty or blank, at most `MAX_REASON`
+/// bytes, one line, no character that could hide or reorder what a reader of the log sees.
+pub fn check_reason(s: &str) -> Result<(), ReasonError> {
+    if s.trim().is_empty() {
+        return Err(ReasonError::Empty);
+    }
+    if s.len() > MAX_REASON {
+        return Err(ReasonError::TooLong(s.len()));
+    }
+    match s.chars().find(|&c| unprintable(c)) {
+        Some(c) => Err(ReasonError::Character(c)),
+        None => Ok(()),
+    }
+}
+
+/// Control characters, and the invisible and direction-changing ones (zero-width spaces and
+/// joiners, bidi marks, embeddings, overrides and isolates, line and paragraph separators,
+/// the byte-order mark): a log line holding them can show something else than it says.
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c as u32,
+            0x061C | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2069 | 0xFEFF)
+}
+
 #[derive(Debug, Clone)]
 pub struct Audit {
     path: PathBuf,
@@ -95,8 +140,9 @@ impl Audit {
 /// become '_', so `USER="x uid=0"` cannot forge a field.
 fn word(s: &str) -> String {
     s.chars()
+        .take(MAX_ENV_WORD)
         .map(|c| {
-            if c.is_control() || c.is_whitespace() || c == '=' {
+            if unprintable(c) || c.is_whitespace() || c == '=' {
                 '_'
             } else {
                 c
@@ -105,10 +151,10 @@ fn word(s: &str) -> String {
         .collect()
 }
 
-/// One line per record: control characters become spaces.
+/// One line per record: control, invisible and direction-changing characters become spaces.
 fn clean(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if unprintable(c) { ' ' } else { c })
         .collect()
 }
 
@@ -132,7 +178,29 @@ mod tests {
             .ends_with(" add: rxkad kvno 3 cksum 1"));
         assert!(t.contains("kvno 3 forged line"));
         assert_eq!(word("x uid=0\n"), "x_uid_0_");
+        assert_eq!(word(&"u".repeat(5000)).len(), MAX_ENV_WORD);
+        assert_eq!(word("root\u{202e}0=diu"), "root_0_diu");
+        assert_eq!(clean("a\u{2028}b\u{200b}c"), "a b c");
         let m = std::fs::metadata(a.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(m, 0o600);
+    }
+
+    #[test]
+    fn reasons_are_one_line_of_plain_text() {
+        assert_eq!(check_reason("disk stolen, INC-42"), Ok(()));
+        assert_eq!(check_reason("clé perdue"), Ok(()));
+        assert_eq!(check_reason(""), Err(ReasonError::Empty));
+        assert_eq!(check_reason(" \t "), Err(ReasonError::Empty));
+        assert_eq!(
+            check_reason(&"x".repeat(1025)),
+            Err(ReasonError::TooLong(1025))
+        );
+        assert_eq!(check_reason(&"x".repeat(1024)), Ok(()));
+        for c in [
+            '\n', '\r', '\x1b', '\u{202e}', '\u{2028}', '\u{200b}', '\u{feff}',
+        ] {
+            let r = format!("lost{c}key");
+            assert_eq!(check_reason(&r), Err(ReasonError::Character(c)), "{c:?}");
+        }
     }
 }

@@ -35,6 +35,19 @@ pub enum KeygenError {
         "the password is empty; an empty password makes a key anyone can derive (give a real one)"
     )]
     EmptyPassword,
+    #[error(
+        "--enctype {0}: afskeys knows no such enctype, so it cannot check the key's length \
+         (known: {known})",
+        known = crate::keys::Enctype::known_list()
+    )]
+    UnknownEnctype(Enctype),
+    #[error(
+        "--enctype {0} is single DES: such a key is an rxkad key in KeyFile (--type rxkad), \
+         never a KeyFileExt key"
+    )]
+    SingleDesEnctype(Enctype),
+    #[error("--enctype lists {0} twice")]
+    DuplicateEnctype(Enctype),
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
     #[error(transparent)]
@@ -70,6 +83,24 @@ pub fn check_des(key: &[u8; 8]) -> Result<(), KeygenError> {
     Ok(())
 }
 
+/// The `--enctype` list of a typed key: each a known enctype (its key length is what
+/// checks a given key, and what a random key is made to), none single DES (those are rxkad
+/// keys, in KeyFile), none twice.
+pub fn check_enctypes(enctypes: &[Enctype]) -> Result<(), KeygenError> {
+    for (i, e) in enctypes.iter().enumerate() {
+        if e.name().is_none() {
+            return Err(KeygenError::UnknownEnctype(*e));
+        }
+        if e.is_single_des() {
+            return Err(KeygenError::SingleDesEnctype(*e));
+        }
+        if enctypes[..i].contains(e) {
+            return Err(KeygenError::DuplicateEnctype(*e));
+        }
+    }
+    Ok(())
+}
+
 /// Make the keys for one add. `cell` salts rxkad passwords; `principal` salts typed ones.
 pub fn make_keys(
     kvno: i32,
@@ -93,6 +124,7 @@ pub fn make_keys(
             let enctypes = if enctypes.is_empty() {
                 default_enctypes()
             } else {
+                check_enctypes(enctypes)?;
                 enctypes.to_vec()
             };
             if matches!(material, Material::Raw(_)) && enctypes.len() != 1 {
@@ -196,6 +228,46 @@ pub fn derive_unchecked(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enctype_lists_are_checked() {
+        assert!(check_enctypes(&[Enctype(18), Enctype(17), Enctype(23)]).is_ok());
+        for (list, want) in [
+            (
+                vec![Enctype(4242)],
+                "--enctype 4242: afskeys knows no such enctype",
+            ),
+            (
+                vec![Enctype(18), Enctype(0)],
+                "--enctype 0: afskeys knows no such",
+            ),
+            (vec![Enctype(-1)], "--enctype -1: afskeys knows no such"),
+            (vec![Enctype(1)], "--enctype 1 (des-cbc-crc) is single DES"),
+            (
+                vec![Enctype(18), Enctype(17), Enctype(18)],
+                "lists 18 (aes256-cts-hmac-sha1-96) twice",
+            ),
+        ] {
+            let e = check_enctypes(&list).unwrap_err().to_string();
+            assert!(e.contains(want), "{list:?}: {e}");
+        }
+        let r = make_keys(
+            5,
+            KeyType::RxkadKrb5,
+            &[Enctype(17), Enctype(17)],
+            Material::Random,
+            "c",
+            "p",
+        );
+        assert!(matches!(r, Err(KeygenError::DuplicateEnctype(Enctype(17)))));
+        // the default list (no --enctype) is not affected
+        assert_eq!(
+            make_keys(5, KeyType::Rxgk, &[], Material::Random, "c", "p")
+                .unwrap()
+                .len(),
+            2
+        );
+    }
 
     #[test]
     fn typed_password_keys_use_the_principal_salt() {

@@ -327,7 +327,121 @@ const INPUTS: &[(&[&str], &[u8], i32, &str)] = &[
         3,
         "kvno 65535 is outside 1-65534",
     ),
+    // --enctype lists: an enctype afskeys cannot name (its key length is unknown), single
+    // DES in KeyFileExt, duplicates
+    (
+        &[
+            "add",
+            "--kvno",
+            "7",
+            "--type",
+            "rxkad_krb5",
+            "--enctype",
+            "4242",
+            "--key-hex-stdin",
+        ],
+        b"00112233445566778899aabbccddeeff\n",
+        1,
+        "--enctype 4242: afskeys knows no such enctype",
+    ),
+    (
+        &[
+            "add",
+            "--kvno",
+            "7",
+            "--type",
+            "rxkad_krb5",
+            "--enctype",
+            "0",
+            "--random",
+        ],
+        b"",
+        1,
+        "--enctype 0: afskeys knows no such enctype",
+    ),
+    (
+        &[
+            "add",
+            "--kvno",
+            "7",
+            "--type",
+            "rxgk",
+            "--enctype",
+            "des-cbc-md5",
+            "--random",
+        ],
+        b"",
+        1,
+        "--enctype 3 (des-cbc-md5) is single DES",
+    ),
+    (
+        &[
+            "add",
+            "--kvno",
+            "7",
+            "--type",
+            "rxkad_krb5",
+            "--enctype",
+            "18,17,aes256",
+            "--random",
+        ],
+        b"",
+        1,
+        "--enctype lists 18 (aes256-cts-hmac-sha1-96) twice",
+    ),
+    // --reason reaches the audit log: one line of plain text, not empty, bounded
+    (
+        &["remove", "--kvno", "1", "--emergency", "--reason", ""],
+        b"",
+        2,
+        "--reason is empty",
+    ),
+    (
+        &[
+            "remove",
+            "--kvno",
+            "1",
+            "--emergency",
+            "--reason",
+            "ok\n2026-01-01 user=root uid=0 add: forged",
+        ],
+        b"",
+        2,
+        "--reason contains the character U+000A",
+    ),
+    (
+        &[
+            "remove",
+            "--kvno",
+            "1",
+            "--emergency",
+            "--reason",
+            "lost \u{202e}yek",
+        ],
+        b"",
+        2,
+        "--reason contains the character U+202E",
+    ),
 ];
+
+#[test]
+fn an_overlong_reason_is_refused_and_changes_nothing() {
+    let d = cell();
+    let before = listing(d.path());
+    let long = "x".repeat(100_000);
+    let o = run(
+        d.path(),
+        &["remove", "--kvno", "1", "--emergency", "--reason", &long],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--reason is 100000 bytes; at most 1024"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(listing(d.path()), before);
+}
 
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {

@@ -302,7 +302,7 @@ pub struct RemoveArgs {
     #[arg(long, requires = "reason")]
     pub emergency: bool,
     /// Why the emergency removal is needed (recorded in the audit log)
-    #[arg(long, requires = "emergency")]
+    #[arg(long, requires = "emergency", value_parser = reason)]
     pub reason: Option<String>,
 }
 
@@ -320,4 +320,9 @@ pub struct StringToKeyArgs {
     /// Read the password from the kernel keyring (user:NAME) instead of stdin
     #[arg(long, value_name = "user:NAME")]
     pub password_from_keyring: Option<String>,
+}
+
+/// `--reason`: one line of plain text the audit log can record as given.
+fn reason(s: &str) -> Result<String, crate::audit::ReasonError> {
+    crate::audit::check_reason(s).map(|()| s.to_string())
 }

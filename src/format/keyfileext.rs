@@ -146,6 +146,30 @@ mod tests {
         assert_eq!(*write_keyfileext(&KeySet::new()), vec![0, 0, 0, 0]);
     }
 
+    /// What the real `asetkey add rxkad_krb5 <kvno> <enctype> <keytab> <princ>` (OpenAFS
+    /// 1.8.9) writes from keytab entries stays readable: an enctype afskeys cannot name
+    /// (4242), enctype 0 (what asetkey stores for an enctype given by name), and a single-DES
+    /// enctype in KeyFileExt. (A key whose length does not match its known enctype — asetkey
+    /// also stores enctype 18 with 16 bytes — is refused as corrupt, see `errors`.)
+    #[test]
+    fn what_asetkey_writes_stays_readable() {
+        let b = file(
+            3,
+            &[
+                rec(16, 2, 6, 4242, &[], &[1; 16]),
+                rec(16, 2, 8, 3, &[], &[1; 8]),
+                rec(16, 2, 9, 0, &[], &[3; 32]),
+            ],
+        );
+        let set = read_keyfileext(&b).unwrap();
+        let ids: Vec<(i32, i32, usize)> = set
+            .iter()
+            .map(|k| (k.kvno(), k.id.subtype, k.bytes().len()))
+            .collect();
+        assert_eq!(ids, [(6, 4242, 16), (8, 3, 8), (9, 0, 32)]);
+        assert_eq!(*write_keyfileext(&set), b);
+    }
+
     #[test]
     fn longer_meta_is_skipped() {
         let b = file(1, &[rec(20, 2, 5, 17, &[9, 9, 9, 9], &[2; 16])]);

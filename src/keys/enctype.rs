@@ -40,6 +40,15 @@ impl Enctype {
         TABLE.iter().find(|e| e.0 == self.0).map(|e| e.1)
     }
 
+    /// The enctypes afskeys knows, for messages: `16 (des3-cbc-sha1), 17 (…), …`.
+    pub fn known_list() -> String {
+        TABLE
+            .iter()
+            .map(|e| Enctype(e.0).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The key length this enctype requires, when known.
     pub fn key_len(self) -> Option<usize> {
         TABLE.iter().find(|e| e.0 == self.0).and_then(|e| e.2)
