@@ -87,6 +87,15 @@ fn a_named_auth_db_that_is_missing_in_a_cell_with_keys_is_an_error() {
         assert!(out.contains("check `[authdb] path`"), "{args:?}: {out}");
         assert_eq!(files(d.path()), before, "{args:?}");
     }
+    // without --replace, a present key is refused for what it is
+    let o = run(
+        d.path(),
+        &["add", "--kvno", "4", "--type", "rxkad_krb5", "--random"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already present"), "{}", stderr(&o));
+    assert_eq!(files(d.path()), before);
     // a new kvno needs no entry: adding it still works
     ok(run(d.path(), &["add", "--kvno", "5", "--random"], b""));
     // adoption is the way out, and then the current key is protected

@@ -132,7 +132,9 @@ pub fn add_keys(
             .map(|k| k.kvno())
             .collect();
         kvnos.dedup();
-        if let (Some(e), false) = (&absent, kvnos.is_empty()) {
+        // (without --replace, apply_add refuses a present key with its own message)
+        let replacing = !kvnos.is_empty() && (replace || if_cksum.is_some());
+        if let (Some(e), true) = (&absent, replacing) {
             return Err(StoreError::Failed(e.to_string()));
         }
         let refusals: Vec<String> = kvnos
