@@ -8,7 +8,7 @@ use super::edit::Target;
 use super::Warn;
 use crate::cell::Cell;
 use crate::error::Error;
-use crate::fleet::upserver::{Upclient, Upserver};
+use crate::fleet::upserver::{FetchState, Upclient, Upserver};
 
 /// What to do with the edited server's upclientetc.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -116,4 +116,120 @@ fn newest_unknown(cell: &Cell, target: &Target) -> Option<i32> {
     let top = theirs.iter().map(|k| k.kvno()).max()?;
     let newest: Vec<_> = theirs.iter().filter(|k| k.kvno() == top).cloned().collect();
     (!crate::fleet::holds(&mine, &newest)).then_some(top)
+}
+
+/// An upclient that removing older keys from the control machine would lock out, and why.
+#[derive(Debug, Clone)]
+pub struct Lockout {
+    pub name: String,
+    pub host: String,
+    pub why: String,
+    /// Not fetched: restarting it alone is not enough, it must restart again once it holds
+    /// the control machine's keys (its credentials come from its own newest key at start).
+    pub behind: bool,
+}
+
+/// The upclients that still need a key older than the current kvno `current` (which became
+/// current at `since`): started before then (their credentials hold an older key), behind
+/// (their server lacks the current keys) or unreachable through bos (unknown).
+pub fn lockouts(
+    cell: &Cell,
+    up: &Upserver,
+    current: i32,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Vec<Lockout> {
+    let states = up.fetch_states(cell.control.path());
+    let started = up.started_all();
+    let mut out = vec![];
+    for ((c, (_, state)), started) in up.clients.iter().zip(states).zip(started) {
+        let (why, behind) = match (&state, started) {
+            (FetchState::Unreachable(e), _) => (format!("fetch state unknown: {e}"), true),
+            (FetchState::Behind { .. }, _) => (
+                format!(
+                    "{}: its server lacks the control machine's current KeyFiles",
+                    state.describe()
+                ),
+                true,
+            ),
+            (FetchState::Fetched, None) => (
+                format!(
+                    "the start time of its {} is unknown (bos status -long gave none)",
+                    up.instance
+                ),
+                false,
+            ),
+            (FetchState::Fetched, Some(t)) if t < since => (
+                format!(
+                    "its {} started {}, before kvno {current} became current: it still \
+                     authenticates with an older key",
+                    up.instance,
+                    crate::time::fmt_time(t)
+                ),
+                false,
+            ),
+            (FetchState::Fetched, Some(_)) => continue,
+        };
+        out.push(Lockout {
+            name: c.name.clone(),
+            host: c.host.clone(),
+            why,
+            behind,
+        });
+    }
+    out
+}
+
+/// The refusal for `prune` when upclients would be locked out, naming each with its
+/// `bos restart` line.
+pub fn lockout_refusal(up: &Upserver, locked: &[Lockout], kvnos: &str) -> Error {
+    let each = locked
+        .iter()
+        .map(|l| {
+            format!(
+                "{} ({}; `bos restart -server {} -instance {} -localauth`)",
+                l.name, l.why, l.host, up.instance
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error::refused(format!(
+        "removing kvno {kvnos} would lock out upclients that still need it: {each}; restart \
+         them through bos first, or run `afskeys prune --restart-upclients`, which restarts \
+         them and waits until each has fetched"
+    ))
+}
+
+/// `prune --restart-upclients`: restart each locked-out upclient through bos, wait until
+/// every server has fetched the control machine's files, restart again the ones that were
+/// behind and have now fetched (their credentials come from the keys they held at start),
+/// then look again. Returns the names restarted; what is still locked out is refused.
+pub fn restart_locked(
+    cell: &Cell,
+    up: &Upserver,
+    locked: &[Lockout],
+    (current, since): (i32, chrono::DateTime<chrono::Utc>),
+    kvnos: &str,
+    warn: Warn,
+) -> Result<Vec<String>, Error> {
+    let mut restart = |names: &[&str]| -> Result<(), Error> {
+        for c in names.iter().filter_map(|n| up.client(n)) {
+            up.set_running(c, true).map_err(Error::failed_by)?;
+            warn(&format!("restarted {}'s {} through bos", c.name, up.instance));
+        }
+        Ok(())
+    };
+    let names: Vec<&str> = locked.iter().map(|l| l.name.as_str()).collect();
+    restart(&names)?;
+    let not = up.wait_fetched(cell.control.path());
+    let again: Vec<&str> = locked
+        .iter()
+        .filter(|l| l.behind && !not.iter().any(|(n, _)| *n == l.name))
+        .map(|l| l.name.as_str())
+        .collect();
+    restart(&again)?;
+    let left = lockouts(cell, up, current, since);
+    if left.is_empty() {
+        return Ok(names.iter().map(|n| n.to_string()).collect());
+    }
+    Err(lockout_refusal(up, &left, kvnos))
 }
