@@ -282,3 +282,152 @@ fn an_emergency_edit_warns_and_can_pause_the_upclient() {
     assert!(!err.contains("is not on the control machine"), "{err}");
     c.wait_equal(Duration::from_secs(30));
 }
+
+/// The servers' upclient logs (BosLog of each server), for messages.
+fn server_logs(c: &UpCell) -> Vec<String> {
+    c.servers
+        .iter()
+        .map(|s| fs::read_to_string(s.root.path().join("log/bos.out")).unwrap_or_default())
+        .collect()
+}
+
+/// Proves the lockout and `prune`'s answer to it, against the real daemons: the upclients
+/// started before kvno 2 arrived keep credentials sealed with kvno 1; once upserver restarts
+/// they no longer fetch (the message they log is asserted); `prune` refuses to remove kvno 1,
+/// naming each server, why, and its `bos restart` line, and removes nothing; `prune
+/// --restart-upclients` restarts them through bos, waits for their fetch, removes kvno 1,
+/// and every server then fetches the pruned KeyFile.
+#[test]
+fn prune_refuses_to_lock_out_upclients_and_restarts_them_on_request() {
+    if !have_all() {
+        return;
+    }
+    let c = UpCell::new(3);
+    c.wait_equal(Duration::from_secs(30));
+    c.write_config_lifetime("20s", &[], "1s");
+    c.afskeys_ok(&["rotate"]);
+    assert_eq!(entry_kvno(&c), Some(2));
+    c.wait_equal(Duration::from_secs(30));
+    c.restart_upserver();
+    // kvno 1's grace (1 s) ends.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = fs::read(c.control.confdir().join("KeyFileExt")).unwrap();
+    let o = c.afskeys(&["prune"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("refused: removing kvno 1 would lock out upclients that still need it"),
+        "{err}"
+    );
+    for (i, s) in c.servers.iter().enumerate() {
+        assert!(err.contains(&format!("fs{} (", i + 1)), "{err}");
+        assert!(
+            err.contains(&format!(
+                "`bos restart -server {} -instance upclientetc -localauth`",
+                s.ip
+            )),
+            "{err}"
+        );
+    }
+    assert!(err.contains("--restart-upclients"), "{err}");
+    assert!(
+        err.contains("before kvno 2 became current: it still authenticates with an older key"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(c.control.confdir().join("KeyFileExt")).unwrap(),
+        before,
+        "prune removed something although it refused"
+    );
+
+    let o = c.afskeys(&["--json", "prune", "--restart-upclients"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v["restarted"],
+        serde_json::json!(["fs1", "fs2", "fs3"]),
+        "{v}"
+    );
+    assert_eq!(v["removed"][0]["kvno"], 1, "{v}");
+    for i in 1..=3 {
+        assert!(
+            err.contains(&format!("restarted fs{i}'s upclientetc through bos")),
+            "{err}"
+        );
+    }
+    c.wait_equal(Duration::from_secs(30));
+    let l = c.afskeys_ok(&["--json", "list"]);
+    assert!(!l.contains("\"kvno\":1,"), "{l}");
+    // The restarted upclients hold kvno 2 credentials: after upserver restarts without
+    // kvno 1 they still fetch every change, and none logged a refusal.
+    c.restart_upserver();
+    std::thread::sleep(Duration::from_secs(1));
+    c.control.must("touch /etc/openafs/server/UserList");
+    wait_until(Duration::from_secs(30), "every server fetches", || {
+        c.servers.iter().all(|s| same_mtime(&c, s, "UserList"))
+    });
+    for log in server_logs(&c) {
+        assert!(!log.contains("Operation not permitted"), "{log}");
+    }
+    let o = c.afskeys(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
+/// Does this server hold the control machine's file `f` with the same mtime (whole seconds,
+/// as upclient copies it)?
+fn same_mtime(c: &UpCell, s: &Machine, f: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let m = |p: std::path::PathBuf| fs::metadata(p).map(|m| m.mtime()).ok();
+    m(c.control.confdir().join(f)) == m(s.confdir().join(f))
+}
+
+/// Wait until `f` holds, up to `within`.
+fn wait_until(within: Duration, what: &str, f: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < within, "never: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Proves the lockout `prune` guards against, on the real daemons: an upclient started while
+/// its server's newest key was kvno 1 keeps its credentials; after kvno 1 is removed on the
+/// control machine (by `remove`, which does not guard) it still fetches that change (upserver
+/// keeps the keys it read at start), but once upserver restarts it fetches nothing more and
+/// logs `Operation not permitted calling FetchFile`; restarting the upclient through bos
+/// cures it.
+#[test]
+fn an_upclient_started_before_the_new_key_is_locked_out_once_the_old_key_goes() {
+    if !have_all() {
+        return;
+    }
+    let c = UpCell::new(1);
+    c.wait_equal(Duration::from_secs(30));
+    c.write_config_lifetime("20s", &[], "1s");
+    c.afskeys_ok(&["rotate"]);
+    c.wait_equal(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    c.afskeys_ok(&["remove", "--kvno", "1"]);
+    c.wait_equal(Duration::from_secs(30));
+    assert!(server_logs(&c)[0].is_empty(), "{:?}", server_logs(&c));
+    c.restart_upserver();
+    std::thread::sleep(Duration::from_secs(1));
+    c.control.must("touch /etc/openafs/server/UserList");
+    std::thread::sleep(Duration::from_secs(4 * INTERVAL + 1));
+    assert!(
+        !same_mtime(&c, &c.servers[0], "UserList"),
+        "a locked-out upclient fetched"
+    );
+    let log = &server_logs(&c)[0];
+    assert!(
+        log.contains("upclient: Operation not permitted calling FetchFile"),
+        "{log}"
+    );
+    c.servers[0].must("bos restart -server localhost -instance upclientetc -noauth");
+    wait_until(
+        Duration::from_secs(30),
+        "the restarted upclient fetches",
+        || same_mtime(&c, &c.servers[0], "UserList"),
+    );
+}

@@ -214,7 +214,10 @@ pub fn restart_locked(
     let mut restart = |names: &[&str]| -> Result<(), Error> {
         for c in names.iter().filter_map(|n| up.client(n)) {
             up.set_running(c, true).map_err(Error::failed_by)?;
-            warn(&format!("restarted {}'s {} through bos", c.name, up.instance));
+            warn(&format!(
+                "restarted {}'s {} through bos",
+                c.name, up.instance
+            ));
         }
         Ok(())
     };

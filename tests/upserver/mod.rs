@@ -215,8 +215,13 @@ impl UpCell {
     /// `local` (indexes) also get a `[[servers]]` entry: their conf dir, read and written
     /// directly (as SSH would).
     pub fn write_config(&self, deadline: &str, local: &[usize]) {
+        self.write_config_lifetime(deadline, local, "25h")
+    }
+
+    /// `write_config` with this `token_lifetime` (the grace before `prune` removes a key).
+    pub fn write_config_lifetime(&self, deadline: &str, local: &[usize], lifetime: &str) {
         let mut toml = format!(
-            "cell = \"{CELL}\"\ntoken_lifetime = \"25h\"\n\n[distribution]\n\
+            "cell = \"{CELL}\"\ntoken_lifetime = \"{lifetime}\"\n\n[distribution]\n\
              method = \"upserver\"\ninterval = \"{INTERVAL}s\"\ndeadline = \"{deadline}\"\n\
              poll = \"1s\"\ndir = \"{CONFDIR}\"\nstate_dir = \"{STATE_DIR}\"\n"
         );
@@ -263,6 +268,15 @@ impl UpCell {
     #[track_caller]
     pub fn afskeys_ok(&self, args: &[&str]) -> String {
         crate::common::ok(self.afskeys(args))
+    }
+
+    /// Kill the control machine's upserver and start it again (it reads the keys anew).
+    pub fn restart_upserver(&self) {
+        self.control.must(
+            "kill $(pidof upserver); while pidof upserver >/dev/null; do sleep 0.1; done; \
+             /usr/lib/openafs/upserver -crypt /etc/openafs/server \
+             </dev/null >>/var/log/openafs/upserver.out 2>&1 &",
+        );
     }
 
     /// Stop or start a server's upclient through its bosserver.
