@@ -8,6 +8,7 @@ mod upserver;
 
 use common::*;
 use std::fs;
+use std::process::Command;
 use std::time::Duration;
 use upserver::*;
 
@@ -430,4 +431,62 @@ fn an_upclient_started_before_the_new_key_is_locked_out_once_the_old_key_goes() 
         "the restarted upclient fetches",
         || same_mtime(&c, &c.servers[0], "UserList"),
     );
+}
+
+/// Proves the confirmation by checksum where a server is also read directly (a `[[servers]]`
+/// entry: its conf dir read as SSH would, the same `Server` path): a rotation whose dates
+/// say every server fetched records for that server that its checksums were confirmed; and
+/// a server whose dates equal the control machine's but whose bytes do not (its upclient
+/// stopped, its old files given the control machine's dates: what a same-size rewrite with
+/// the old mtime looks like) stops `rotate --resume` before the afs entry moves, naming it.
+#[test]
+fn a_server_also_read_directly_is_confirmed_by_checksum() {
+    if !have_all() {
+        return;
+    }
+    let c = UpCell::new(2);
+    c.wait_equal(Duration::from_secs(30));
+    c.write_config("6s", &[0]);
+    c.afskeys_ok(&["rotate"]);
+    let log = audit(&c);
+    assert!(
+        log.contains("fs1 (KeyFile and KeyFileExt dates equal the control machine's; checksums confirmed over SSH)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("fs2 (KeyFile and KeyFileExt dates equal the control machine's; bytes not compared (no SSH))"),
+        "{log}"
+    );
+
+    c.upclient(0, false);
+    let o = c.afskeys(&["rotate"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("fs1 (behind since"), "{}", stderr(&o));
+    // The old bytes with the control machine's dates: bos getdate cannot tell.
+    for f in ["KeyFile", "KeyFileExt"] {
+        let st = Command::new("touch")
+            .arg("-r")
+            .arg(c.control.confdir().join(f))
+            .arg(c.servers[0].confdir().join(f))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let o = c.afskeys(&["rotate", "--resume"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the dates say fetched, but over SSH fs1 (") && err.contains("lack kvno 3"),
+        "{err}"
+    );
+    assert!(err.contains("the afs entry is at kvno 2"), "{err}");
+    assert_eq!(entry_kvno(&c), Some(2));
+    c.upclient(0, true);
+    // Equal dates: the restarted upclient fetches nothing; a fresh change on the control
+    // machine (the CellServDB bump of an edit) is what brings the files over.
+    c.control
+        .must("touch /etc/openafs/server/KeyFile /etc/openafs/server/KeyFileExt");
+    c.wait_equal(Duration::from_secs(30));
+    c.afskeys_ok(&["rotate", "--resume"]);
+    assert_eq!(entry_kvno(&c), Some(3));
 }
