@@ -182,6 +182,22 @@ fn check_flags_a_server_that_is_behind() {
         text.contains("fs3") && text.contains("behind since"),
         "{text}"
     );
+    // The order guard of `authdb set`: the entry does not move to kvno 7 while fs3 has not
+    // fetched it; once it has, it does.
+    let o = c.afskeys(&["authdb", "set", "--kvno", "7"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("refused: servers first: fs3 (behind since"),
+        "{err}"
+    );
+    assert!(err.contains("may lack kvno 7"), "{err}");
+    assert!(!err.contains("fs1"), "{err}");
+    assert_eq!(entry_kvno(&c), Some(2));
+    c.upclient(2, true);
+    c.wait_equal(Duration::from_secs(30));
+    c.afskeys_ok(&["authdb", "set", "--kvno", "7"]);
+    assert_eq!(entry_kvno(&c), Some(7));
 }
 
 /// Proves: an emergency edit on an upclient-fed server warns that upclientetc will replace
