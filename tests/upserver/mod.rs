@@ -183,9 +183,7 @@ impl UpCell {
         }
         let cell = UpCell { control, servers };
         cell.write_config("20s", &[]);
-        let st = cell.control.root.path().join("lib/afskeys");
-        fs::create_dir_all(&st).unwrap();
-        fs::set_permissions(&st, fs::Permissions::from_mode(0o700)).unwrap();
+        // The state dir is not made here: afskeys creates it (0700) at its first command.
         cell.afskeys_ok(&["add", "--kvno", "1", "--type", "rxkad_krb5", "--random"]);
         for s in &cell.servers {
             let out = Command::new("cp")
