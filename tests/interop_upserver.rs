@@ -19,14 +19,26 @@ fn audit(c: &UpCell) -> String {
 /// `status --json` matches its schema in docs/json.md (with the `fetch` part only these cells
 /// have).
 fn assert_status_schema(v: &serde_json::Value) {
+    assert_schema("status", v)
+}
+
+/// `--json` output of `section` matches its schema in docs/json.md.
+fn assert_schema(section: &str, v: &serde_json::Value) {
     let md = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/json.md")).unwrap();
-    let sec = &md[md.find("## status\n").unwrap()..];
+    let sec = &md[md.find(&format!("## {section}\n")).unwrap()..];
     let start = sec.find("```json\n").unwrap() + 8;
     let end = start + sec[start..].find("\n```").unwrap();
     let schema: serde_json::Value = serde_json::from_str(&sec[start..end]).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}\n{v}");
+}
+
+/// The line of a per-server listing that starts with this server's name.
+fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_default()
 }
 
 fn entry_kvno(c: &UpCell) -> Option<i64> {
@@ -45,6 +57,25 @@ fn rotate_waits_for_every_upclient_before_the_afs_entry_moves() {
     }
     let c = UpCell::new(3);
     c.wait_equal(Duration::from_secs(30));
+    // The plan names the wait, its timing, the servers and what will confirm each fetch.
+    let plan = c.afskeys_ok(&["rotate", "--dry-run"]);
+    assert!(
+        plan.contains(
+            "3. wait until every upclient has fetched it from the control machine (upclientetc \
+             every 2s, asked by bos getdate every 1s; past 20s the rotation stops, resumably): \
+             fs1, fs2, fs3; confirmed by their KeyFile and KeyFileExt dates, bytes not compared \
+             (no SSH)"
+        ),
+        "{plan}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&c.afskeys_ok(&["--json", "rotate", "--dry-run"])).unwrap();
+    assert_schema("rotate-dry-run", &v);
+    assert_eq!(
+        v["servers"],
+        serde_json::json!(["control", "fs1", "fs2", "fs3"]),
+        "{v}"
+    );
     let out = c.afskeys_ok(&["rotate"]);
     assert!(
         out.contains("kvno 2 is on every server (control, fs1, fs2, fs3)"),
@@ -73,6 +104,28 @@ fn rotate_waits_for_every_upclient_before_the_afs_entry_moves() {
     );
     assert!(log.contains("bytes not compared (no SSH)"), "{log}");
     assert_eq!(entry_kvno(&c), Some(2));
+    // verify and servers account for the upclient-fed servers, by their fetch state.
+    let o = c.afskeys(&["verify"]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
+    for i in 1..=3 {
+        assert!(
+            line_of(&text, &format!("fs{i}"))
+                .contains("agrees with the control machine by KeyFile and KeyFileExt dates"),
+            "{text}"
+        );
+    }
+    let v: serde_json::Value = serde_json::from_str(&c.afskeys_ok(&["--json", "verify"])).unwrap();
+    assert_schema("verify", &v);
+    assert_eq!(v["servers"][2]["fetch"]["state"], "fetched", "{v}");
+    let v: serde_json::Value = serde_json::from_str(&c.afskeys_ok(&["--json", "servers"])).unwrap();
+    assert_schema("servers", &v);
+    assert_eq!(v["servers"][0]["distribution"], "control", "{v}");
+    assert_eq!(v["servers"][3]["name"], "fs3", "{v}");
+    assert_eq!(v["servers"][3]["distribution"], "upserver", "{v}");
+    assert_eq!(v["servers"][3]["fetch"]["state"], "fetched", "{v}");
+    let text = c.afskeys_ok(&["servers"]);
+    assert!(text.contains("  distribution upserver: fetched"), "{text}");
 }
 
 /// Proves: with one upclient stopped (through its bosserver) the rotation stops at step
@@ -104,6 +157,15 @@ fn a_stopped_upclient_holds_the_afs_entry_back_until_resume() {
     assert_eq!(entry_kvno(&c), Some(2));
     assert!(c.same_files(&c.servers[0]));
     assert!(!c.same_files(&c.servers[1]));
+    // verify: the server that has not fetched differs (exit 2, as an SSH server would).
+    let o = c.afskeys(&["verify"]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(2), "{text}{}", stderr(&o));
+    assert!(
+        line_of(&text, "fs2")
+            .contains("DIFFERS: not fetched through the Update Server: behind since"),
+        "{text}"
+    );
     let st: serde_json::Value = serde_json::from_str(&c.afskeys_ok(&["--json", "status"])).unwrap();
     assert_eq!(st["rotation"]["step"], "added", "{st}");
 
@@ -463,7 +525,21 @@ fn a_server_also_read_directly_is_confirmed_by_checksum() {
     let c = UpCell::new(2);
     c.wait_equal(Duration::from_secs(30));
     c.write_config("6s", &[0]);
+    let plan = c.afskeys_ok(&["rotate", "--dry-run"]);
+    assert!(
+        plan.contains("fs1, fs2; confirmed by their KeyFile and KeyFileExt dates, checksums compared over SSH for fs1"),
+        "{plan}"
+    );
     c.afskeys_ok(&["rotate"]);
+    let text = c.afskeys_ok(&["verify"]);
+    assert!(
+        line_of(&text, "fs1").contains("agrees with the control machine; Update Server: fetched"),
+        "{text}"
+    );
+    assert!(
+        line_of(&text, "fs2").contains("by KeyFile and KeyFileExt dates"),
+        "{text}"
+    );
     let log = audit(&c);
     assert!(
         log.contains("fs1 (KeyFile and KeyFileExt dates equal the control machine's; checksums confirmed over SSH)"),
