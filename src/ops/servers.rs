@@ -73,6 +73,9 @@ pub fn servers(paths: &CellPaths) -> Result<ServersReport, Error> {
     Ok(report)
 }
 
+/// The distribution method of a server fed by upclient alone.
+const FED: &str = "upserver";
+
 /// In Update Server cells: every row's distribution method, each upclient-fed server's
 /// fetch state, and a row for each one afskeys does not read directly (reachable when bos
 /// answered).
@@ -106,7 +109,7 @@ fn add_upclients(
             },
             last_seen: seen.map(|s| fmt_time(s.last_seen)),
             keys: seen.map(|s| s.keys.clone()).unwrap_or_default(),
-            distribution: Some("upserver"),
+            distribution: Some(FED),
             fetch: Some(view),
             name,
         });

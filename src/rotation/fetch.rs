@@ -102,7 +102,7 @@ pub(super) fn plan_step(cell: &Cell) -> Option<String> {
         true => "bytes not compared (no SSH)".to_string(),
         false => format!("checksums compared over SSH for {}", by_ssh.join(", ")),
     };
-    Some(format!(
+    let step = format!(
         "3. wait until every upclient has fetched it from the control machine (upclientetc \
          every {}, asked by bos getdate every {}; past {} the rotation stops, resumably): {}; \
          confirmed by their KeyFile and KeyFileExt dates, {how}",
@@ -110,7 +110,8 @@ pub(super) fn plan_step(cell: &Cell) -> Option<String> {
         humantime::format_duration(up.poll),
         humantime::format_duration(up.deadline),
         names.join(", ")
-    ))
+    );
+    Some(step)
 }
 
 /// Every machine that holds the new key: the configured servers, then (in Update Server
