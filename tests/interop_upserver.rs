@@ -472,8 +472,8 @@ fn wait_until(within: Duration, what: &str, f: impl Fn() -> bool) {
 
 /// Proves the lockout `prune` guards against, on the real daemons: an upclient started while
 /// its server's newest key was kvno 1 keeps its credentials; after kvno 1 is removed on the
-/// control machine (by `remove`, which does not guard) it still fetches that change (upserver
-/// keeps the keys it read at start), but once upserver restarts it fetches nothing more and
+/// control machine (by `remove`, which does not guard) it still fetches that change, but
+/// once upserver restarts it fetches nothing more and
 /// logs `Operation not permitted calling FetchFile`; restarting the upclient through bos
 /// cures it.
 #[test]
