@@ -4,6 +4,7 @@
 //! `bos getdate -noauth`.
 
 mod common;
+mod sshd;
 mod upserver;
 
 use common::*;
@@ -511,26 +512,102 @@ fn an_upclient_started_before_the_new_key_is_locked_out_once_the_old_key_goes() 
     );
 }
 
-/// Proves the confirmation by checksum where a server is also read directly (a `[[servers]]`
-/// entry: its conf dir read as SSH would, the same `Server` path): a rotation whose dates
-/// say every server fetched records for that server that its checksums were confirmed; and
-/// a server whose dates equal the control machine's but whose bytes do not (its upclient
-/// stopped, its old files given the control machine's dates: what a same-size rewrite with
-/// the old mtime looks like) stops `rotate --resume` before the afs entry moves, naming it.
+/// A real sshd inside this server's namespaces on its bridge address, port 2222, serving its
+/// own /etc/openafs/server; returns the `[ssh]` and `[[servers]]` text that reaches it from
+/// the control machine (identity and known_hosts under the control machine's root).
+fn sshd_on(c: &UpCell, i: usize) -> String {
+    let s = &c.servers[i];
+    let dir = s.root.path().join("ssh");
+    let mine = c.control.root.path().join("ssh");
+    fs::create_dir_all(&dir).unwrap();
+    fs::create_dir_all(&mine).unwrap();
+    let host_pub = sshd::keygen(&dir.join("host_ed25519"), "fs-host");
+    let client_pub = sshd::keygen(&mine.join("id_ed25519"), "afskeys-control");
+    fs::write(dir.join("authorized_keys"), format!("{client_pub}\n")).unwrap();
+    let key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+    fs::write(
+        mine.join("known_hosts"),
+        format!("[{}]:2222 {}\n", s.ip, key.join(" ")),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("sshd_config"),
+        format!(
+            "Port 2222\nListenAddress {ip}\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUseDNS no\nPrintMotd no\nSetEnv SHLVL=1\n\
+             Subsystem sftp {sftp}\n",
+            ip = s.ip,
+            d = dir.display(),
+            sftp = sshd::SFTP_SERVER
+        ),
+    )
+    .unwrap();
+    s.must(&format!(
+        "mkdir -p /run/sshd; {} -D -e -f {d}/sshd_config </dev/null >{d}/sshd.log 2>&1 &",
+        sshd::SSHD,
+        d = dir.display()
+    ));
+    let start = std::time::Instant::now();
+    while !crate::common::stdout(&c.control.sh(&format!(
+        "timeout 2 bash -c 'exec 3<>/dev/tcp/{}/2222 && head -c 4 <&3'",
+        s.ip
+    )))
+    .starts_with("SSH-")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "sshd in fs{} did not answer: {}",
+            i + 1,
+            fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    format!(
+        "[ssh]\nidentity = \"{m}/id_ed25519\"\nknown_hosts = \"{m}/known_hosts\"\n\
+         [[servers]]\nname = \"fs{n}\"\nhost = \"{ip}\"\nport = 2222\nuser = \"root\"\n\
+         confdir = \"{CONFDIR}\"\n",
+        m = mine.display(),
+        n = i + 1,
+        ip = s.ip
+    )
+}
+
+/// Proves the confirmation by checksum over real SSH where a server is fed by upclient and
+/// also reachable over SSH (an sshd inside its namespaces, reached from the control
+/// machine's): the plan says so; the rotation records that fs1's checksums were confirmed
+/// over SSH and fs2's bytes were not compared; `verify` shows fs1's checksum verdict beside
+/// its fetch state; fs1 holding its old bytes under the control machine's dates (its upclient
+/// stopped, the dates copied: what a same-size rewrite with the old mtime looks like) stops
+/// `rotate --resume` before the afs entry moves, naming it, until the files really arrive.
 #[test]
-fn a_server_also_read_directly_is_confirmed_by_checksum() {
-    if !have_all() {
+fn over_real_ssh_an_upclient_fed_server_is_confirmed_by_checksum() {
+    if !have_all() || !sshd::available() {
         return;
     }
     let c = UpCell::new(2);
     c.wait_equal(Duration::from_secs(30));
-    c.write_config("6s", &[0]);
+    let ssh = sshd_on(&c, 0);
+    let config = c.control.root.path().join("etc/afskeys.toml");
+    let with_ssh = |deadline: &str| {
+        c.write_config(deadline, &[]);
+        let mut t = fs::read_to_string(&config).unwrap();
+        t.push_str(&ssh);
+        fs::write(&config, t).unwrap();
+    };
+    with_ssh("20s");
     let plan = c.afskeys_ok(&["rotate", "--dry-run"]);
     assert!(
         plan.contains("fs1, fs2; confirmed by their KeyFile and KeyFileExt dates, checksums compared over SSH for fs1"),
         "{plan}"
     );
     c.afskeys_ok(&["rotate"]);
+    let log = audit(&c);
+    assert!(
+        log.contains("fs1 (KeyFile and KeyFileExt dates equal the control machine's; checksums confirmed over SSH)"),
+        "{log}"
+    );
     let text = c.afskeys_ok(&["verify"]);
     assert!(
         line_of(&text, "fs1").contains("agrees with the control machine; Update Server: fetched"),
@@ -540,21 +617,14 @@ fn a_server_also_read_directly_is_confirmed_by_checksum() {
         line_of(&text, "fs2").contains("by KeyFile and KeyFileExt dates"),
         "{text}"
     );
-    let log = audit(&c);
-    assert!(
-        log.contains("fs1 (KeyFile and KeyFileExt dates equal the control machine's; checksums confirmed over SSH)"),
-        "{log}"
-    );
     assert!(
         log.contains("fs2 (KeyFile and KeyFileExt dates equal the control machine's; bytes not compared (no SSH))"),
         "{log}"
     );
-
+    with_ssh("6s");
     c.upclient(0, false);
     let o = c.afskeys(&["rotate"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("fs1 (behind since"), "{}", stderr(&o));
-    // The old bytes with the control machine's dates: bos getdate cannot tell.
     for f in ["KeyFile", "KeyFileExt"] {
         let st = Command::new("touch")
             .arg("-r")
@@ -575,10 +645,15 @@ fn a_server_also_read_directly_is_confirmed_by_checksum() {
     assert_eq!(entry_kvno(&c), Some(2));
     c.upclient(0, true);
     // Equal dates: the restarted upclient fetches nothing; a fresh change on the control
-    // machine (the CellServDB bump of an edit) is what brings the files over.
+    // machine is what brings the files over.
     c.control
         .must("touch /etc/openafs/server/KeyFile /etc/openafs/server/KeyFileExt");
     c.wait_equal(Duration::from_secs(30));
     c.afskeys_ok(&["rotate", "--resume"]);
     assert_eq!(entry_kvno(&c), Some(3));
+    let sshd_log = fs::read_to_string(c.servers[0].root.path().join("ssh/sshd.log")).unwrap();
+    assert!(
+        sshd_log.contains("Accepted publickey for root"),
+        "{sshd_log}"
+    );
 }
