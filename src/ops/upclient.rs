@@ -199,10 +199,12 @@ pub fn lockout_refusal(up: &Upserver, locked: &[Lockout], kvnos: &str) -> Error 
     ))
 }
 
-/// `prune --restart-upclients`: restart each locked-out upclient through bos, wait until
-/// every server has fetched the control machine's files, restart again the ones that were
-/// behind and have now fetched (their credentials come from the keys they held at start),
-/// then look again. Returns the names restarted; what is still locked out is refused.
+/// `prune --restart-upclients`: restart through bos each locked-out upclient whose server
+/// has fetched; wait until the servers that are behind have fetched, then restart those (not
+/// before: `bos -localauth` authenticates with the control machine's newest key, which a
+/// server that is behind lacks, and its bosserver refuses it with "ticket contained unknown
+/// key version number"); then look again. Returns the names restarted; what is still locked
+/// out is refused.
 pub fn restart_locked(
     cell: &Cell,
     up: &Upserver,
@@ -211,28 +213,38 @@ pub fn restart_locked(
     kvnos: &str,
     warn: Warn,
 ) -> Result<Vec<String>, Error> {
-    let mut restart = |names: &[&str]| -> Result<(), Error> {
+    let mut done = vec![];
+    let mut restart = |names: Vec<&str>| -> Result<(), Error> {
         for c in names.iter().filter_map(|n| up.client(n)) {
             up.set_running(c, true).map_err(Error::failed_by)?;
             warn(&format!(
                 "restarted {}'s {} through bos",
                 c.name, up.instance
             ));
+            done.push(c.name.clone());
         }
         Ok(())
     };
-    let names: Vec<&str> = locked.iter().map(|l| l.name.as_str()).collect();
-    restart(&names)?;
-    let not = up.wait_fetched(cell.control.path());
-    let again: Vec<&str> = locked
-        .iter()
-        .filter(|l| l.behind && !not.iter().any(|(n, _)| *n == l.name))
-        .map(|l| l.name.as_str())
-        .collect();
-    restart(&again)?;
+    restart(
+        locked
+            .iter()
+            .filter(|l| !l.behind)
+            .map(|l| l.name.as_str())
+            .collect(),
+    )?;
+    if locked.iter().any(|l| l.behind) {
+        let not = up.wait_fetched(cell.control.path());
+        restart(
+            locked
+                .iter()
+                .filter(|l| l.behind && !not.iter().any(|(n, _)| *n == l.name))
+                .map(|l| l.name.as_str())
+                .collect(),
+        )?;
+    }
     let left = lockouts(cell, up, current, since);
     if left.is_empty() {
-        return Ok(names.iter().map(|n| n.to_string()).collect());
+        return Ok(done);
     }
     Err(lockout_refusal(up, &left, kvnos))
 }
