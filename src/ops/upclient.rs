@@ -2,7 +2,8 @@
 //! server's KeyFiles from the control machine at its next fetch, so afskeys warns, and on
 //! request stops that instance through bos before the edit (`--upclient-pause`, left stopped
 //! until the control machine holds what the server should) or starts it again after the edit
-//! (`--upclient-resume`).
+//! (`--upclient-resume`). Also `prune`'s guard: the upclients that removing an older key
+//! would lock out (they build their credentials once, at start), and restarting them.
 
 use super::edit::Target;
 use super::Warn;
@@ -124,8 +125,9 @@ pub struct Lockout {
     pub name: String,
     pub host: String,
     pub why: String,
-    /// Not fetched: restarting it alone is not enough, it must restart again once it holds
-    /// the control machine's keys (its credentials come from its own newest key at start).
+    /// Not fetched (or unknown): `bos -localauth` cannot restart it before it has fetched
+    /// (its bosserver lacks the control machine's newest key), and a restart before then
+    /// would build its credentials from the old keys again.
     pub behind: bool,
 }
 
@@ -140,43 +142,55 @@ pub fn lockouts(
 ) -> Vec<Lockout> {
     let states = up.fetch_states(cell.control.path());
     let started = up.started_all();
-    let mut out = vec![];
-    for ((c, (_, state)), started) in up.clients.iter().zip(states).zip(started) {
-        let (why, behind) = match (&state, started) {
-            (FetchState::Unreachable(e), _) => (format!("fetch state unknown: {e}"), true),
-            (FetchState::Behind { .. }, _) => (
-                format!(
-                    "{}: its server lacks the control machine's current KeyFiles",
-                    state.describe()
-                ),
-                true,
+    up.clients
+        .iter()
+        .zip(states)
+        .zip(started)
+        .filter_map(|((c, (_, state)), started)| {
+            let (why, behind) = lockout(&state, started, &up.instance, current, since)?;
+            Some(Lockout {
+                name: c.name.clone(),
+                host: c.host.clone(),
+                why,
+                behind,
+            })
+        })
+        .collect()
+}
+
+/// Why one upclient would be locked out (and whether its server is behind), from its fetch
+/// state and when its `instance` last started; None when it is safe: fetched, and started
+/// after kvno `current` became current at `since`.
+fn lockout(
+    state: &FetchState,
+    started: Option<chrono::DateTime<chrono::Utc>>,
+    instance: &str,
+    current: i32,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Option<(String, bool)> {
+    Some(match (state, started) {
+        (FetchState::Unreachable(e), _) => (format!("fetch state unknown: {e}"), true),
+        (FetchState::Behind { .. }, _) => (
+            format!(
+                "{}: its server lacks the control machine's current KeyFiles",
+                state.describe()
             ),
-            (FetchState::Fetched, None) => (
-                format!(
-                    "the start time of its {} is unknown (bos status -long gave none)",
-                    up.instance
-                ),
-                false,
+            true,
+        ),
+        (FetchState::Fetched, None) => (
+            format!("the start time of its {instance} is unknown (bos status -long gave none)"),
+            false,
+        ),
+        (FetchState::Fetched, Some(t)) if t < since => (
+            format!(
+                "its {instance} started {}, before kvno {current} became current: it still \
+                 authenticates with an older key",
+                crate::time::fmt_time(t)
             ),
-            (FetchState::Fetched, Some(t)) if t < since => (
-                format!(
-                    "its {} started {}, before kvno {current} became current: it still \
-                     authenticates with an older key",
-                    up.instance,
-                    crate::time::fmt_time(t)
-                ),
-                false,
-            ),
-            (FetchState::Fetched, Some(_)) => continue,
-        };
-        out.push(Lockout {
-            name: c.name.clone(),
-            host: c.host.clone(),
-            why,
-            behind,
-        });
-    }
-    out
+            false,
+        ),
+        (FetchState::Fetched, Some(_)) => return None,
+    })
 }
 
 /// The refusal for `prune` when upclients would be locked out, naming each with its
@@ -247,4 +261,36 @@ pub fn restart_locked(
         return Ok(done);
     }
     Err(lockout_refusal(up, &left, kvnos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    #[test]
+    fn an_upclient_is_safe_only_when_fetched_and_started_after_the_current_kvno() {
+        let since = at(1_000);
+        let f = FetchState::Fetched;
+        assert_eq!(lockout(&f, Some(at(1_000)), "upclientetc", 2, since), None);
+        assert_eq!(lockout(&f, Some(at(2_000)), "upclientetc", 2, since), None);
+        let (why, behind) = lockout(&f, Some(at(999)), "upclientetc", 2, since).unwrap();
+        assert!(!behind);
+        assert!(
+            why.contains("started 1970-01-01T00:16:39Z, before kvno 2 became current"),
+            "{why}"
+        );
+        let (why, behind) = lockout(&f, None, "upclientetc", 2, since).unwrap();
+        assert!(!behind && why.contains("start time of its upclientetc is unknown"));
+        let b = FetchState::Behind { since: at(5) };
+        let (why, behind) = lockout(&b, Some(at(2_000)), "upclientetc", 2, since).unwrap();
+        assert!(behind && why.starts_with("behind since"), "{why}");
+        let u = FetchState::Unreachable("no route".into());
+        let (why, behind) = lockout(&u, Some(at(2_000)), "upclientetc", 2, since).unwrap();
+        assert!(behind && why == "fetch state unknown: no route", "{why}");
+    }
 }
