@@ -35,6 +35,8 @@ pub enum CellError {
         known.join(", ")
     )]
     UnknownServer { name: String, known: Vec<String> },
+    #[error("[distribution] state_dir {}: {problem}", path.display())]
+    StateDir { path: PathBuf, problem: String },
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
@@ -100,7 +102,7 @@ impl Cell {
         // upclient copies the whole conf dir to every server: afskeys' own state (the journal
         // holds a pending key) lives outside it in such cells.
         let state_dir = match upserver {
-            Some(_) => config.distribution.state_dir.clone(),
+            Some(_) => state_dir(&config.distribution.state_dir)?,
             None => control.path().to_path_buf(),
         };
         let authdb = authdb_backend(&state_dir, &control, config, &principal);
@@ -174,6 +176,57 @@ fn afs_principal(control: &ConfDir, config: &Config, name: &str) -> Result<Strin
         }),
         (None, true) => Ok(FALLBACK_PRINCIPAL.to_string()),
     }
+}
+
+/// `[distribution] state_dir`, created when missing (mode 0700, owned by the invoking user,
+/// in a parent others cannot write to unless it is sticky); an existing one must be a
+/// directory (not a symlink) owned by root or the invoking user and not writable by group or
+/// others, since the journal in it holds a pending key.
+fn state_dir(path: &Path) -> Result<PathBuf, CellError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let bad = |problem: String| CellError::StateDir {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let md = match std::fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::store::trust::check_parent(path).map_err(|e| bad(e.to_string()))?;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(path)
+                .and_then(|_| {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|e| bad(format!("cannot create it: {e}")))?;
+            return Ok(path.to_path_buf());
+        }
+        Err(e) => return Err(bad(format!("cannot stat it: {e}"))),
+    };
+    let me = crate::store::trust::me();
+    if md.file_type().is_symlink() {
+        return Err(bad(
+            "is a symbolic link; name the directory itself in [distribution] state_dir".into(),
+        ));
+    }
+    if !md.is_dir() {
+        return Err(bad("is not a directory".into()));
+    }
+    if md.uid() != 0 && md.uid() != me {
+        return Err(bad(format!(
+            "owned by uid {}, not by root or you (uid {me}): the journal there holds a \
+             pending key; chown it",
+            md.uid()
+        )));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(bad(format!(
+            "writable by group or others (mode {:o}): the journal there holds a pending key; \
+             chmod 700 it",
+            md.mode() & 0o7777
+        )));
+    }
+    Ok(path.to_path_buf())
 }
 
 /// The Update Server `[distribution]` describes, when the servers pull.

@@ -198,6 +198,10 @@ pub struct PruneArgs {
     /// Say what would be removed, change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Update Server cells: restart through bos the upclients the removal would lock out,
+    /// and wait until each has fetched, instead of refusing
+    #[arg(long)]
+    pub restart_upclients: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -232,7 +232,14 @@ pub fn check(cli: &Cli, paths: &CellPaths, a: &CheckArgs) -> Result<String, Fail
 }
 
 pub fn prune(cli: &Cli, paths: &CellPaths, a: &PruneArgs) -> Result<String, Failure> {
-    let r = ops::prune::prune(paths, a.dry_run)?;
+    let r = ops::prune::prune(
+        paths,
+        ops::prune::PruneOptions {
+            dry_run: a.dry_run,
+            restart_upclients: a.restart_upclients,
+            warn: &mut warnings(),
+        },
+    )?;
     if cli.json {
         return Ok(json_line(&r));
     }

@@ -42,6 +42,10 @@ pub fn servers(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
                 held
             }
         );
+        if let Some(d) = row.distribution {
+            let fetch = row.fetch.as_ref().map(|f| format!(": {}", f.text));
+            let _ = writeln!(out, "  distribution {d}{}", fetch.unwrap_or_default());
+        }
     }
     Ok(out)
 }
@@ -136,6 +140,11 @@ pub fn verify(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
                     ),
                     _ => format!("UNREACHABLE: {}", v.error.as_deref().unwrap_or("")),
                 };
+                let state = match &v.fetch {
+                    None => state,
+                    Some(f) if v.read => format!("{state}; Update Server: {}", f.text),
+                    Some(f) => fetch_verdict(v.state, &f.text),
+                };
                 (v.name.clone(), state)
             })
             .collect();
@@ -159,6 +168,17 @@ pub fn verify(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
         },
         code: if differ { 2 } else { 1 },
     })
+}
+
+/// An upclient-fed server read by `bos getdate` only: what its dates say.
+fn fetch_verdict(state: &str, fetch: &str) -> String {
+    match state {
+        "agrees" => "agrees with the control machine by KeyFile and KeyFileExt dates (fetched \
+                     through the Update Server; bytes not compared: no SSH)"
+            .to_string(),
+        "differs" => format!("DIFFERS: not fetched through the Update Server: {fetch}"),
+        _ => format!("UNREACHABLE: Update Server: {fetch}"),
+    }
 }
 
 /// `verify --kdc`: exit 0 when every machine opens the KDC's ticket and the enctype sets

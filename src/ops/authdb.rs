@@ -7,6 +7,7 @@ use crate::authdb::{AfsEntry, KeyMaterial};
 use crate::cell::Cell;
 use crate::error::Error;
 use crate::fleet;
+use crate::fleet::upserver::FetchState;
 use crate::keys::{Key, KeyType};
 use crate::time::fmt_time;
 use chrono::{DateTime, Utc};
@@ -95,14 +96,38 @@ fn keys_at(cell: &Cell, kvno: Option<i32>) -> Result<Vec<Key>, Error> {
 /// The servers-first guard: every machine must hold `keys` before the afs entry may use them.
 fn guard(cell: &Cell, keys: &[Key]) -> Result<(), Error> {
     let lacking = fleet::lacking(&cell.all_servers(), keys);
-    if lacking.is_empty() {
+    if !lacking.is_empty() {
+        let names: Vec<String> = lacking.iter().map(|(n, w)| format!("{n} ({w})")).collect();
+        return Err(Error::refused(format!(
+            "servers first: {} lack kvno {}; push the key to them before the afs entry uses it",
+            names.join("; "),
+            keys[0].kvno()
+        )));
+    }
+    fetched_guard(cell, keys[0].kvno())
+}
+
+/// In Update Server cells, the servers-first guard for the upclient-fed servers: each must
+/// have fetched the control machine's KeyFile and KeyFileExt (their `bos getdate` dates equal
+/// the control machine's), or the entry would move to a kvno they lack.
+fn fetched_guard(cell: &Cell, kvno: i32) -> Result<(), Error> {
+    let Some(up) = &cell.upserver else {
+        return Ok(());
+    };
+    let behind: Vec<String> = up
+        .fetch_states(cell.control.path())
+        .into_iter()
+        .filter(|(_, s)| *s != FetchState::Fetched)
+        .map(|(n, s)| format!("{n} ({})", s.describe()))
+        .collect();
+    if behind.is_empty() {
         return Ok(());
     }
-    let names: Vec<String> = lacking.iter().map(|(n, w)| format!("{n} ({w})")).collect();
     Err(Error::refused(format!(
-        "servers first: {} lack kvno {}; push the key to them before the afs entry uses it",
-        names.join("; "),
-        keys[0].kvno()
+        "servers first: {} have not fetched the control machine's KeyFiles through the Update \
+         Server, so they may lack kvno {kvno}; wait for their upclientetc (`afskeys status` \
+         shows each fetch) before the afs entry uses it",
+        behind.join("; ")
     )))
 }
 

@@ -2,7 +2,8 @@
 //! a key of unknown role), logged, then copied to the other servers.
 
 use super::edit::{audit, describe, preflight, sync_after_edit, Target};
-use super::{CellPaths, KeyView};
+use super::upclient::{lockout_refusal, lockouts, restart_locked};
+use super::{CellPaths, KeyView, Warn};
 use crate::cell::Cell;
 use crate::error::Error;
 use crate::keys::Key;
@@ -16,6 +17,9 @@ pub struct PruneReport {
     pub dry_run: bool,
     pub removed: Vec<KeyView>,
     pub pushed_to: Vec<String>,
+    /// `--restart-upclients`: the servers whose upclientetc was restarted through bos first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restarted: Vec<String>,
     /// What the operator must do next, when a removed kvno was below a kvno still held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_removal: Option<AfterRemoval>,
@@ -82,33 +86,72 @@ pub fn after_removal(cell: &Cell, removed: &[Key], left: &[i32]) -> Option<After
     })
 }
 
-/// The removable keys, removed unless `dry_run`.
-pub fn prune_keys(cell: &Cell, now: DateTime<Utc>, dry_run: bool) -> Result<Vec<Key>, Error> {
-    if !dry_run {
+/// How `prune` runs.
+pub struct PruneOptions<'a> {
+    /// Say what would be removed, change nothing.
+    pub dry_run: bool,
+    /// In an Update Server cell, restart the upclients the removal would lock out (and wait
+    /// until they have fetched) instead of refusing.
+    pub restart_upclients: bool,
+    pub warn: Warn<'a>,
+}
+
+/// The removable keys, removed unless `dry_run`; with the upclients restarted first.
+pub fn prune_keys(
+    cell: &Cell,
+    now: DateTime<Utc>,
+    o: &mut PruneOptions,
+) -> Result<(Vec<Key>, Vec<String>), Error> {
+    if !o.dry_run {
         preflight(cell)?;
     }
     let _lock = cell.state.lock(true)?;
     let entry = cell.authdb.get()?;
     let state = cell.state.load()?;
-    if entry.is_none() {
+    let Some(entry) = entry else {
         state.check_entry_missing(&cell.authdb.describe())?;
         return Err(Error::refused(format!(
             "{} has no afs entry, so no key is known to be out of use (run `afskeys authdb init`)",
             cell.authdb.describe()
         )));
-    }
-    if let Some(c) = lifetime_conflict(&cell.policy, entry.as_ref()) {
+    };
+    if let Some(c) = lifetime_conflict(&cell.policy, Some(&entry)) {
         return Err(Error::refused(c));
     }
     let snap = cell.control.read()?;
     let doomed: Vec<Key> = snap
         .keys
         .iter()
-        .filter(|k| role(k.kvno(), entry.as_ref(), &state, &cell.policy, now) == Role::Removable)
+        .filter(|k| role(k.kvno(), Some(&entry), &state, &cell.policy, now) == Role::Removable)
         .cloned()
         .collect();
-    if dry_run || doomed.is_empty() {
-        return Ok(doomed);
+    let restarted = match cell.upserver.as_ref() {
+        Some(up) if !doomed.is_empty() => {
+            let mut kvnos: Vec<String> = doomed.iter().map(|k| k.kvno().to_string()).collect();
+            kvnos.dedup();
+            let kvnos = kvnos.join(", ");
+            let locked = lockouts(cell, up, entry.kvno, entry.changed);
+            match (locked.is_empty(), o.dry_run, o.restart_upclients) {
+                (true, _, _) => vec![],
+                (false, true, _) => {
+                    (o.warn)(&lockout_refusal(up, &locked, &kvnos).to_string());
+                    vec![]
+                }
+                (false, false, false) => return Err(lockout_refusal(up, &locked, &kvnos)),
+                (false, false, true) => restart_locked(
+                    cell,
+                    up,
+                    &locked,
+                    (entry.kvno, entry.changed),
+                    &kvnos,
+                    o.warn,
+                )?,
+            }
+        }
+        _ => vec![],
+    };
+    if o.dry_run || doomed.is_empty() {
+        return Ok((doomed, restarted));
     }
     let ids: Vec<_> = doomed.iter().map(|k| k.id).collect();
     let (removed, _) = cell.control.edit(|set| {
@@ -118,13 +161,14 @@ pub fn prune_keys(cell: &Cell, now: DateTime<Utc>, dry_run: bool) -> Result<Vec<
             .collect::<Vec<_>>())
     })?;
     audit(cell, "prune", &format!("removed {}", describe(&removed)))?;
-    Ok(removed)
+    Ok((removed, restarted))
 }
 
-/// `prune [--dry-run]`.
-pub fn prune(paths: &CellPaths, dry_run: bool) -> Result<PruneReport, Error> {
+/// `prune [--dry-run] [--restart-upclients]`.
+pub fn prune(paths: &CellPaths, mut o: PruneOptions) -> Result<PruneReport, Error> {
     let cell = paths.open()?;
-    let keys = prune_keys(&cell, Utc::now(), dry_run)?;
+    let dry_run = o.dry_run;
+    let (keys, restarted) = prune_keys(&cell, Utc::now(), &mut o)?;
     let pushed_to = if dry_run || keys.is_empty() {
         vec![]
     } else {
@@ -138,6 +182,7 @@ pub fn prune(paths: &CellPaths, dry_run: bool) -> Result<PruneReport, Error> {
         dry_run,
         removed: KeyView::all(&keys),
         pushed_to,
+        restarted,
         after_removal: after,
     })
 }

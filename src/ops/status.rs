@@ -47,7 +47,7 @@ pub struct FetchView {
     pub text: String,
 }
 
-fn fetch_view(name: &str, f: &FetchState) -> FetchView {
+pub(crate) fn fetch_view(name: &str, f: &FetchState) -> FetchView {
     let (state, since, error) = match f {
         FetchState::Fetched => ("fetched", None, None),
         FetchState::Behind { since } => ("behind", Some(fmt_time(*since)), None),

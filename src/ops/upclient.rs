@@ -2,13 +2,14 @@
 //! server's KeyFiles from the control machine at its next fetch, so afskeys warns, and on
 //! request stops that instance through bos before the edit (`--upclient-pause`, left stopped
 //! until the control machine holds what the server should) or starts it again after the edit
-//! (`--upclient-resume`).
+//! (`--upclient-resume`). Also `prune`'s guard: the upclients that removing an older key
+//! would lock out (they build their credentials once, at start), and restarting them.
 
 use super::edit::Target;
 use super::Warn;
 use crate::cell::Cell;
 use crate::error::Error;
-use crate::fleet::upserver::{Upclient, Upserver};
+use crate::fleet::upserver::{FetchState, Upclient, Upserver};
 
 /// What to do with the edited server's upclientetc.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -116,4 +117,180 @@ fn newest_unknown(cell: &Cell, target: &Target) -> Option<i32> {
     let top = theirs.iter().map(|k| k.kvno()).max()?;
     let newest: Vec<_> = theirs.iter().filter(|k| k.kvno() == top).cloned().collect();
     (!crate::fleet::holds(&mine, &newest)).then_some(top)
+}
+
+/// An upclient that removing older keys from the control machine would lock out, and why.
+#[derive(Debug, Clone)]
+pub struct Lockout {
+    pub name: String,
+    pub host: String,
+    pub why: String,
+    /// Not fetched (or unknown): `bos -localauth` cannot restart it before it has fetched
+    /// (its bosserver lacks the control machine's newest key), and a restart before then
+    /// would build its credentials from the old keys again.
+    pub behind: bool,
+}
+
+/// The upclients that still need a key older than the current kvno `current` (which became
+/// current at `since`): started before then (their credentials hold an older key), behind
+/// (their server lacks the current keys) or unreachable through bos (unknown).
+pub fn lockouts(
+    cell: &Cell,
+    up: &Upserver,
+    current: i32,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Vec<Lockout> {
+    let states = up.fetch_states(cell.control.path());
+    let started = up.started_all();
+    up.clients
+        .iter()
+        .zip(states)
+        .zip(started)
+        .filter_map(|((c, (_, state)), started)| {
+            let (why, behind) = lockout(&state, started, &up.instance, current, since)?;
+            Some(Lockout {
+                name: c.name.clone(),
+                host: c.host.clone(),
+                why,
+                behind,
+            })
+        })
+        .collect()
+}
+
+/// Why one upclient would be locked out (and whether its server is behind), from its fetch
+/// state and when its `instance` last started; None when it is safe: fetched, and started
+/// after kvno `current` became current at `since`.
+fn lockout(
+    state: &FetchState,
+    started: Option<chrono::DateTime<chrono::Utc>>,
+    instance: &str,
+    current: i32,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Option<(String, bool)> {
+    Some(match (state, started) {
+        (FetchState::Unreachable(e), _) => (format!("fetch state unknown: {e}"), true),
+        (FetchState::Behind { .. }, _) => (
+            format!(
+                "{}: its server lacks the control machine's current KeyFiles",
+                state.describe()
+            ),
+            true,
+        ),
+        (FetchState::Fetched, None) => (
+            format!("the start time of its {instance} is unknown (bos status -long gave none)"),
+            false,
+        ),
+        (FetchState::Fetched, Some(t)) if t < since => (
+            format!(
+                "its {instance} started {}, before kvno {current} became current: it still \
+                 authenticates with an older key",
+                crate::time::fmt_time(t)
+            ),
+            false,
+        ),
+        (FetchState::Fetched, Some(_)) => return None,
+    })
+}
+
+/// The refusal for `prune` when upclients would be locked out, naming each with its
+/// `bos restart` line.
+pub fn lockout_refusal(up: &Upserver, locked: &[Lockout], kvnos: &str) -> Error {
+    let each = locked
+        .iter()
+        .map(|l| {
+            format!(
+                "{} ({}; `bos restart -server {} -instance {} -localauth`)",
+                l.name, l.why, l.host, up.instance
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error::refused(format!(
+        "removing kvno {kvnos} would lock out upclients that still need it: {each}; restart \
+         them through bos first, or run `afskeys prune --restart-upclients`, which restarts \
+         them and waits until each has fetched"
+    ))
+}
+
+/// `prune --restart-upclients`: restart through bos each locked-out upclient whose server
+/// has fetched; wait until the servers that are behind have fetched, then restart those (not
+/// before: `bos -localauth` authenticates with the control machine's newest key, which a
+/// server that is behind lacks, and its bosserver refuses it with "ticket contained unknown
+/// key version number"); then look again. Returns the names restarted; what is still locked
+/// out is refused.
+pub fn restart_locked(
+    cell: &Cell,
+    up: &Upserver,
+    locked: &[Lockout],
+    (current, since): (i32, chrono::DateTime<chrono::Utc>),
+    kvnos: &str,
+    warn: Warn,
+) -> Result<Vec<String>, Error> {
+    let mut done = vec![];
+    let mut restart = |names: Vec<&str>| -> Result<(), Error> {
+        for c in names.iter().filter_map(|n| up.client(n)) {
+            up.set_running(c, true).map_err(Error::failed_by)?;
+            warn(&format!(
+                "restarted {}'s {} through bos",
+                c.name, up.instance
+            ));
+            done.push(c.name.clone());
+        }
+        Ok(())
+    };
+    restart(
+        locked
+            .iter()
+            .filter(|l| !l.behind)
+            .map(|l| l.name.as_str())
+            .collect(),
+    )?;
+    if locked.iter().any(|l| l.behind) {
+        let not = up.wait_fetched(cell.control.path());
+        restart(
+            locked
+                .iter()
+                .filter(|l| l.behind && !not.iter().any(|(n, _)| *n == l.name))
+                .map(|l| l.name.as_str())
+                .collect(),
+        )?;
+    }
+    let left = lockouts(cell, up, current, since);
+    if left.is_empty() {
+        return Ok(done);
+    }
+    Err(lockout_refusal(up, &left, kvnos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    #[test]
+    fn an_upclient_is_safe_only_when_fetched_and_started_after_the_current_kvno() {
+        let since = at(1_000);
+        let f = FetchState::Fetched;
+        assert_eq!(lockout(&f, Some(at(1_000)), "upclientetc", 2, since), None);
+        assert_eq!(lockout(&f, Some(at(2_000)), "upclientetc", 2, since), None);
+        let (why, behind) = lockout(&f, Some(at(999)), "upclientetc", 2, since).unwrap();
+        assert!(!behind);
+        assert!(
+            why.contains("started 1970-01-01T00:16:39Z, before kvno 2 became current"),
+            "{why}"
+        );
+        let (why, behind) = lockout(&f, None, "upclientetc", 2, since).unwrap();
+        assert!(!behind && why.contains("start time of its upclientetc is unknown"));
+        let b = FetchState::Behind { since: at(5) };
+        let (why, behind) = lockout(&b, Some(at(2_000)), "upclientetc", 2, since).unwrap();
+        assert!(behind && why.starts_with("behind since"), "{why}");
+        let u = FetchState::Unreachable("no route".into());
+        let (why, behind) = lockout(&u, Some(at(2_000)), "upclientetc", 2, since).unwrap();
+        assert!(behind && why == "fetch state unknown: no route", "{why}");
+    }
 }

@@ -2,9 +2,12 @@
 //! keys themselves); what each was seen to hold is remembered.
 
 use super::servers::seen_record;
+use super::status::{fetch_view, FetchView};
 use super::CellPaths;
+use crate::cell::Cell;
 use crate::error::Error;
 use crate::fleet::fanout::{self, Agreement};
+use crate::fleet::upserver::FetchState;
 use crate::keys::KeyId;
 use serde::Serialize;
 
@@ -38,6 +41,14 @@ pub struct Verdict {
     pub changed: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Update Server cells: the server's fetch state by `bos getdate` (a server with no SSH
+    /// is judged by it alone: fetched agrees, behind differs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<FetchView>,
+    /// Read directly (over SSH, or a local conf dir): false for a server known only by its
+    /// fetch state.
+    #[serde(skip)]
+    pub read: bool,
 }
 
 fn ids(v: &[KeyId]) -> Option<Vec<String>> {
@@ -75,6 +86,8 @@ pub fn verify(paths: &CellPaths) -> Result<VerifyReport, Error> {
                 extra: None,
                 changed: None,
                 error: None,
+                fetch: None,
+                read: true,
             };
             match &v.agreement {
                 Agreement::Agree => {}
@@ -95,7 +108,40 @@ pub fn verify(paths: &CellPaths) -> Result<VerifyReport, Error> {
             row
         })
         .collect();
-    Ok(VerifyReport { servers })
+    let mut report = VerifyReport { servers };
+    add_fetched(&cell, &mut report);
+    Ok(report)
+}
+
+/// In Update Server cells: each upclient-fed server's fetch state beside its SSH verdict, or
+/// (without SSH) as its verdict: dates equal the control machine's (agrees; bytes not
+/// compared), behind (differs), or bos could not ask (unreachable).
+fn add_fetched(cell: &Cell, report: &mut VerifyReport) {
+    let Some(up) = &cell.upserver else {
+        return;
+    };
+    for (name, state) in up.fetch_states(cell.control.path()) {
+        let view = fetch_view(&name, &state);
+        if let Some(row) = report.servers.iter_mut().find(|v| v.name == name) {
+            row.fetch = Some(view);
+            continue;
+        }
+        let (verdict, error) = match &state {
+            FetchState::Fetched => ("agrees", None),
+            FetchState::Behind { .. } => ("differs", None),
+            FetchState::Unreachable(e) => ("unreachable", Some(e.clone())),
+        };
+        report.servers.push(Verdict {
+            name,
+            state: verdict,
+            missing: None,
+            extra: None,
+            changed: None,
+            error,
+            fetch: Some(view),
+            read: false,
+        });
+    }
 }
 
 /// What `verify --kdc` found: the ticket, each machine's verdict, and every problem.

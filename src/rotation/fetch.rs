@@ -88,6 +88,32 @@ pub(super) fn not_fetched(cell: &Cell, up: &Upserver) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Step 3 of the plan (`rotate --dry-run`) in Update Server cells: the wait, its timing,
+/// the servers, and what will confirm each fetch.
+pub(super) fn plan_step(cell: &Cell) -> Option<String> {
+    let up = cell.upserver.as_ref()?;
+    let names: Vec<&str> = up.clients.iter().map(|c| c.name.as_str()).collect();
+    let by_ssh: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| cell.servers.iter().any(|s| s.name() == *n))
+        .collect();
+    let how = match by_ssh.is_empty() {
+        true => "bytes not compared (no SSH)".to_string(),
+        false => format!("checksums compared over SSH for {}", by_ssh.join(", ")),
+    };
+    let step = format!(
+        "3. wait until every upclient has fetched it from the control machine (upclientetc \
+         every {}, asked by bos getdate every {}; past {} the rotation stops, resumably): {}; \
+         confirmed by their KeyFile and KeyFileExt dates, {how}",
+        humantime::format_duration(up.interval),
+        humantime::format_duration(up.poll),
+        humantime::format_duration(up.deadline),
+        names.join(", ")
+    );
+    Some(step)
+}
+
 /// Every machine that holds the new key: the configured servers, then (in Update Server
 /// cells) the upclient-fed ones not already among them.
 pub(super) fn every_server(cell: &Cell) -> Vec<String> {

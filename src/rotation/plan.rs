@@ -32,6 +32,8 @@ pub struct Plan {
     pub servers: Vec<String>,
     pub authdb: String,
     pub from_passphrase: bool,
+    /// Update Server cells: step 3 is a wait for the upclients' fetch (its text).
+    pub fetch_step: Option<String>,
 }
 
 impl Plan {
@@ -52,10 +54,12 @@ impl Plan {
         vec![
             format!("1. choose kvno {} and a new {what} key", self.kvno),
             "2. add it to the control machine's KeyFiles".to_string(),
-            format!(
-                "3. copy to and confirm on every server: {}",
-                self.servers.join(", ")
-            ),
+            self.fetch_step.clone().unwrap_or_else(|| {
+                format!(
+                    "3. copy to and confirm on every server: {}",
+                    self.servers.join(", ")
+                )
+            }),
             format!(
                 "4. set the afs entry ({}) to kvno {}{}",
                 self.authdb,
@@ -105,13 +109,10 @@ pub fn plan(cell: &Cell, opts: &RotateOptions) -> Result<(Plan, Rotation), Rotat
         key_type,
         enctypes: enctypes.iter().map(|e| e.0).collect(),
         old_kvno: cur.as_ref().map(|e| e.kvno),
-        servers: cell
-            .all_servers()
-            .iter()
-            .map(|s| s.name().to_string())
-            .collect(),
+        servers: super::fetch::every_server(cell),
         authdb: cell.authdb.describe(),
         from_passphrase: passphrase.is_some(),
+        fetch_step: super::fetch::plan_step(cell),
     };
     let rotation = Rotation {
         started: now,

@@ -183,9 +183,7 @@ impl UpCell {
         }
         let cell = UpCell { control, servers };
         cell.write_config("20s", &[]);
-        let st = cell.control.root.path().join("lib/afskeys");
-        fs::create_dir_all(&st).unwrap();
-        fs::set_permissions(&st, fs::Permissions::from_mode(0o700)).unwrap();
+        // The state dir is not made here: afskeys creates it (0700) at its first command.
         cell.afskeys_ok(&["add", "--kvno", "1", "--type", "rxkad_krb5", "--random"]);
         for s in &cell.servers {
             let out = Command::new("cp")
@@ -215,8 +213,13 @@ impl UpCell {
     /// `local` (indexes) also get a `[[servers]]` entry: their conf dir, read and written
     /// directly (as SSH would).
     pub fn write_config(&self, deadline: &str, local: &[usize]) {
+        self.write_config_lifetime(deadline, local, "25h")
+    }
+
+    /// `write_config` with this `token_lifetime` (the grace before `prune` removes a key).
+    pub fn write_config_lifetime(&self, deadline: &str, local: &[usize], lifetime: &str) {
         let mut toml = format!(
-            "cell = \"{CELL}\"\ntoken_lifetime = \"25h\"\n\n[distribution]\n\
+            "cell = \"{CELL}\"\ntoken_lifetime = \"{lifetime}\"\n\n[distribution]\n\
              method = \"upserver\"\ninterval = \"{INTERVAL}s\"\ndeadline = \"{deadline}\"\n\
              poll = \"1s\"\ndir = \"{CONFDIR}\"\nstate_dir = \"{STATE_DIR}\"\n"
         );
@@ -263,6 +266,15 @@ impl UpCell {
     #[track_caller]
     pub fn afskeys_ok(&self, args: &[&str]) -> String {
         crate::common::ok(self.afskeys(args))
+    }
+
+    /// Kill the control machine's upserver and start it again (it reads the keys anew).
+    pub fn restart_upserver(&self) {
+        self.control.must(
+            "kill $(pidof upserver); while pidof upserver >/dev/null; do sleep 0.1; done; \
+             /usr/lib/openafs/upserver -crypt /etc/openafs/server \
+             </dev/null >>/var/log/openafs/upserver.out 2>&1 &",
+        );
     }
 
     /// Stop or start a server's upclient through its bosserver.
