@@ -56,6 +56,13 @@ pub fn read_all(
     })
 }
 
+/// Bump CellServDB on every server at once (`Server::bump_cellservdb`), in input order.
+pub fn bump_all(servers: &[&dyn Server], parallel: usize) -> Vec<(String, Result<(), FleetError>)> {
+    bounded(servers.len(), parallel, |i| {
+        (servers[i].name().to_string(), servers[i].bump_cellservdb())
+    })
+}
+
 /// What a push did on one server.
 #[derive(Debug)]
 pub struct ServerPush {

@@ -7,6 +7,7 @@
 
 pub mod fanout;
 pub mod local;
+pub mod memo;
 pub mod openssh;
 pub mod progress;
 pub mod seen;
@@ -14,6 +15,7 @@ mod server;
 pub mod ssh;
 pub mod upserver;
 
+pub use memo::Remembered;
 pub use progress::{NoProgress, Progress};
 pub use server::{FleetError, KeyFiles, Server, Staged};
 
@@ -39,19 +41,32 @@ pub struct Distribution {
 /// Make every server hold `keys`, all or none: servers that lack them get the control
 /// machine's files by one two-phase push (staged everywhere first, then renamed on all at
 /// once), and are read back. If any server cannot be read or staged, no server is changed.
+///
+/// A server that already holds the keys but is not in `confirmed` (what an earlier run
+/// confirmed) may have been cut between its rename and its CellServDB bump: it is bumped
+/// again, so that its running servers load the keys (`rotate --resume`).
 pub fn distribute(
     servers: &[&dyn Server],
     files: &KeyFiles,
     keys: &[Key],
+    confirmed: &[String],
     parallel: usize,
     progress: &dyn Progress,
 ) -> Distribution {
     let mut d = Distribution::default();
     let mut lacking: Vec<&dyn Server> = Vec::new();
+    let mut unconfirmed: Vec<&dyn Server> = Vec::new();
     for (s, (name, r)) in servers.iter().zip(fanout::read_all(servers, parallel)) {
         match r {
-            Ok(set) if holds(&set, keys) => d.confirmed.push(name),
+            Ok(set) if holds(&set, keys) && confirmed.contains(&name) => d.confirmed.push(name),
+            Ok(set) if holds(&set, keys) => unconfirmed.push(*s),
             Ok(_) => lacking.push(*s),
+            Err(e) => d.missing.push((name, e.message)),
+        }
+    }
+    for (name, r) in fanout::bump_all(&unconfirmed, parallel) {
+        match r {
+            Ok(()) => d.confirmed.push(name),
             Err(e) => d.missing.push((name, e.message)),
         }
     }

@@ -60,6 +60,14 @@ pub trait Server: Send + Sync {
     /// Phase one of a two-phase push: put the files on the server as fsynced temp files
     /// beside the live ones, changing nothing the server reads.
     fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError>;
+    /// Make the running servers reload the KeyFiles: CellServDB's mtime moved to a new whole
+    /// second (what a commit does after its renames). `rotate --resume` calls it on servers
+    /// that hold the new keys without the journal recording them confirmed: the process
+    /// that renamed them may have died before its bump. A server that does not reload from
+    /// CellServDB (a test's stand-in) need not implement it.
+    fn bump_cellservdb(&self) -> Result<(), FleetError> {
+        Ok(())
+    }
     /// Replace the server's KeyFile and KeyFileExt with these, atomically, keeping a backup.
     fn install(&self, files: &KeyFiles) -> Result<(), FleetError> {
         self.stage(files)?.commit()

@@ -7,12 +7,14 @@
 
 mod error;
 mod fetch;
+mod machines;
 mod plan;
 pub mod proof;
 pub mod status;
 mod steps;
 
 pub use error::RotateError;
+pub(crate) use machines::Machines;
 pub use plan::{Plan, RotateOptions};
 pub use steps::{Hook, Report};
 
@@ -29,7 +31,7 @@ pub fn dry_run(cell: &Cell, opts: &RotateOptions) -> Result<Plan, RotateError> {
     if let Some(r) = load(cell)?.rotation {
         return Err(in_progress(&r));
     }
-    plan::plan(cell, opts).map(|(p, _)| p)
+    plan::plan(cell, &cell.all_servers(), opts).map(|(p, _)| p)
 }
 
 fn in_progress(r: &Rotation) -> RotateError {
@@ -50,7 +52,9 @@ pub fn rotate(cell: &Cell, opts: &RotateOptions, hook: Hook) -> Result<Report, R
     if let Some(r) = &st.rotation {
         return Err(in_progress(r));
     }
-    let (plan, rotation) = plan::plan(cell, opts)?;
+    // One read of each server for the whole command (see `fleet::memo`).
+    let machines = Machines::of(cell);
+    let (plan, rotation) = plan::plan(cell, &machines.all(), opts)?;
     let keys = rotation.keys()?;
     st.rotation = Some(rotation);
     save(cell, &st)?;
@@ -65,7 +69,7 @@ pub fn rotate(cell: &Cell, opts: &RotateOptions, hook: Hook) -> Result<Report, R
         ),
     )?;
     hook(Step::Planned);
-    steps::run(cell, st, hook)
+    steps::run(cell, &machines, st, hook)
 }
 
 /// Finish the rotation in progress from the step its journal reached.
@@ -83,7 +87,8 @@ pub fn resume(cell: &Cell, hook: Hook) -> Result<Report, RotateError> {
         "rotate --resume",
         &format!("kvno {} from step {}", r.kvno, r.step.name()),
     )?;
-    steps::run(cell, st, hook)
+    // A new process: the first read of every server is real.
+    steps::run(cell, &Machines::of(cell), st, hook)
 }
 
 /// Undo a rotation that has not set the afs entry: take the new key off the control machine

@@ -331,6 +331,42 @@ async fn read_optional(sftp: &Sftp, path: PathBuf) -> Result<Option<Vec<u8>>, Fa
     }
 }
 
+/// CellServDB's mtime to a new whole second (at least this machine's now): a stat, then the
+/// setstat. No CellServDB: nothing to bump, as a commit does.
+async fn bump(sftp: &Sftp, path: &Path) -> Result<(), Fail> {
+    use openssh_sftp_client::metadata::MetaDataBuilder;
+    use openssh_sftp_client::UnixTimeStamp;
+    let mut fs = sftp.fs();
+    let old = match fs.metadata(path).await {
+        Ok(m) => m.modified().map(|t| u64::from(t.into_raw())).unwrap_or(0),
+        Err(openssh_sftp_client::Error::SftpError(
+            openssh_sftp_client::error::SftpErrorKind::NoSuchFile,
+            _,
+        )) => return Ok(()),
+        Err(e) => return Err(sftp_fail(format_args!("cannot stat {}", path.display()), e)),
+    };
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let t = u32::try_from(rules::cellservdb_mtime(old, now))
+        .ok()
+        .and_then(UnixTimeStamp::from_raw)
+        .ok_or_else(|| op(format!("{}: mtime past 2106", path.display())))?;
+    let mut m = MetaDataBuilder::new();
+    m.time(t, t);
+    fs.set_metadata(path, m.create()).await.map_err(|e| {
+        sftp_fail(
+            format_args!(
+                "CellServDB's mtime could not be changed: running servers keep the old keys \
+                 until it changes (touch {})",
+                path.display()
+            ),
+            e,
+        )
+    })
+}
+
 /// What `ssh` said when the master did not start, made readable: a refused host key is
 /// named as such, with what to check.
 fn connect_message(e: &openssh::Error) -> String {
@@ -406,6 +442,11 @@ impl Server for OpensshServer {
             })
             .ok()?;
         m.modified().map(|t| t.as_system_time())
+    }
+
+    fn bump_cellservdb(&self) -> Result<(), FleetError> {
+        let path = self.path(rules::CELLSERVDB);
+        self.with_conn(|c| self.run(bump(&c.sftp, &path)))
     }
 
     fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError> {

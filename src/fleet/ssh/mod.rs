@@ -38,6 +38,7 @@ pub use sftp::round_trips as sftp_round_trips;
 
 use super::{FleetError, KeyFiles, Server, Staged};
 use crate::keys::KeySet;
+use crate::store::rules::CELLSERVDB;
 use crate::store::rules::{self, KeyFilesError};
 use crate::store::{KEYFILE, KEYFILEEXT};
 use sftp::Sftp;
@@ -244,6 +245,37 @@ impl SshServer {
         let mut it = got.into_iter();
         Ok([it.next().flatten(), it.next().flatten()])
     }
+
+    /// CellServDB's mtime to a new whole second (at least this machine's now): a stat, then
+    /// the setstat. No CellServDB: nothing to bump, as a commit does.
+    fn bump_on(&self, c: &mut Conn) -> Result<(), Fail> {
+        let p = self.path(CELLSERVDB);
+        let r = c.sftp.batch(&[Req::Stat(p.clone())])?;
+        let old = match r.first().map(sftp::optional_attrs) {
+            Some(Ok(None)) => return Ok(()),
+            Some(Ok(Some(a))) => a.mtime.unwrap_or(0),
+            Some(Err(e)) => return Err(op(format!("cannot stat {}: {e}", p.display()))),
+            None => return Err(Fail::Broken("no reply to a stat".into())),
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let t = u32::try_from(rules::cellservdb_mtime(old.into(), now))
+            .map_err(|_| op(format!("{}: mtime past 2106", p.display())))?;
+        let r = c
+            .sftp
+            .batch(&[Req::Setstat(p.clone(), wire::Attrs::times(t, t))])?;
+        match r.first().map(sftp::ok) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(op(format!(
+                "CellServDB's mtime could not be changed ({e}): running servers keep the old \
+                 keys until it changes (touch {})",
+                p.display()
+            ))),
+            None => Err(Fail::Broken("no reply to a setstat".into())),
+        }
+    }
 }
 
 impl Drop for SshServer {
@@ -276,6 +308,10 @@ impl Server for SshServer {
             Some(Reply::Attrs(a)) => a.mtime.map(|t| UNIX_EPOCH + Duration::from_secs(t.into())),
             _ => None,
         }
+    }
+
+    fn bump_cellservdb(&self) -> Result<(), FleetError> {
+        self.with_conn(|c| self.bump_on(c))
     }
 
     fn settle(&self) {
