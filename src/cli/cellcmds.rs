@@ -232,7 +232,7 @@ pub fn check(cli: &Cli, paths: &CellPaths, a: &CheckArgs) -> Result<String, Fail
 }
 
 pub fn prune(cli: &Cli, paths: &CellPaths, a: &PruneArgs) -> Result<String, Failure> {
-    let r = ops::prune::prune(paths, a.dry_run)?;
+    let r = ops::prune::prune(paths, a.dry_run).map_err(super::whole_list(cli))?;
     if cli.json {
         return Ok(json_line(&r));
     }

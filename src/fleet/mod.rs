@@ -109,7 +109,7 @@ pub fn distribute(
 }
 
 /// Up to this many servers, messages name every one with its reason.
-const FULL_LIST: usize = 8;
+pub const FULL_LIST: usize = 8;
 
 /// Servers with their reasons, for a message that scales to hundreds of servers: up to
 /// `FULL_LIST` servers, "fs1 (why); fs2 (why)"; beyond, servers are grouped by reason (in
