@@ -8,9 +8,10 @@
 //! - A successful read is remembered; a failed read forgets (the next read is real), so an
 //!   unreachable server is never taken for one that holds anything.
 //! - Staging (and so any install) forgets before it changes anything: the read that follows
-//!   a commit — distribute's confirmation, on the same connection — is real, and is the
-//!   server's state after this process's own rename. Nothing this process does to the server
-//!   goes past the memo.
+//!   a commit — distribute's confirmation, on the same connection, sent right behind the
+//!   renames (`Staged::commit_and_read`) or after them — is real, and is the server's state
+//!   after this process's own rename; it is what is remembered next. Nothing this process
+//!   does to the server goes past the memo.
 //! - The activation guard ("every machine holds the key at the moment the entry moves") then
 //!   uses that confirmation, taken moments before by this process, which holds the cell's
 //!   lock: no other afskeys can change a server in between. A person editing a server by
@@ -78,13 +79,44 @@ impl Server for Remembered<'_> {
     }
 
     fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError> {
-        // Whatever happens next (commit, discard, a cut), the server may change: read again.
+        // Whatever happens next (commit, discard, a cut), the server may change: read again,
+        // unless the commit reads the keys back itself.
         self.forget();
-        self.inner.stage(files)
+        Ok(Box::new(RememberedStaged {
+            inner: self.inner.stage(files)?,
+            memo: &self.keys,
+        }))
     }
 
     fn bump_cellservdb(&self) -> Result<(), FleetError> {
         self.inner.bump_cellservdb()
+    }
+}
+
+/// A push staged through the memo: a commit that reads the keys back remembers them.
+struct RememberedStaged<'b> {
+    inner: Box<dyn Staged + 'b>,
+    memo: &'b Mutex<Option<KeySet>>,
+}
+
+impl Staged for RememberedStaged<'_> {
+    fn commit(self: Box<Self>) -> Result<(), FleetError> {
+        self.inner.commit()
+    }
+
+    fn commit_and_read(
+        self: Box<Self>,
+        committed: &dyn Fn(),
+    ) -> Result<Option<KeySet>, FleetError> {
+        let r = self.inner.commit_and_read(committed);
+        if let Ok(Some(k)) = &r {
+            *self.memo.lock().unwrap_or_else(|e| e.into_inner()) = Some(k.clone());
+        }
+        r
+    }
+
+    fn discard(self: Box<Self>) {
+        self.inner.discard()
     }
 }
 

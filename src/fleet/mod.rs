@@ -84,7 +84,7 @@ pub fn distribute(
         }
         return d;
     }
-    let report = fanout::push(&lacking, files, parallel, progress);
+    let report = fanout::push_confirming(&lacking, files, parallel, progress);
     if !report.ok() {
         for p in &report.servers {
             let why = match (&p.staged, &p.committed) {
@@ -95,13 +95,25 @@ pub fn distribute(
         }
         return d;
     }
-    for (name, r) in fanout::read_all(&lacking, parallel) {
+    // The confirmation: the keys each commit read back, else a read now.
+    let unread: Vec<&dyn Server> = lacking
+        .iter()
+        .zip(&report.servers)
+        .filter(|(_, p)| p.read_back.is_none())
+        .map(|(s, _)| *s)
+        .collect();
+    let mut reads = fanout::read_all(&unread, parallel).into_iter();
+    for p in &report.servers {
+        let r = match &p.read_back {
+            Some(k) => (p.name.clone(), Ok(k.clone())),
+            None => reads.next().expect("one read per server not read back"),
+        };
         match r {
-            Ok(set) if holds(&set, keys) => d.confirmed.push(name),
-            Ok(_) => d
+            (name, Ok(set)) if holds(&set, keys) => d.confirmed.push(name),
+            (name, Ok(_)) => d
                 .missing
                 .push((name, "still lacks the new key after the push".into())),
-            Err(e) => d.missing.push((name, e.message)),
+            (name, Err(e)) => d.missing.push((name, e.message)),
         }
     }
     d.skew = report.skew;

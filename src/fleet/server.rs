@@ -79,6 +79,18 @@ pub trait Staged: Send {
     /// Phase two: rename the staged files over the live ones (keeping backups) and make the
     /// server reload (bump CellServDB's mtime).
     fn commit(self: Box<Self>) -> Result<(), FleetError>;
+    /// `commit`, then the server's keys read back on the same connection, in as few round
+    /// trips as the transport can (ssh2: the reads ride with the renames and the tidying).
+    /// `committed` is called as soon as the renames are done (the fan-out's skew). `None`:
+    /// this transport does not read back here; call `Server::read_keys`.
+    fn commit_and_read(
+        self: Box<Self>,
+        committed: &dyn Fn(),
+    ) -> Result<Option<KeySet>, FleetError> {
+        let r = self.commit();
+        committed();
+        r.map(|()| None)
+    }
     /// Remove the staged files; the server is unchanged.
     fn discard(self: Box<Self>);
 }

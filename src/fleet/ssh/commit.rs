@@ -9,9 +9,11 @@
 use super::stage::NAMES;
 use super::tidy::Tidy;
 use super::wire::{self, Attrs, Reply, Req};
-use super::{lock, op, Conn, Fail, ReplaceMethod, SshServer};
+use super::{lock, op, sftp, Conn, Fail, ReplaceMethod, SshServer};
 use crate::fleet::{FleetError, Staged};
+use crate::keys::KeySet;
 use crate::store::rules::{self, CELLSERVDB};
+use crate::store::{KEYFILE, KEYFILEEXT};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -55,7 +57,10 @@ impl SshStaged<'_> {
         self.remote_now.map(|(t, at)| t + at.elapsed().as_secs())
     }
 
-    fn commit_on(&self, c: &mut Conn) -> Result<(), Fail> {
+    /// The renames, the bump and the dir fsync in one exchange; with `read_back`, OPENs of
+    /// the live key files ride behind them (the SFTP server runs requests in order, so they
+    /// open the new files): their handles are returned.
+    fn commit_on(&self, c: &mut Conn, read_back: bool) -> Result<Vec<Option<Vec<u8>>>, Fail> {
         let s = self.server;
         let any = self.changed.iter().any(|c| *c);
         let method = match s.replace {
@@ -87,6 +92,12 @@ impl SshStaged<'_> {
                 reqs.push(Req::Fsync(h.clone()));
             }
         }
+        let live = [s.path(KEYFILE), s.path(KEYFILEEXT)];
+        let live: [&Path; 2] = [&live[0], &live[1]];
+        let opens_at = reqs.len();
+        if read_back {
+            reqs.extend(sftp::open_for_reading(&live));
+        }
         let r = if reqs.is_empty() {
             Vec::new()
         } else {
@@ -114,7 +125,21 @@ impl SshStaged<'_> {
                 )));
             }
         }
-        Ok(())
+        match read_back {
+            true => sftp::opened(&live, r.get(opens_at..).unwrap_or_default()),
+            false => Ok(Vec::new()),
+        }
+    }
+
+    /// Read back the files `commit_on` opened, in the tidying's first exchange: the server's
+    /// keys after the commit (`None` when that fails: the caller reads again).
+    fn read_back(&self, c: &mut Conn, handles: &[Option<Vec<u8>>]) -> Option<KeySet> {
+        let s = self.server;
+        let live = [s.path(KEYFILE), s.path(KEYFILEEXT)];
+        let live: [&Path; 2] = [&live[0], &live[1]];
+        let r = s.run_tidy_with(c, sftp::read_and_close(handles)).ok()?;
+        let got = sftp::contents(&live, handles, &r).ok()?;
+        rules::merge(got[0].as_deref(), got[1].as_deref()).ok()
     }
 
     /// Remove the staged files and the backups made for them.
@@ -196,26 +221,33 @@ pub fn sh_quote(s: &[u8]) -> Vec<u8> {
     out
 }
 
-impl Staged for SshStaged<'_> {
-    fn commit(mut self: Box<Self>) -> Result<(), FleetError> {
+impl SshStaged<'_> {
+    /// Commit (see `Staged::commit_and_read`), reading the keys back when asked.
+    fn finish(
+        &mut self,
+        read_back: bool,
+        committed: &dyn Fn(),
+    ) -> Result<Option<KeySet>, FleetError> {
         self.done = true;
         let s = self.server;
         let mut guard = lock(&s.conn);
         let r = match guard.as_mut() {
-            Some(c) if c.gen == self.gen => self.commit_on(c),
+            Some(c) if c.gen == self.gen => self.commit_on(c, read_back),
             _ => Err(Fail::Broken(
                 "the connection that staged the files was lost".into(),
             )),
         };
+        committed();
         match r {
-            Ok(()) => {
+            Ok(handles) => {
                 lock(&s.tidy).push(Tidy {
                     gen: self.gen,
                     stage_dir: self.stage_dir.clone(),
                     dir_handle: self.dir_handle.take(),
                     remote_now: self.remote_now(),
                 });
-                Ok(())
+                let c = guard.as_mut().filter(|_| read_back);
+                Ok(c.and_then(|c| self.read_back(c, &handles)))
             }
             Err(Fail::Op(m)) => Err(s.err(format!("commit failed: {m}"))),
             Err(broken) => {
@@ -226,6 +258,19 @@ impl Staged for SshStaged<'_> {
                 )))
             }
         }
+    }
+}
+
+impl Staged for SshStaged<'_> {
+    fn commit(mut self: Box<Self>) -> Result<(), FleetError> {
+        self.finish(false, &|| {}).map(|_| ())
+    }
+
+    fn commit_and_read(
+        mut self: Box<Self>,
+        committed: &dyn Fn(),
+    ) -> Result<Option<KeySet>, FleetError> {
+        self.finish(true, committed)
     }
 
     fn discard(mut self: Box<Self>) {

@@ -4,8 +4,8 @@
 //! conf dir's handle, trim the oldest backups, remove stage dirs abandoned over a day ago.
 //! Errors are ignored: nothing here changes what a server reads.
 
-use super::wire::{Attrs, Req};
-use super::{lock, Conn, SshServer};
+use super::wire::{Attrs, Reply, Req};
+use super::{lock, Conn, Fail, SshServer};
 use crate::store::rules::{self, BACKUP_DIR};
 use crate::store::{KEYFILE, KEYFILEEXT};
 use std::path::{Path, PathBuf};
@@ -25,8 +25,15 @@ impl SshServer {
     /// then remove the old backups and abandoned stages while closing the listings (sent
     /// without waiting for the replies).
     pub(super) fn run_tidy(&self, c: &mut Conn) {
+        let _ = self.run_tidy_with(c, Vec::new());
+    }
+
+    /// `run_tidy`, with `extra` requests sent at the head of its first exchange (a commit's
+    /// read-back rides there): returns their replies.
+    pub(super) fn run_tidy_with(&self, c: &mut Conn, extra: Vec<Req>) -> Result<Vec<Reply>, Fail> {
         let work: Vec<Tidy> = std::mem::take(&mut *lock(&self.tidy));
-        let mut before = Vec::new();
+        let skip = extra.len();
+        let mut before = extra;
         let mut now = None;
         for t in work {
             if t.gen != c.gen {
@@ -38,15 +45,18 @@ impl SshServer {
             }
             now = now.max(t.remote_now);
         }
-        if before.is_empty() {
-            return;
+        if before.len() == skip {
+            return match skip {
+                0 => Ok(Vec::new()),
+                _ => c.sftp.batch(&before),
+            };
         }
         let bdir = self.path(BACKUP_DIR);
         let mut dirs = vec![bdir.as_path()];
         if now.is_some() {
             dirs.push(self.confdir.as_path());
         }
-        let _ = c.sftp.list_dirs(before, &dirs, |l| {
+        let r = c.sftp.list_dirs(before, &dirs, |l| {
             let mut reqs = Vec::new();
             if let Some(Ok(names)) = l.first() {
                 self.trim_backups(&bdir, names, &mut reqs);
@@ -56,6 +66,10 @@ impl SshServer {
             }
             reqs
         });
+        r.map(|(mut replies, _)| {
+            replies.truncate(skip);
+            replies
+        })
     }
 
     fn trim_backups(&self, bdir: &Path, names: &[(String, Attrs)], reqs: &mut Vec<Req>) {
