@@ -3,7 +3,8 @@
 //! reader sees the old file or the new one, never a mix, whenever the connection drops), the
 //! CellServDB mtime bump to a new whole second, and an fsync of the conf dir. A server
 //! without `posix-rename` is committed with `mv -f` over an exec channel instead
-//! (`ReplaceMethod::ShellMv`). `discard` (or dropping the staged push) removes the staged
+//! (`ReplaceMethod::ShellMv`). `commit_and_read` also opens the live files in that batch and
+//! reads them back in the tidying's first exchange (`tidy::run_tidy_with`). `discard` (or dropping the staged push) removes the staged
 //! files and the backups made for them.
 
 use super::stage::NAMES;

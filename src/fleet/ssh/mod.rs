@@ -9,6 +9,9 @@
 //! besides OpenSSH's own `sftp-server`. Requests are pipelined: reading both key files takes
 //! two round trips, staging four or five, a commit one; the tidying a commit leaves is done
 //! on every server at once right after the commits (`Server::settle`, two round trips). A
+//! commit that reads the keys back (`Staged::commit_and_read`) sends the OPENs with its
+//! renames and the reads with the tidying's first exchange: three round trips for commit,
+//! confirmation and tidying together. A
 //! connection is closed without waiting (SSH_MSG_DISCONNECT, then the socket shut down). A
 //! connection that turns out dead when reused is replaced once.
 //!
