@@ -260,8 +260,8 @@ fn bench_latency() {
 /// Not a bench: `rotate` reads each server's keys once per command (the kvno survey,
 /// distribute, the activation guard and the proof share it; the confirmation after the
 /// commit rides with it), so its SFTP round trips per server stay at 10 or fewer (it was 18
-/// when each step read again): SFTP start 1, the read 2, stage 4, commit with the read-back
-/// and the tidying 3.
+/// when each step read again, 13 without the memo): SFTP start 1, the read 2, stage 4,
+/// commit with the read-back and the tidying 2.
 #[test]
 fn rotate_reads_each_server_once_per_command() {
     let Some(sshds) = sshd::Sshds::start(2) else {

@@ -7,11 +7,11 @@
 //! every later call on the same `SshServer`: stage, commit and a verify that reads the files
 //! back cost one handshake and one SFTP subsystem together, and no remote process is started
 //! besides OpenSSH's own `sftp-server`. Requests are pipelined: reading both key files takes
-//! two round trips, staging four or five, a commit one; the tidying a commit leaves is done
-//! on every server at once right after the commits (`Server::settle`, two round trips). A
-//! commit that reads the keys back (`Staged::commit_and_read`) sends the OPENs with its
-//! renames and the reads with the tidying's first exchange: three round trips for commit,
-//! confirmation and tidying together. A
+//! two round trips, staging four or five, a commit one, and the tidying it leaves rides
+//! along (its removals and listings follow the renames: two round trips for both); a commit
+//! that reads the keys back (`Staged::commit_and_read`) adds the OPENs to the first and the
+//! reads to the second. Tidying still pending (a commit cut short) is done before the next
+//! use or by `Server::settle`. A
 //! connection is closed without waiting (SSH_MSG_DISCONNECT, then the socket shut down). A
 //! connection that turns out dead when reused is replaced once.
 //!

@@ -201,6 +201,13 @@ fn ssh_broken(what: &str) -> impl FnOnce(ssh2::Error) -> Fail + '_ {
 /// One directory's names with their attributes, or why it could not be listed.
 pub type Listing = Result<Vec<(String, Attrs)>, String>;
 
+/// What `Sftp::list_dirs` got back for the requests that rode along (the listings go to its
+/// `then`).
+pub struct Listed {
+    pub before: Vec<Reply>,
+    pub between: Vec<Reply>,
+}
+
 pub struct Sftp {
     ch: ssh2::Channel,
     next_id: u32,
@@ -320,18 +327,23 @@ impl Sftp {
     /// two READDIRs per open directory per exchange until each reached its end, then every
     /// CLOSE with the requests `then` makes of the listings, sent without waiting (replies to
     /// `then` are not looked at). Small directories cost two round trips in all, however
-    /// many there are. Returns the replies to `before`, and the listings.
+    /// many there are. `between` is called with the replies to `before` as soon as they are
+    /// in; the requests it makes ride at the head of the second exchange. Returns the
+    /// replies to `before` and to `between`'s requests.
     pub fn list_dirs(
         &mut self,
         before: Vec<Req>,
+        between: impl FnOnce(&[Reply]) -> Vec<Req>,
         dirs: &[&Path],
         then: impl FnOnce(&[Listing]) -> Vec<Req>,
-    ) -> Result<(Vec<Reply>, Vec<Listing>), Fail> {
+    ) -> Result<Listed, Fail> {
         let skip = before.len();
         let mut opens = before;
         opens.extend(dirs.iter().map(|d| Req::Opendir(d.to_path_buf())));
         let mut before_replies = self.batch(&opens)?;
         let r = before_replies.split_off(skip.min(before_replies.len()));
+        let mut riders = between(&before_replies);
+        let mut rider_replies = Vec::new();
         let mut out: Vec<Listing> = Vec::new();
         let mut open: Vec<(usize, Vec<u8>)> = Vec::new();
         for (i, rep) in r.iter().enumerate() {
@@ -343,18 +355,24 @@ impl Sftp {
                 Err(e) => out.push(Err(e.to_string())),
             }
         }
+        if open.is_empty() && !riders.is_empty() {
+            rider_replies = self.batch(&std::mem::take(&mut riders))?;
+        }
         let mut reading: Vec<usize> = (0..open.len()).collect();
         while !reading.is_empty() {
-            let reqs: Vec<Req> = reading
-                .iter()
-                .flat_map(|&k| {
-                    [
-                        Req::Readdir(open[k].1.clone()),
-                        Req::Readdir(open[k].1.clone()),
-                    ]
-                })
-                .collect();
-            let r = self.batch(&reqs)?;
+            let ride = riders.len();
+            let mut reqs = std::mem::take(&mut riders);
+            reqs.extend(reading.iter().flat_map(|&k| {
+                [
+                    Req::Readdir(open[k].1.clone()),
+                    Req::Readdir(open[k].1.clone()),
+                ]
+            }));
+            let mut r = self.batch(&reqs)?;
+            if ride > 0 {
+                let rest = r.split_off(ride);
+                rider_replies = std::mem::replace(&mut r, rest);
+            }
             let mut still = Vec::new();
             for (j, &k) in reading.iter().enumerate() {
                 let mut ended = false;
@@ -380,7 +398,10 @@ impl Sftp {
         let mut last: Vec<Req> = open.into_iter().map(|(_, h)| Req::Close(h)).collect();
         last.extend(then(&out));
         self.send_only(&last)?;
-        Ok((before_replies, out))
+        Ok(Listed {
+            before: before_replies,
+            between: rider_replies,
+        })
     }
 
     /// Read whole files (absent: `None`) in two round trips.
