@@ -309,14 +309,45 @@ impl OpensshServer {
         }
     }
 
-    /// Both key files; absent is `None`.
+    /// Both key files, read at once (their requests interleave on the one SFTP session, so
+    /// the pair costs the round trips of one); absent is `None`.
     fn read_pair(&self, c: &mut Conn) -> Result<[Option<Vec<u8>>; 2], Fail> {
-        let mut out = [None, None];
-        for (i, name) in [KEYFILE, KEYFILEEXT].into_iter().enumerate() {
-            out[i] = self.run(read_optional(&c.sftp, self.path(name)))?;
-        }
-        Ok(out)
+        let (kf, kx) = self.run(async {
+            Ok(both(
+                read_optional(&c.sftp, self.path(KEYFILE)),
+                read_optional(&c.sftp, self.path(KEYFILEEXT)),
+            )
+            .await)
+        })?;
+        Ok([kf?, kx?])
     }
+}
+
+/// Both futures run together; their outputs.
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    use std::task::Poll;
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                (ra, rb) = (x, y);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// A whole remote file, `None` when it does not exist.
