@@ -63,6 +63,20 @@ pub fn bump_all(servers: &[&dyn Server], parallel: usize) -> Vec<(String, Result
     })
 }
 
+/// Install `files` on each server independently (`Server::install`, not a two-phase push:
+/// each one that can be changed is), at most `parallel` at once, in input order.
+pub fn install_each(
+    servers: &[&dyn Server],
+    files: &KeyFiles,
+    parallel: usize,
+) -> Vec<(String, Result<(), FleetError>)> {
+    let r = bounded(servers.len(), parallel, |i| {
+        (servers[i].name().to_string(), servers[i].install(files))
+    });
+    bounded(servers.len(), parallel, |i| servers[i].settle());
+    r
+}
+
 /// What a push did on one server.
 #[derive(Debug)]
 pub struct ServerPush {

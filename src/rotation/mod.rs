@@ -20,7 +20,7 @@ pub use steps::{Hook, Report};
 
 use crate::cell::Cell;
 use crate::checksum::checksums_text;
-use crate::fleet::{self, KeyFiles};
+use crate::fleet::{self, fanout, KeyFiles};
 use crate::journal::{Rotation, Step};
 use crate::keys::Key;
 use crate::time::fmt_time;
@@ -138,36 +138,46 @@ fn remove_from_control(cell: &Cell, keys: &[Key]) -> Result<(), RotateError> {
     Ok(())
 }
 
-/// Abort, part two: every server holding a new key gets the control machine's files back.
-/// Returns a warning for each server that could not be cleaned or read.
+/// Abort, part two: every server holding a new key gets the control machine's files back
+/// (every server read at once, then those installed at once, each on its own). Returns a
+/// warning for each server that could not be cleaned or read, in server order.
 fn remove_from_servers(cell: &Cell, keys: &[Key], kvno: i32) -> Result<Vec<String>, RotateError> {
     let control = cell.control.read()?;
     let files = KeyFiles::of(&control.keys);
+    let others = cell.other_servers();
+    // (server index, warning): reported in server order, as when done one after another.
     let mut warnings = Vec::new();
-    for s in cell.other_servers() {
-        match s.read_keys() {
+    let mut holders = Vec::new();
+    let mut at = Vec::new();
+    let read = fanout::read_all(&others, cell.parallel);
+    for (i, (s, (name, r))) in others.iter().zip(read).enumerate() {
+        match r {
             Ok(set)
                 if keys
                     .iter()
                     .any(|k| set.get(&k.id).is_some_and(|h| h.bytes() == k.bytes())) =>
             {
-                if let Err(e) = s.install(&files) {
-                    warnings.push(format!(
-                        "{}: still holds kvno {kvno}: {}",
-                        s.name(),
-                        e.message
-                    ));
-                }
+                holders.push(*s);
+                at.push(i);
             }
             Ok(_) => {}
-            Err(e) => warnings.push(format!(
-                "{}: could not be read ({}); if it got kvno {kvno}, that key is unused",
-                s.name(),
-                e.message,
+            Err(e) => warnings.push((
+                i,
+                format!(
+                    "{name}: could not be read ({}); if it got kvno {kvno}, that key is unused",
+                    e.message,
+                ),
             )),
         }
     }
-    Ok(warnings)
+    let installed = fanout::install_each(&holders, &files, cell.parallel);
+    for (i, (name, r)) in at.into_iter().zip(installed) {
+        if let Err(e) = r {
+            warnings.push((i, format!("{name}: still holds kvno {kvno}: {}", e.message)));
+        }
+    }
+    warnings.sort_by_key(|(i, _)| *i);
+    Ok(warnings.into_iter().map(|(_, w)| w).collect())
 }
 
 /// The invariant: the afs entry's kvno and keys are on every server. Returns the violations.
