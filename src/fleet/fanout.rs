@@ -159,7 +159,7 @@ pub fn push(
 }
 
 /// `push`, each commit reading the server's keys back on its connection right after the
-/// renames (`Staged::commit_and_read`, `ServerPush::read_back`): a confirmation that costs
+/// renames (`Staged::commit_with`, `ServerPush::read_back`): a confirmation that costs
 /// no round trip of its own where the transport can.
 pub fn push_confirming(
     servers: &[&dyn Server],
@@ -268,13 +268,7 @@ fn commit_all(staged: StagedAll<'_>, read_back: bool) -> Vec<Option<Commit>> {
                 let done = Mutex::new(None);
                 let renamed =
                     || *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-                let r = if read_back {
-                    st.commit_and_read(&renamed)
-                } else {
-                    let r = st.commit().map(|()| None);
-                    renamed();
-                    r
-                };
+                let r = st.commit_with(read_back, &renamed);
                 let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
                 let done = done.unwrap_or_else(Instant::now);
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((r, done));

@@ -9,7 +9,7 @@
 //!   unreachable server is never taken for one that holds anything.
 //! - Staging (and so any install) forgets before it changes anything: the read that follows
 //!   a commit — distribute's confirmation, on the same connection, sent right behind the
-//!   renames (`Staged::commit_and_read`) or after them — is real, and is the server's state
+//!   renames (`Staged::commit_with`) or after them — is real, and is the server's state
 //!   after this process's own rename; it is what is remembered next. Nothing this process
 //!   does to the server goes past the memo.
 //! - The activation guard ("every machine holds the key at the moment the entry moves") then
@@ -104,11 +104,12 @@ impl Staged for RememberedStaged<'_> {
         self.inner.commit()
     }
 
-    fn commit_and_read(
+    fn commit_with(
         self: Box<Self>,
+        read_back: bool,
         committed: &dyn Fn(),
     ) -> Result<Option<KeySet>, FleetError> {
-        let r = self.inner.commit_and_read(committed);
+        let r = self.inner.commit_with(read_back, committed);
         if let Ok(Some(k)) = &r {
             *self.memo.lock().unwrap_or_else(|e| e.into_inner()) = Some(k.clone());
         }

@@ -79,14 +79,17 @@ pub trait Staged: Send {
     /// Phase two: rename the staged files over the live ones (keeping backups) and make the
     /// server reload (bump CellServDB's mtime).
     fn commit(self: Box<Self>) -> Result<(), FleetError>;
-    /// `commit`, then the server's keys read back on the same connection, in as few round
-    /// trips as the transport can (ssh2: the reads ride with the renames and the tidying).
-    /// `committed` is called as soon as the renames are done (the fan-out's skew). `None`:
-    /// this transport does not read back here; call `Server::read_keys`.
-    fn commit_and_read(
+    /// `commit`, calling `committed` as soon as the renames are done (the fan-out's skew:
+    /// a transport may go on with the tidying the commit leaves). With `read_back`, the
+    /// server's keys read back on the same connection right after the renames, in as few
+    /// round trips as the transport can (ssh2: the reads ride with the tidying); `None`: not
+    /// read back here, call `Server::read_keys`.
+    fn commit_with(
         self: Box<Self>,
+        read_back: bool,
         committed: &dyn Fn(),
     ) -> Result<Option<KeySet>, FleetError> {
+        let _ = read_back;
         let r = self.commit();
         committed();
         r.map(|()| None)

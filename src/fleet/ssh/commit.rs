@@ -4,7 +4,7 @@
 //! CellServDB mtime bump to a new whole second, and an fsync of the conf dir. A server
 //! without `posix-rename` is committed with `mv -f` over an exec channel instead
 //! (`ReplaceMethod::ShellMv`). The tidying the commit leaves rides in the same exchanges
-//! (`SshServer::run_tidy_with`); `commit_and_read` also opens the live files in the first
+//! (`SshServer::run_tidy_with`); `commit_with` also opens the live files in the first
 //! and reads them back in the second. `discard` (or dropping the staged push) removes the staged
 //! files and the backups made for them.
 
@@ -264,7 +264,7 @@ pub fn sh_quote(s: &[u8]) -> Vec<u8> {
 }
 
 impl SshStaged<'_> {
-    /// Commit (see `Staged::commit_and_read`), reading the keys back when asked.
+    /// Commit (see `Staged::commit_with`), reading the keys back when asked.
     fn finish(
         &mut self,
         read_back: bool,
@@ -301,11 +301,12 @@ impl Staged for SshStaged<'_> {
         self.finish(false, &|| {}).map(|_| ())
     }
 
-    fn commit_and_read(
+    fn commit_with(
         mut self: Box<Self>,
+        read_back: bool,
         committed: &dyn Fn(),
     ) -> Result<Option<KeySet>, FleetError> {
-        self.finish(true, committed)
+        self.finish(read_back, committed)
     }
 
     fn discard(mut self: Box<Self>) {

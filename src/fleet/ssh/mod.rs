@@ -9,7 +9,7 @@
 //! besides OpenSSH's own `sftp-server`. Requests are pipelined: reading both key files takes
 //! two round trips, staging four or five, a commit one, and the tidying it leaves rides
 //! along (its removals and listings follow the renames: two round trips for both); a commit
-//! that reads the keys back (`Staged::commit_and_read`) adds the OPENs to the first and the
+//! that reads the keys back (`Staged::commit_with`) adds the OPENs to the first and the
 //! reads to the second. Tidying still pending (a commit cut short) is done before the next
 //! use or by `Server::settle`. A
 //! connection is closed without waiting (SSH_MSG_DISCONNECT, then the socket shut down). A
