@@ -14,9 +14,11 @@
 //!   does to the server goes past the memo.
 //! - The activation guard ("every machine holds the key at the moment the entry moves") then
 //!   uses that confirmation, taken moments before by this process, which holds the cell's
-//!   lock: no other afskeys can change a server in between. A person editing a server by
-//!   hand in those milliseconds was never excluded by a second read either (a read and the
-//!   auth DB's change are not atomic); `afskeys check` and `verify` read afresh.
+//!   lock (so no `add`, `remove`, `prune` or other rotation runs meanwhile). What the lock
+//!   does not hold off — a hand edit on a server, an `afskeys push` of the control
+//!   machine's files (which hold the new key from step `added` on) — was never excluded by
+//!   a second read either: a read and the auth DB's change are not atomic, so a later read
+//!   only narrowed that window by milliseconds. `afskeys check` and `verify` read afresh.
 //! - The memo lives for one command only: every command builds its own, so `rotate
 //!   --resume` (a new process) reads every server for real, as does each new call of the
 //!   library. The control machine is not wrapped (it is changed through its `ConfDir`, not
