@@ -320,14 +320,14 @@ fn a_failed_push_after_add_groups_many_servers() {
         ));
     }
     fs::write(control.path().join("afskeys.toml"), toml).unwrap();
-    let add = |kvno: &str, verbose: bool| {
+    let add = |kvno: &str, flag: Option<&'static str>| {
         let mut a = vec!["add", "--kvno", kvno, "--type", "rxkad_krb5", "--random"];
-        if verbose {
-            a.insert(0, "--verbose");
+        if let Some(f) = flag {
+            a.insert(0, f);
         }
         run(control.path(), &a, b"")
     };
-    let o = add("5", false);
+    let o = add("5", None);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("not yet on the other servers"), "{e}");
@@ -340,13 +340,18 @@ fn a_failed_push_after_add_groups_many_servers() {
         "{e}"
     );
     assert!(!e.contains("fs11"), "{e}");
-    let o = add("6", true);
-    assert_eq!(o.status.code(), Some(1));
-    let e = stderr(&o);
-    for i in 0..12 {
-        assert!(e.contains(&format!("fs{i} (")), "fs{i} missing: {e}");
+    for (kvno, flag) in [("6", "--verbose"), ("7", "--json")] {
+        let o = add(kvno, Some(flag));
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
+        for i in 0..12 {
+            assert!(
+                e.contains(&format!("fs{i} (")),
+                "{flag}: fs{i} missing: {e}"
+            );
+        }
+        assert!(!e.contains("--verbose lists them"), "{flag}: {e}");
     }
-    assert!(!e.contains("--verbose lists them"), "{e}");
     for (i, d) in dirs.iter().enumerate() {
         assert!(
             !d.path().join("KeyFile").exists() || i == 7,

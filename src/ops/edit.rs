@@ -497,3 +497,47 @@ pub fn remove(paths: &CellPaths, o: &RemoveOptions, warn: Warn) -> Result<EditDo
         pushed_to,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::NotPushed;
+
+    fn not_pushed(n: usize) -> NotPushed {
+        NotPushed {
+            failures: vec!["server fs1: connection refused".into()],
+            servers: (0..n)
+                .map(|i| {
+                    let why = match i {
+                        1 => "connection refused",
+                        _ => "not changed: the push failed elsewhere, so no server was changed",
+                    };
+                    (format!("fs{i}"), why.to_string())
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn up_to_eight_servers_the_message_is_as_it_was() {
+        let m = "the change is made on the control machine, but not yet on the other servers \
+                 (none of them was changed): server fs1: connection refused. Run `afskeys \
+                 push` once they are reachable";
+        assert_eq!(not_pushed(8).message(false), m);
+        assert_eq!(not_pushed(8).message(true), m);
+    }
+
+    #[test]
+    fn past_eight_the_failures_come_first_and_the_rest_are_counted() {
+        let m = not_pushed(9).message(false);
+        assert!(
+            m.contains(
+                "changed): fs1 (connection refused); fs0 and the 7 others (not changed: the \
+                 push failed elsewhere, so no server was changed) (--verbose lists them). Run"
+            ),
+            "{m}"
+        );
+        let whole = not_pushed(9).message(true);
+        assert!(whole.contains("changed): fs0 (not changed"), "{whole}");
+        assert!(whole.contains("; fs8 (not changed"), "{whole}");
+    }
+}
