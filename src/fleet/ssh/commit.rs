@@ -157,30 +157,38 @@ impl SshStaged<'_> {
         let mut outcome = None;
         let r = s.run_tidy_with(c, reqs, |r| {
             committed();
-            let checked = this
-                .check(&r[..n.min(r.len())], &renamed, bump)
-                .and_then(|()| match read_back {
-                    true => sftp::opened(&live, r.get(n..).unwrap_or_default()),
-                    false => Ok(Vec::new()),
-                });
-            let next = match &checked {
-                Ok(handles) => sftp::read_and_close(handles),
-                Err(_) => Vec::new(),
+            let checked = this.check(&r[..n.min(r.len())], &renamed, bump);
+            let opens = r.get(n..).unwrap_or_default();
+            // A read-back that cannot open is no failure of the commit: the caller reads
+            // again. Whatever did open is closed.
+            let handles = match (&checked, read_back) {
+                (Ok(()), true) => sftp::opened(&live, opens).ok(),
+                _ => None,
             };
-            outcome = Some(checked);
+            let next = match &handles {
+                Some(h) => sftp::read_and_close(h),
+                None => opens
+                    .iter()
+                    .filter_map(|rep| match rep {
+                        Reply::Handle(h) => Some(Req::Close(h.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+            };
+            outcome = Some((checked, handles));
             next
         });
         match (outcome, r) {
             (None, Err(e)) => Err(e),
             (None, Ok(_)) => Err(Fail::Broken("no reply to the commit".into())),
-            (Some(Err(e)), _) => Err(e),
+            (Some((Err(e), _)), _) => Err(e),
             // Committed; the tidying or the read-back was cut: the caller reads again.
-            (Some(Ok(_)), Err(_)) => Ok(None),
-            (Some(Ok(handles)), Ok((_, r2))) if read_back => {
+            (Some((Ok(()), _)), Err(_)) => Ok(None),
+            (Some((Ok(()), Some(handles))), Ok((_, r2))) => {
                 let got = sftp::contents(&live, &handles, &r2).ok();
                 Ok(got.and_then(|g| rules::merge(g[0].as_deref(), g[1].as_deref()).ok()))
             }
-            (Some(Ok(_)), Ok(_)) => Ok(None),
+            (Some((Ok(()), None)), Ok(_)) => Ok(None),
         }
     }
 
