@@ -240,3 +240,122 @@ fn changed_host_key_refused(transport: &str) {
         stderr(&o)
     );
 }
+
+#[cfg(feature = "test-hooks")] // AFSKEYS_CRASH_AT stops a rotation part way
+#[test]
+fn resume_bumps_a_server_cut_between_its_rename_and_its_bump() {
+    resume_bumps_an_unconfirmed_server("ssh2");
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn resume_bumps_a_server_cut_between_its_rename_and_its_bump_over_openssh() {
+    resume_bumps_an_unconfirmed_server("openssh");
+}
+
+/// Issue 11, class 4 on a remote server: a push killed after fs3's renames and before its
+/// CellServDB bump leaves fs3 holding the new keys with an unchanged CellServDB (its running
+/// servers would never load them). `rotate --resume` must bump it although it already holds
+/// the keys, because the journal does not record it confirmed.
+#[cfg(feature = "test-hooks")]
+fn resume_bumps_an_unconfirmed_server(transport: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let Some(f) = Fleet::start(transport) else {
+        return;
+    };
+    ok(f.run(&["rotate"]));
+    let mut c = afskeys();
+    c.arg("--confdir").arg(f.control.path()).arg("rotate");
+    c.env("AFSKEYS_CRASH_AT", "added");
+    let o = pipe(c, b"");
+    assert!(!o.status.success(), "the rotation was not stopped");
+    // What the cut left on fs3: the new files renamed in, CellServDB as it was.
+    let (kf, kx) = control_files(&f);
+    let d = f.dirs[3].path();
+    fs::write(d.join("KeyFile"), &kf).unwrap();
+    fs::write(d.join("KeyFileExt"), &kx).unwrap();
+    let csdb = d.join("CellServDB");
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    fs::File::options()
+        .write(true)
+        .open(&csdb)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let untouched = f.dirs[5].path().join("CellServDB");
+    fs::File::options()
+        .write(true)
+        .open(&untouched)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    ok(f.run(&["rotate", "--resume"]));
+    assert_eq!(f.entry_kvno(), Some(2));
+    let mtime = fs::metadata(&csdb).unwrap().mtime();
+    assert!(
+        mtime > 1_600_000_000,
+        "{transport}: fs3 holds kvno 2 but its CellServDB was not bumped on resume"
+    );
+    // and the servers the resumed push reached were bumped as always
+    assert!(fs::metadata(&untouched).unwrap().mtime() > 1_600_000_000);
+    assert_eq!(f.files()[3], control_files(&f));
+}
+
+/// Past eight servers, a failed automatic push after `add` groups the servers by reason;
+/// `--verbose` names every one. (Local conf dirs stand in for the servers: one is missing.)
+#[test]
+fn a_failed_push_after_add_groups_many_servers() {
+    let control = confdir(CELL);
+    let dirs: Vec<tempfile::TempDir> = (0..12).map(|_| confdir(CELL)).collect();
+    let mut toml = String::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let p = if i == 7 {
+            d.path().join("gone")
+        } else {
+            d.path().to_path_buf()
+        };
+        toml.push_str(&format!(
+            "[[servers]]\nname = \"fs{i}\"\nconfdir = \"{}\"\n",
+            p.display()
+        ));
+    }
+    fs::write(control.path().join("afskeys.toml"), toml).unwrap();
+    let add = |kvno: &str, flag: Option<&'static str>| {
+        let mut a = vec!["add", "--kvno", kvno, "--type", "rxkad_krb5", "--random"];
+        if let Some(f) = flag {
+            a.insert(0, f);
+        }
+        run(control.path(), &a, b"")
+    };
+    let o = add("5", None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("not yet on the other servers"), "{e}");
+    assert!(e.contains("changed): fs7 ("), "the failure first: {e}");
+    assert!(
+        e.contains(
+            "; fs0 and the 10 others (not changed: the push failed elsewhere, so no server was \
+             changed) (--verbose lists them)"
+        ),
+        "{e}"
+    );
+    assert!(!e.contains("fs11"), "{e}");
+    for (kvno, flag) in [("6", "--verbose"), ("7", "--json")] {
+        let o = add(kvno, Some(flag));
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
+        for i in 0..12 {
+            assert!(
+                e.contains(&format!("fs{i} (")),
+                "{flag}: fs{i} missing: {e}"
+            );
+        }
+        assert!(!e.contains("--verbose lists them"), "{flag}: {e}");
+    }
+    for (i, d) in dirs.iter().enumerate() {
+        assert!(
+            !d.path().join("KeyFile").exists() || i == 7,
+            "fs{i} was changed"
+        );
+    }
+}

@@ -256,3 +256,29 @@ fn bench_latency() {
         eprintln!("{r}");
     }
 }
+
+/// Not a bench: `rotate` reads each server's keys once per command (the kvno survey,
+/// distribute, the activation guard and the proof share it; the confirmation after the
+/// commit rides with it), so its SFTP round trips per server stay at 10 or fewer (it was 18
+/// when each step read again, 13 without the memo): SFTP start 1, the read 2, stage 4,
+/// commit with the read-back and the tidying 2.
+#[test]
+fn rotate_reads_each_server_once_per_command() {
+    let Some(sshds) = sshd::Sshds::start(2) else {
+        return;
+    };
+    let b = Bench { sshds };
+    let f = fleet(&b, &b.ports(2, Duration::ZERO));
+    let first = round_trips(f.control.path(), &["rotate"], 2);
+    let again = round_trips(f.control.path(), &["rotate"], 2);
+    assert!(
+        first <= 10.0,
+        "the first rotate: {first} round trips per server"
+    );
+    assert!(
+        again <= 10.0,
+        "a second rotate: {again} round trips per server"
+    );
+    let verify = round_trips(f.control.path(), &["verify"], 2);
+    assert!(verify <= 3.0, "verify: {verify} round trips per server");
+}

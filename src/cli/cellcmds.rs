@@ -239,7 +239,8 @@ pub fn prune(cli: &Cli, paths: &CellPaths, a: &PruneArgs) -> Result<String, Fail
             restart_upclients: a.restart_upclients,
             warn: &mut warnings(),
         },
-    )?;
+    )
+    .map_err(super::whole_list(cli))?;
     if cli.json {
         return Ok(json_line(&r));
     }

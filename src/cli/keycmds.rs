@@ -1,7 +1,7 @@
 //! The key commands: list, listkeys, add, remove, string-to-key, and the man pages.
 
 use super::args::{AddArgs, Cli, ListArgs, ListFormat, ListkeysArgs, RemoveArgs, StringToKeyArgs};
-use super::{json_line, render, secret, warnings, Failure};
+use super::{json_line, render, secret, warnings, whole_list, Failure};
 use crate::ops::edit::{AddOptions, AddSource, EditDone, RemoveOptions};
 use crate::ops::{self, CellPaths, KeyView, Secret};
 use std::fmt::Write;
@@ -79,7 +79,7 @@ pub fn add(cli: &Cli, paths: &CellPaths, a: &AddArgs) -> Result<String, Failure>
         server: cli.server.clone(),
         upclient: upclient_action(cli),
     };
-    let done = ops::edit::add(paths, o, &mut warnings())?;
+    let done = ops::edit::add(paths, o, &mut warnings()).map_err(whole_list(cli))?;
     if cli.json {
         return Ok(json_line(&done));
     }
@@ -130,7 +130,7 @@ pub fn remove(cli: &Cli, paths: &CellPaths, a: &RemoveArgs) -> Result<String, Fa
         server: cli.server.clone(),
         upclient: upclient_action(cli),
     };
-    let done = ops::edit::remove(paths, &o, &mut warnings())?;
+    let done = ops::edit::remove(paths, &o, &mut warnings()).map_err(whole_list(cli))?;
     if cli.json {
         return Ok(json_line(&done));
     }

@@ -100,6 +100,21 @@ pub fn main() -> i32 {
     }
 }
 
+/// A failed automatic push after an edit names every server with `--verbose` or `--json`
+/// (its message groups them past eight servers otherwise).
+pub(crate) fn whole_list(cli: &Cli) -> impl Fn(Error) -> Failure + '_ {
+    move |e| {
+        if cli.verbose || cli.json {
+            let np = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<crate::ops::edit::NotPushed>());
+            if let Some(np) = np {
+                return Failure::Lib(Error::failed(np.message(true)));
+            }
+        }
+        Failure::Lib(e)
+    }
+}
+
 /// Print warnings on stderr as the use case finds them.
 pub(crate) fn warnings() -> impl FnMut(&str) {
     |m: &str| eprintln!("afskeys: warning: {m}")

@@ -43,8 +43,8 @@ fn bounded<T: Send>(n: usize, parallel: usize, f: impl Fn(usize) -> T + Sync) ->
         .collect()
 }
 
-/// A commit's result and the instant it finished.
-type Commit = (Result<(), FleetError>, Instant);
+/// A commit's result (with the keys read back, if any) and the instant its renames finished.
+type Commit = (Result<Option<KeySet>, FleetError>, Instant);
 
 /// Every server's keys, in input order.
 pub fn read_all(
@@ -54,6 +54,27 @@ pub fn read_all(
     bounded(servers.len(), parallel, |i| {
         (servers[i].name().to_string(), servers[i].read_keys())
     })
+}
+
+/// Bump CellServDB on every server at once (`Server::bump_cellservdb`), in input order.
+pub fn bump_all(servers: &[&dyn Server], parallel: usize) -> Vec<(String, Result<(), FleetError>)> {
+    bounded(servers.len(), parallel, |i| {
+        (servers[i].name().to_string(), servers[i].bump_cellservdb())
+    })
+}
+
+/// Install `files` on each server independently (`Server::install`, not a two-phase push:
+/// each one that can be changed is), at most `parallel` at once, in input order.
+pub fn install_each(
+    servers: &[&dyn Server],
+    files: &KeyFiles,
+    parallel: usize,
+) -> Vec<(String, Result<(), FleetError>)> {
+    let r = bounded(servers.len(), parallel, |i| {
+        (servers[i].name().to_string(), servers[i].install(files))
+    });
+    bounded(servers.len(), parallel, |i| servers[i].settle());
+    r
 }
 
 /// What a push did on one server.
@@ -69,6 +90,9 @@ pub struct ServerPush {
     pub committed: Option<Result<(), FleetError>>,
     /// When this server's commit finished.
     pub commit_done: Option<Instant>,
+    /// The keys read back right after the commit (`push_confirming` on a transport that
+    /// reads back in its commit).
+    pub read_back: Option<KeySet>,
 }
 
 /// What a push did on every server.
@@ -131,6 +155,28 @@ pub fn push(
     parallel: usize,
     progress: &dyn Progress,
 ) -> PushReport {
+    push_with(servers, files, parallel, progress, false)
+}
+
+/// `push`, each commit reading the server's keys back on its connection right after the
+/// renames (`Staged::commit_with`, `ServerPush::read_back`): a confirmation that costs
+/// no round trip of its own where the transport can.
+pub fn push_confirming(
+    servers: &[&dyn Server],
+    files: &KeyFiles,
+    parallel: usize,
+    progress: &dyn Progress,
+) -> PushReport {
+    push_with(servers, files, parallel, progress, true)
+}
+
+fn push_with(
+    servers: &[&dyn Server],
+    files: &KeyFiles,
+    parallel: usize,
+    progress: &dyn Progress,
+    read_back: bool,
+) -> PushReport {
     let start = Instant::now();
     let n = servers.len();
     progress.start(n);
@@ -143,7 +189,7 @@ pub fn push(
         (0..n).map(|_| None).collect()
     } else if n > 0 {
         progress.phase("committing");
-        let c = commit_all(staged);
+        let c = commit_all(staged, read_back);
         bounded(n, parallel, |i| servers[i].settle());
         c
     } else {
@@ -208,7 +254,7 @@ fn discard_all(staged: StagedAll<'_>, parallel: usize) {
 }
 
 /// Phase two: one thread per server, released together by a barrier, each committing.
-fn commit_all(staged: StagedAll<'_>) -> Vec<Option<Commit>> {
+fn commit_all(staged: StagedAll<'_>, read_back: bool) -> Vec<Option<Commit>> {
     let n = staged.len();
     let barrier = Barrier::new(n);
     let results: Vec<Mutex<Option<Commit>>> = (0..n).map(|_| Mutex::new(None)).collect();
@@ -219,8 +265,12 @@ fn commit_all(staged: StagedAll<'_>) -> Vec<Option<Commit>> {
             let slot = &results[i];
             s.spawn(move || {
                 barrier.wait();
-                let r = st.commit();
-                let done = Instant::now();
+                let done = Mutex::new(None);
+                let renamed =
+                    || *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                let r = st.commit_with(read_back, &renamed);
+                let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+                let done = done.unwrap_or_else(Instant::now);
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((r, done));
             });
         }
@@ -251,12 +301,10 @@ fn server_push(
     stage_time: Duration,
     commit: Option<Commit>,
 ) -> ServerPush {
-    let (committed, commit_done) = match commit {
-        Some((r, t)) => {
-            let ok = r.is_ok();
-            (Some(r), ok.then_some(t))
-        }
-        None => (None, None),
+    let (committed, commit_done, read_back) = match commit {
+        Some((Ok(k), t)) => (Some(Ok(())), Some(t), k),
+        Some((Err(e), _)) => (Some(Err(e)), None, None),
+        None => (None, None, None),
     };
     ServerPush {
         name: name.to_string(),
@@ -264,6 +312,7 @@ fn server_push(
         stage_time,
         committed,
         commit_done,
+        read_back,
     }
 }
 

@@ -35,6 +35,11 @@ impl Server for LocalServer {
         self.dir.read().ok().and_then(|s| s.keyfile_mtime)
     }
 
+    fn bump_cellservdb(&self) -> Result<(), FleetError> {
+        crate::store::atomic::bump_cellservdb(self.dir.path())
+            .map_err(|e| FleetError::new(&self.name, e.to_string()))
+    }
+
     fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError> {
         let staged = self
             .dir

@@ -7,6 +7,7 @@
 
 pub mod fanout;
 pub mod local;
+pub mod memo;
 pub mod openssh;
 pub mod progress;
 pub mod seen;
@@ -14,6 +15,7 @@ mod server;
 pub mod ssh;
 pub mod upserver;
 
+pub use memo::Remembered;
 pub use progress::{NoProgress, Progress};
 pub use server::{FleetError, KeyFiles, Server, Staged};
 
@@ -39,19 +41,32 @@ pub struct Distribution {
 /// Make every server hold `keys`, all or none: servers that lack them get the control
 /// machine's files by one two-phase push (staged everywhere first, then renamed on all at
 /// once), and are read back. If any server cannot be read or staged, no server is changed.
+///
+/// A server that already holds the keys but is not in `confirmed` (what an earlier run
+/// confirmed) may have been cut between its rename and its CellServDB bump: it is bumped
+/// again, so that its running servers load the keys (`rotate --resume`).
 pub fn distribute(
     servers: &[&dyn Server],
     files: &KeyFiles,
     keys: &[Key],
+    confirmed: &[String],
     parallel: usize,
     progress: &dyn Progress,
 ) -> Distribution {
     let mut d = Distribution::default();
     let mut lacking: Vec<&dyn Server> = Vec::new();
+    let mut unconfirmed: Vec<&dyn Server> = Vec::new();
     for (s, (name, r)) in servers.iter().zip(fanout::read_all(servers, parallel)) {
         match r {
-            Ok(set) if holds(&set, keys) => d.confirmed.push(name),
+            Ok(set) if holds(&set, keys) && confirmed.contains(&name) => d.confirmed.push(name),
+            Ok(set) if holds(&set, keys) => unconfirmed.push(*s),
             Ok(_) => lacking.push(*s),
+            Err(e) => d.missing.push((name, e.message)),
+        }
+    }
+    for (name, r) in fanout::bump_all(&unconfirmed, parallel) {
+        match r {
+            Ok(()) => d.confirmed.push(name),
             Err(e) => d.missing.push((name, e.message)),
         }
     }
@@ -69,7 +84,7 @@ pub fn distribute(
         }
         return d;
     }
-    let report = fanout::push(&lacking, files, parallel, progress);
+    let report = fanout::push_confirming(&lacking, files, parallel, progress);
     if !report.ok() {
         for p in &report.servers {
             let why = match (&p.staged, &p.committed) {
@@ -80,13 +95,25 @@ pub fn distribute(
         }
         return d;
     }
-    for (name, r) in fanout::read_all(&lacking, parallel) {
+    // The confirmation: the keys each commit read back, else a read now.
+    let unread: Vec<&dyn Server> = lacking
+        .iter()
+        .zip(&report.servers)
+        .filter(|(_, p)| p.read_back.is_none())
+        .map(|(s, _)| *s)
+        .collect();
+    let mut reads = fanout::read_all(&unread, parallel).into_iter();
+    for p in &report.servers {
+        let r = match &p.read_back {
+            Some(k) => (p.name.clone(), Ok(k.clone())),
+            None => reads.next().expect("one read per server not read back"),
+        };
         match r {
-            Ok(set) if holds(&set, keys) => d.confirmed.push(name),
-            Ok(_) => d
+            (name, Ok(set)) if holds(&set, keys) => d.confirmed.push(name),
+            (name, Ok(_)) => d
                 .missing
                 .push((name, "still lacks the new key after the push".into())),
-            Err(e) => d.missing.push((name, e.message)),
+            (name, Err(e)) => d.missing.push((name, e.message)),
         }
     }
     d.skew = report.skew;
@@ -94,7 +121,7 @@ pub fn distribute(
 }
 
 /// Up to this many servers, messages name every one with its reason.
-const FULL_LIST: usize = 8;
+pub const FULL_LIST: usize = 8;
 
 /// Servers with their reasons, for a message that scales to hundreds of servers: up to
 /// `FULL_LIST` servers, "fs1 (why); fs2 (why)"; beyond, servers are grouped by reason (in

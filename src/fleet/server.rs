@@ -60,6 +60,14 @@ pub trait Server: Send + Sync {
     /// Phase one of a two-phase push: put the files on the server as fsynced temp files
     /// beside the live ones, changing nothing the server reads.
     fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError>;
+    /// Make the running servers reload the KeyFiles: CellServDB's mtime moved to a new whole
+    /// second (what a commit does after its renames). `rotate --resume` calls it on servers
+    /// that hold the new keys without the journal recording them confirmed: the process
+    /// that renamed them may have died before its bump. A server that does not reload from
+    /// CellServDB (a test's stand-in) need not implement it.
+    fn bump_cellservdb(&self) -> Result<(), FleetError> {
+        Ok(())
+    }
     /// Replace the server's KeyFile and KeyFileExt with these, atomically, keeping a backup.
     fn install(&self, files: &KeyFiles) -> Result<(), FleetError> {
         self.stage(files)?.commit()
@@ -71,6 +79,21 @@ pub trait Staged: Send {
     /// Phase two: rename the staged files over the live ones (keeping backups) and make the
     /// server reload (bump CellServDB's mtime).
     fn commit(self: Box<Self>) -> Result<(), FleetError>;
+    /// `commit`, calling `committed` as soon as the renames are done (the fan-out's skew:
+    /// a transport may go on with the tidying the commit leaves). With `read_back`, the
+    /// server's keys read back on the same connection right after the renames, in as few
+    /// round trips as the transport can (ssh2: the reads ride with the tidying); `None`: not
+    /// read back here, call `Server::read_keys`.
+    fn commit_with(
+        self: Box<Self>,
+        read_back: bool,
+        committed: &dyn Fn(),
+    ) -> Result<Option<KeySet>, FleetError> {
+        let _ = read_back;
+        let r = self.commit();
+        committed();
+        r.map(|()| None)
+    }
     /// Remove the staged files; the server is unchanged.
     fn discard(self: Box<Self>);
 }

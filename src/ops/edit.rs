@@ -229,12 +229,72 @@ pub fn sync_after_edit(cell: &Cell, target: &Target) -> Result<Vec<String>, Erro
     if report.ok() {
         return Ok(report.servers.iter().map(|p| p.name.clone()).collect());
     }
-    let failures: Vec<String> = report.failures().iter().map(|e| e.to_string()).collect();
-    Err(Error::failed(format!(
-        "the change is made on the control machine, but not yet on the other servers \
-         (none of them was changed): {}. Run `afskeys push` once they are reachable",
-        failures.join("; ")
-    )))
+    let np = NotPushed {
+        failures: report.failures().iter().map(|e| e.to_string()).collect(),
+        servers: report
+            .servers
+            .iter()
+            .map(|p| {
+                let why = match (&p.staged, &p.committed) {
+                    (Err(e), _) | (Ok(()), Some(Err(e))) => e.message.clone(),
+                    (Ok(()), Some(Ok(()))) => "changed".into(),
+                    _ => "not changed: the push failed elsewhere, so no server was changed".into(),
+                };
+                (p.name.clone(), why)
+            })
+            .collect(),
+    };
+    Err(Error::failed(np.message(false)).with_source(np))
+}
+
+/// Why the push after an edit did not reach the other servers: every server with what
+/// happened there. The message names the failures; past `FULL_LIST` servers it groups
+/// them by reason unless asked for the whole list (`--verbose`, `--json`).
+#[derive(Debug)]
+pub struct NotPushed {
+    /// Each failure as `FleetError` prints it ("server fs1: why").
+    pub failures: Vec<String>,
+    /// Every server pushed to, with what happened there.
+    pub servers: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for NotPushed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message(true))
+    }
+}
+
+impl std::error::Error for NotPushed {}
+
+impl NotPushed {
+    /// The operator's message; `whole`: every server, even past `FULL_LIST`.
+    pub fn message(&self, whole: bool) -> String {
+        let list = if self.servers.len() <= crate::fleet::FULL_LIST {
+            self.failures.join("; ")
+        } else if whole {
+            self.servers
+                .iter()
+                .map(|(n, w)| format!("{n} ({w})"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        } else {
+            // The failures first, then the servers they held back.
+            let (mut v, rest): (Vec<_>, Vec<_>) = self
+                .servers
+                .iter()
+                .cloned()
+                .partition(|(_, w)| !w.starts_with("not changed: "));
+            v.extend(rest);
+            format!(
+                "{} (--verbose lists them)",
+                crate::fleet::group_by_reason(&v)
+            )
+        };
+        format!(
+            "the change is made on the control machine, but not yet on the other servers \
+             (none of them was changed): {list}. Run `afskeys push` once they are reachable"
+        )
+    }
 }
 
 /// Refuse to push a key set without the afs entry's keys: that would take the key every new
@@ -450,4 +510,48 @@ pub fn remove(paths: &CellPaths, o: &RemoveOptions, warn: Warn) -> Result<EditDo
         backups: shown(&report.backups),
         pushed_to,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NotPushed;
+
+    fn not_pushed(n: usize) -> NotPushed {
+        NotPushed {
+            failures: vec!["server fs1: connection refused".into()],
+            servers: (0..n)
+                .map(|i| {
+                    let why = match i {
+                        1 => "connection refused",
+                        _ => "not changed: the push failed elsewhere, so no server was changed",
+                    };
+                    (format!("fs{i}"), why.to_string())
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn up_to_eight_servers_the_message_is_as_it_was() {
+        let m = "the change is made on the control machine, but not yet on the other servers \
+                 (none of them was changed): server fs1: connection refused. Run `afskeys \
+                 push` once they are reachable";
+        assert_eq!(not_pushed(8).message(false), m);
+        assert_eq!(not_pushed(8).message(true), m);
+    }
+
+    #[test]
+    fn past_eight_the_failures_come_first_and_the_rest_are_counted() {
+        let m = not_pushed(9).message(false);
+        assert!(
+            m.contains(
+                "changed): fs1 (connection refused); fs0 and the 7 others (not changed: the \
+                 push failed elsewhere, so no server was changed) (--verbose lists them). Run"
+            ),
+            "{m}"
+        );
+        let whole = not_pushed(9).message(true);
+        assert!(whole.contains("changed): fs0 (not changed"), "{whole}");
+        assert!(whole.contains("; fs8 (not changed"), "{whole}");
+    }
 }

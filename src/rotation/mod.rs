@@ -7,18 +7,20 @@
 
 mod error;
 mod fetch;
+mod machines;
 mod plan;
 pub mod proof;
 pub mod status;
 mod steps;
 
 pub use error::RotateError;
+pub(crate) use machines::Machines;
 pub use plan::{Plan, RotateOptions};
 pub use steps::{Hook, Report};
 
 use crate::cell::Cell;
 use crate::checksum::checksums_text;
-use crate::fleet::{self, KeyFiles};
+use crate::fleet::{self, fanout, KeyFiles};
 use crate::journal::{Rotation, Step};
 use crate::keys::Key;
 use crate::time::fmt_time;
@@ -29,7 +31,7 @@ pub fn dry_run(cell: &Cell, opts: &RotateOptions) -> Result<Plan, RotateError> {
     if let Some(r) = load(cell)?.rotation {
         return Err(in_progress(&r));
     }
-    plan::plan(cell, opts).map(|(p, _)| p)
+    plan::plan(cell, &cell.all_servers(), opts).map(|(p, _)| p)
 }
 
 fn in_progress(r: &Rotation) -> RotateError {
@@ -50,7 +52,9 @@ pub fn rotate(cell: &Cell, opts: &RotateOptions, hook: Hook) -> Result<Report, R
     if let Some(r) = &st.rotation {
         return Err(in_progress(r));
     }
-    let (plan, rotation) = plan::plan(cell, opts)?;
+    // One read of each server for the whole command (see `fleet::memo`).
+    let machines = Machines::of(cell);
+    let (plan, rotation) = plan::plan(cell, &machines.all(), opts)?;
     let keys = rotation.keys()?;
     st.rotation = Some(rotation);
     save(cell, &st)?;
@@ -65,7 +69,7 @@ pub fn rotate(cell: &Cell, opts: &RotateOptions, hook: Hook) -> Result<Report, R
         ),
     )?;
     hook(Step::Planned);
-    steps::run(cell, st, hook)
+    steps::run(cell, &machines, st, hook)
 }
 
 /// Finish the rotation in progress from the step its journal reached.
@@ -83,7 +87,8 @@ pub fn resume(cell: &Cell, hook: Hook) -> Result<Report, RotateError> {
         "rotate --resume",
         &format!("kvno {} from step {}", r.kvno, r.step.name()),
     )?;
-    steps::run(cell, st, hook)
+    // A new process: the first read of every server is real.
+    steps::run(cell, &Machines::of(cell), st, hook)
 }
 
 /// Undo a rotation that has not set the afs entry: take the new key off the control machine
@@ -133,36 +138,46 @@ fn remove_from_control(cell: &Cell, keys: &[Key]) -> Result<(), RotateError> {
     Ok(())
 }
 
-/// Abort, part two: every server holding a new key gets the control machine's files back.
-/// Returns a warning for each server that could not be cleaned or read.
+/// Abort, part two: every server holding a new key gets the control machine's files back
+/// (every server read at once, then those installed at once, each on its own). Returns a
+/// warning for each server that could not be cleaned or read, in server order.
 fn remove_from_servers(cell: &Cell, keys: &[Key], kvno: i32) -> Result<Vec<String>, RotateError> {
     let control = cell.control.read()?;
     let files = KeyFiles::of(&control.keys);
+    let others = cell.other_servers();
+    // (server index, warning): reported in server order, as when done one after another.
     let mut warnings = Vec::new();
-    for s in cell.other_servers() {
-        match s.read_keys() {
+    let mut holders = Vec::new();
+    let mut at = Vec::new();
+    let read = fanout::read_all(&others, cell.parallel);
+    for (i, (s, (name, r))) in others.iter().zip(read).enumerate() {
+        match r {
             Ok(set)
                 if keys
                     .iter()
                     .any(|k| set.get(&k.id).is_some_and(|h| h.bytes() == k.bytes())) =>
             {
-                if let Err(e) = s.install(&files) {
-                    warnings.push(format!(
-                        "{}: still holds kvno {kvno}: {}",
-                        s.name(),
-                        e.message
-                    ));
-                }
+                holders.push(*s);
+                at.push(i);
             }
             Ok(_) => {}
-            Err(e) => warnings.push(format!(
-                "{}: could not be read ({}); if it got kvno {kvno}, that key is unused",
-                s.name(),
-                e.message,
+            Err(e) => warnings.push((
+                i,
+                format!(
+                    "{name}: could not be read ({}); if it got kvno {kvno}, that key is unused",
+                    e.message,
+                ),
             )),
         }
     }
-    Ok(warnings)
+    let installed = fanout::install_each(&holders, &files, cell.parallel);
+    for (i, (name, r)) in at.into_iter().zip(installed) {
+        if let Err(e) = r {
+            warnings.push((i, format!("{name}: still holds kvno {kvno}: {}", e.message)));
+        }
+    }
+    warnings.sort_by_key(|(i, _)| *i);
+    Ok(warnings.into_iter().map(|(_, w)| w).collect())
 }
 
 /// The invariant: the afs entry's kvno and keys are on every server. Returns the violations.

@@ -5,6 +5,7 @@
 use super::error::{entry, load, RotateError};
 use crate::authdb::{AfsEntry, KeyMaterial};
 use crate::cell::Cell;
+use crate::fleet::Server;
 use crate::journal::{Rotation, Step};
 use crate::keygen::{self, Material};
 use crate::keys::{Enctype, Key, KeyType, BCRYPT_KVNO, MAX_RXKAD_KEYS};
@@ -80,8 +81,13 @@ impl Plan {
     }
 }
 
-/// Choose the kvno and key of a new rotation (changes nothing).
-pub fn plan(cell: &Cell, opts: &RotateOptions) -> Result<(Plan, Rotation), RotateError> {
+/// Choose the kvno and key of a new rotation (changes nothing). `servers`: every machine
+/// (the control machine first), as this command reads them.
+pub fn plan(
+    cell: &Cell,
+    servers: &[&dyn Server],
+    opts: &RotateOptions,
+) -> Result<(Plan, Rotation), RotateError> {
     let cur = entry(cell)?;
     let st = load(cell)?;
     if cur.is_none() {
@@ -90,7 +96,7 @@ pub fn plan(cell: &Cell, opts: &RotateOptions) -> Result<(Plan, Rotation), Rotat
     let key_type = opts.key_type.unwrap_or(KeyType::RxkadKrb5);
     let material = cell.authdb.key_material();
     check_key_type(cell, key_type, &material)?;
-    let kvno = choose_kvno(cell, opts, key_type, cur.as_ref())?;
+    let kvno = choose_kvno(cell, servers, opts, key_type, cur.as_ref())?;
     let enctypes: Vec<Enctype> = if key_type == KeyType::Rxkad {
         vec![]
     } else {
@@ -155,6 +161,7 @@ fn check_key_type(
 /// The highest kvno in use anywhere we can see (the afs entry, every readable server).
 fn highest_in_use(
     cell: &Cell,
+    servers: &[&dyn Server],
     key_type: KeyType,
     cur: Option<&AfsEntry>,
 ) -> Result<Option<i32>, RotateError> {
@@ -165,7 +172,7 @@ fn highest_in_use(
             "the control machine's KeyFile holds {MAX_RXKAD_KEYS} rxkad keys already; prune first"
         )));
     }
-    for (_, r) in crate::fleet::fanout::read_all(&cell.all_servers(), cell.parallel) {
+    for (_, r) in crate::fleet::fanout::read_all(servers, cell.parallel) {
         if let Ok(set) = r {
             highest = highest.max(set.max_kvno());
         }
@@ -177,11 +184,12 @@ fn highest_in_use(
 /// asked for if that fits, and one an rxkad key can have.
 fn choose_kvno(
     cell: &Cell,
+    servers: &[&dyn Server],
     opts: &RotateOptions,
     key_type: KeyType,
     cur: Option<&AfsEntry>,
 ) -> Result<i32, RotateError> {
-    let mut next = highest_in_use(cell, key_type, cur)?
+    let mut next = highest_in_use(cell, servers, key_type, cur)?
         .map(|h| h.saturating_add(1))
         .unwrap_or(1);
     if next == BCRYPT_KVNO && opts.kvno.is_none() {

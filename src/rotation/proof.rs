@@ -7,7 +7,7 @@ use super::error::{audit, save, RotateError};
 use crate::authdb::ticket::{Opening, TicketError, TicketProof};
 use crate::authdb::AuthDbError;
 use crate::cell::Cell;
-use crate::fleet::fanout;
+use crate::fleet::{fanout, Server};
 use crate::journal::State;
 use crate::keys::{Enctype, Key, KeySet};
 use chrono::Utc;
@@ -95,11 +95,15 @@ fn list(v: &[i32]) -> String {
 /// backend cannot prove: it has no KDC (the file backend), or no admin keytab to get a
 /// ticket with (`kadmin.local` alone; its key bytes are then compared directly).
 pub fn prove(cell: &Cell) -> Result<Option<CellProof>, AuthDbError> {
-    let sets: Vec<(String, Result<KeySet, String>)> =
-        fanout::read_all(&cell.all_servers(), cell.parallel)
-            .into_iter()
-            .map(|(n, r)| (n, r.map_err(|e| e.message)))
-            .collect();
+    prove_on(cell, &cell.all_servers())
+}
+
+/// [`prove`] on these machines (as the calling command reads them).
+fn prove_on(cell: &Cell, servers: &[&dyn Server]) -> Result<Option<CellProof>, AuthDbError> {
+    let sets: Vec<(String, Result<KeySet, String>)> = fanout::read_all(servers, cell.parallel)
+        .into_iter()
+        .map(|(n, r)| (n, r.map_err(|e| e.message)))
+        .collect();
     prove_sets(cell, &sets)
 }
 
@@ -129,8 +133,16 @@ pub fn prove_sets(
 /// progress at "activated" (the entry has moved and is not moved back: moving it again
 /// would be a second unproven change), records the problems in the journal and the audit
 /// log, and tells the operator what to do; `rotate --resume` proves again and finishes.
-pub(super) fn after_activation(cell: &Cell, st: &mut State, kvno: i32) -> Result<(), RotateError> {
-    let problems = match prove(cell) {
+/// Within one command the servers' keys are those distribute confirmed (`fleet::memo`): the
+/// proof tests the keys on each machine against the KDC's ticket, and no key was written
+/// between that read and the proof.
+pub(super) fn after_activation(
+    cell: &Cell,
+    servers: &[&dyn Server],
+    st: &mut State,
+    kvno: i32,
+) -> Result<(), RotateError> {
+    let problems = match prove_on(cell, servers) {
         Ok(None) => return Ok(()),
         Ok(Some(p)) if p.ok() => {
             audit(

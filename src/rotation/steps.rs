@@ -4,6 +4,7 @@
 //! journal before the next begins; a failure saves where it stopped and says how to go on.
 
 use super::error::{audit, entry, save, RotateError};
+use super::Machines;
 use crate::cell::Cell;
 use crate::checksum::{checksums_text, key_checksum};
 use crate::fleet::{self, KeyFiles};
@@ -27,8 +28,13 @@ pub struct Report {
 /// Called after each step is saved (tests use it to crash or fail between steps).
 pub type Hook<'a> = &'a mut dyn FnMut(Step);
 
-/// Walk the remaining steps.
-pub fn run(cell: &Cell, mut st: State, hook: Hook) -> Result<Report, RotateError> {
+/// Walk the remaining steps, reading the servers through `m` (one read each per command).
+pub(super) fn run(
+    cell: &Cell,
+    m: &Machines,
+    mut st: State,
+    hook: Hook,
+) -> Result<Report, RotateError> {
     let r = st.rotation.as_ref().expect("rotation in progress").clone();
     let keys = r.keys()?;
     let mut step = reestablish(cell, &r, &keys).map_err(|e| interrupted(e, &r, r.step))?;
@@ -37,12 +43,12 @@ pub fn run(cell: &Cell, mut st: State, hook: Hook) -> Result<Report, RotateError
             Step::Planned => add(cell, &mut st, &keys),
             Step::Added => match &cell.upserver {
                 Some(up) => super::fetch::distribute(cell, &mut st, &keys, up),
-                None => distribute(cell, &mut st, &keys),
+                None => distribute(cell, m, &mut st, &keys),
             },
-            Step::Distributed => activate(cell, &mut st, &r, &keys),
+            Step::Distributed => activate(cell, m, &mut st, &r, &keys),
             Step::Activated => {
                 // The proof's own message says the entry moved and what to do.
-                super::proof::after_activation(cell, &mut st, r.kvno)?;
+                super::proof::after_activation(cell, &m.all(), &mut st, r.kvno)?;
                 return finish(cell, &mut st, &keys).map_err(|e| interrupted(e, &r, step));
             }
         }
@@ -112,15 +118,24 @@ fn add(cell: &Cell, st: &mut State, keys: &[Key]) -> Result<Step, RotateError> {
     advance(cell, st, Step::Added, |_| {})
 }
 
-/// Step 3: every other server holds the new keys, confirmed by reading them back.
-fn distribute(cell: &Cell, st: &mut State, keys: &[Key]) -> Result<Step, RotateError> {
-    let kvno = st.rotation.as_ref().expect("rotation in progress").kvno;
+/// Step 3: every other server holds the new keys, confirmed by reading them back. A server
+/// that holds them without the journal recording it confirmed gets CellServDB bumped (a
+/// process cut between its rename and its bump, resumed).
+fn distribute(
+    cell: &Cell,
+    m: &Machines,
+    st: &mut State,
+    keys: &[Key],
+) -> Result<Step, RotateError> {
+    let r = st.rotation.as_ref().expect("rotation in progress");
+    let (kvno, confirmed) = (r.kvno, r.confirmed.clone());
     let control = cell.control.read()?;
     let files = KeyFiles::of(&control.keys);
     let d = fleet::distribute(
-        &cell.other_servers(),
+        &m.others(),
         &files,
         keys,
+        &confirmed,
         cell.parallel,
         cell.progress.as_ref(),
     );
@@ -135,10 +150,19 @@ fn distribute(cell: &Cell, st: &mut State, keys: &[Key]) -> Result<Step, RotateE
 }
 
 /// Step 4: the afs entry set to the new keys — only when every machine holds them.
-fn activate(cell: &Cell, st: &mut State, r: &Rotation, keys: &[Key]) -> Result<Step, RotateError> {
+fn activate(
+    cell: &Cell,
+    m: &Machines,
+    st: &mut State,
+    r: &Rotation,
+    keys: &[Key],
+) -> Result<Step, RotateError> {
     let kvno = r.kvno;
-    // The order's guard, checked at the moment it matters: every machine holds it.
-    let mut lacking = fleet::lacking(&cell.all_servers(), keys);
+    // The order's guard, checked at the moment it matters: every machine holds it. Within
+    // one command a server's keys are those distribute confirmed moments before on the same
+    // connection (`fleet::memo` says why that is the same guarantee); after a resume, a
+    // fresh read.
+    let mut lacking = fleet::lacking(&m.all(), keys);
     if let Some(up) = &cell.upserver {
         lacking.extend(super::fetch::not_fetched(cell, up));
     }

@@ -309,14 +309,45 @@ impl OpensshServer {
         }
     }
 
-    /// Both key files; absent is `None`.
+    /// Both key files, read at once (their requests interleave on the one SFTP session, so
+    /// the pair costs the round trips of one); absent is `None`.
     fn read_pair(&self, c: &mut Conn) -> Result<[Option<Vec<u8>>; 2], Fail> {
-        let mut out = [None, None];
-        for (i, name) in [KEYFILE, KEYFILEEXT].into_iter().enumerate() {
-            out[i] = self.run(read_optional(&c.sftp, self.path(name)))?;
-        }
-        Ok(out)
+        let (kf, kx) = self.run(async {
+            Ok(both(
+                read_optional(&c.sftp, self.path(KEYFILE)),
+                read_optional(&c.sftp, self.path(KEYFILEEXT)),
+            )
+            .await)
+        })?;
+        Ok([kf?, kx?])
     }
+}
+
+/// Both futures run together; their outputs.
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    use std::task::Poll;
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                (ra, rb) = (x, y);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// A whole remote file, `None` when it does not exist.
@@ -329,6 +360,42 @@ async fn read_optional(sftp: &Sftp, path: PathBuf) -> Result<Option<Vec<u8>>, Fa
         )) => Ok(None),
         Err(e) => Err(sftp_fail(format_args!("cannot read {}", path.display()), e)),
     }
+}
+
+/// CellServDB's mtime to a new whole second (at least this machine's now): a stat, then the
+/// setstat. No CellServDB: nothing to bump, as a commit does.
+async fn bump(sftp: &Sftp, path: &Path) -> Result<(), Fail> {
+    use openssh_sftp_client::metadata::MetaDataBuilder;
+    use openssh_sftp_client::UnixTimeStamp;
+    let mut fs = sftp.fs();
+    let old = match fs.metadata(path).await {
+        Ok(m) => m.modified().map(|t| u64::from(t.into_raw())).unwrap_or(0),
+        Err(openssh_sftp_client::Error::SftpError(
+            openssh_sftp_client::error::SftpErrorKind::NoSuchFile,
+            _,
+        )) => return Ok(()),
+        Err(e) => return Err(sftp_fail(format_args!("cannot stat {}", path.display()), e)),
+    };
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let t = u32::try_from(rules::cellservdb_mtime(old, now))
+        .ok()
+        .and_then(UnixTimeStamp::from_raw)
+        .ok_or_else(|| op(format!("{}: mtime past 2106", path.display())))?;
+    let mut m = MetaDataBuilder::new();
+    m.time(t, t);
+    fs.set_metadata(path, m.create()).await.map_err(|e| {
+        sftp_fail(
+            format_args!(
+                "CellServDB's mtime could not be changed: running servers keep the old keys \
+                 until it changes (touch {})",
+                path.display()
+            ),
+            e,
+        )
+    })
 }
 
 /// What `ssh` said when the master did not start, made readable: a refused host key is
@@ -406,6 +473,11 @@ impl Server for OpensshServer {
             })
             .ok()?;
         m.modified().map(|t| t.as_system_time())
+    }
+
+    fn bump_cellservdb(&self) -> Result<(), FleetError> {
+        let path = self.path(rules::CELLSERVDB);
+        self.with_conn(|c| self.run(bump(&c.sftp, &path)))
     }
 
     fn stage(&self, files: &KeyFiles) -> Result<Box<dyn Staged + '_>, FleetError> {

@@ -3,19 +3,26 @@
 //! reader sees the old file or the new one, never a mix, whenever the connection drops), the
 //! CellServDB mtime bump to a new whole second, and an fsync of the conf dir. A server
 //! without `posix-rename` is committed with `mv -f` over an exec channel instead
-//! (`ReplaceMethod::ShellMv`). `discard` (or dropping the staged push) removes the staged
+//! (`ReplaceMethod::ShellMv`). The tidying the commit leaves rides in the same exchanges
+//! (`SshServer::run_tidy_with`); `commit_with` also opens the live files in the first
+//! and reads them back in the second. `discard` (or dropping the staged push) removes the staged
 //! files and the backups made for them.
 
 use super::stage::NAMES;
 use super::tidy::Tidy;
 use super::wire::{self, Attrs, Reply, Req};
-use super::{lock, op, Conn, Fail, ReplaceMethod, SshServer};
+use super::{lock, op, sftp, Conn, Fail, ReplaceMethod, SshServer};
 use crate::fleet::{FleetError, Staged};
+use crate::keys::KeySet;
 use crate::store::rules::{self, CELLSERVDB};
+use crate::store::{KEYFILE, KEYFILEEXT};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// A commit's requests, the names it renames and CellServDB's new mtime.
+type CommitReqs = (Vec<Req>, Vec<&'static str>, Option<u32>);
 
 /// Files staged on one SSH server.
 pub(super) struct SshStaged<'a> {
@@ -55,7 +62,9 @@ impl SshStaged<'_> {
         self.remote_now.map(|(t, at)| t + at.elapsed().as_secs())
     }
 
-    fn commit_on(&self, c: &mut Conn) -> Result<(), Fail> {
+    /// The requests of a commit: the renames (`mv -f` run first instead, where chosen),
+    /// the bump and the dir fsync; with the names renamed and the bump's new mtime.
+    fn commit_reqs(&self, c: &mut Conn) -> Result<CommitReqs, Fail> {
         let s = self.server;
         let any = self.changed.iter().any(|c| *c);
         let method = match s.replace {
@@ -77,7 +86,6 @@ impl SshStaged<'_> {
                 renamed.push(name);
             }
         }
-        let renames = reqs.len();
         let bump = if any { self.bump() } else { None };
         if any {
             if let Some(t) = bump {
@@ -87,11 +95,12 @@ impl SshStaged<'_> {
                 reqs.push(Req::Fsync(h.clone()));
             }
         }
-        let r = if reqs.is_empty() {
-            Vec::new()
-        } else {
-            c.sftp.batch(&reqs)?
-        };
+        Ok((reqs, renamed, bump))
+    }
+
+    /// Did the renames and the bump succeed? (`r`: the replies to `commit_reqs`.)
+    fn check(&self, r: &[Reply], renamed: &[&str], bump: Option<u32>) -> Result<(), Fail> {
+        let renames = renamed.len();
         for (i, rep) in r.iter().enumerate().take(renames) {
             if let Reply::Status(code, msg) = rep {
                 if *code != 0 {
@@ -110,11 +119,77 @@ impl SshStaged<'_> {
                      changed ({}): running servers keep the old keys until it changes \
                      (touch {})",
                     wire::status_text(*code, msg),
-                    s.path(CELLSERVDB).display()
+                    self.server.path(CELLSERVDB).display()
                 )));
             }
         }
         Ok(())
+    }
+
+    /// The commit in one exchange (renames, bump, dir fsync), with the tidying it leaves
+    /// riding along (`SshServer::run_tidy_with`: its listing's two exchanges). With
+    /// `read_back`, OPENs of the live key files follow the commit's requests (the SFTP
+    /// server runs requests in order, so they open the new files) and their reads ride in
+    /// the second exchange: the keys after the commit, or `None` when the read-back did not
+    /// come through (the caller reads again). `committed` is called when the commit's
+    /// replies are in.
+    fn commit_on(
+        &mut self,
+        c: &mut Conn,
+        read_back: bool,
+        committed: &dyn Fn(),
+    ) -> Result<Option<KeySet>, Fail> {
+        let s = self.server;
+        let (mut reqs, renamed, bump) = self.commit_reqs(c)?;
+        let n = reqs.len();
+        let live = [s.path(KEYFILE), s.path(KEYFILEEXT)];
+        let live: [&Path; 2] = [&live[0], &live[1]];
+        if read_back {
+            reqs.extend(sftp::open_for_reading(&live));
+        }
+        lock(&s.tidy).push(Tidy {
+            gen: self.gen,
+            stage_dir: self.stage_dir.clone(),
+            dir_handle: self.dir_handle.take(),
+            remote_now: self.remote_now(),
+        });
+        let this: &Self = self;
+        let mut outcome = None;
+        let r = s.run_tidy_with(c, reqs, |r| {
+            committed();
+            let checked = this.check(&r[..n.min(r.len())], &renamed, bump);
+            let opens = r.get(n..).unwrap_or_default();
+            // A read-back that cannot open is no failure of the commit: the caller reads
+            // again. Whatever did open is closed.
+            let handles = match (&checked, read_back) {
+                (Ok(()), true) => sftp::opened(&live, opens).ok(),
+                _ => None,
+            };
+            let next = match &handles {
+                Some(h) => sftp::read_and_close(h),
+                None => opens
+                    .iter()
+                    .filter_map(|rep| match rep {
+                        Reply::Handle(h) => Some(Req::Close(h.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+            };
+            outcome = Some((checked, handles));
+            next
+        });
+        match (outcome, r) {
+            (None, Err(e)) => Err(e),
+            (None, Ok(_)) => Err(Fail::Broken("no reply to the commit".into())),
+            (Some((Err(e), _)), _) => Err(e),
+            // Committed; the tidying or the read-back was cut: the caller reads again.
+            (Some((Ok(()), _)), Err(_)) => Ok(None),
+            (Some((Ok(()), Some(handles))), Ok((_, r2))) => {
+                let got = sftp::contents(&live, &handles, &r2).ok();
+                Ok(got.and_then(|g| rules::merge(g[0].as_deref(), g[1].as_deref()).ok()))
+            }
+            (Some((Ok(()), None)), Ok(_)) => Ok(None),
+        }
     }
 
     /// Remove the staged files and the backups made for them.
@@ -196,27 +271,27 @@ pub fn sh_quote(s: &[u8]) -> Vec<u8> {
     out
 }
 
-impl Staged for SshStaged<'_> {
-    fn commit(mut self: Box<Self>) -> Result<(), FleetError> {
+impl SshStaged<'_> {
+    /// Commit (see `Staged::commit_with`), reading the keys back when asked.
+    fn finish(
+        &mut self,
+        read_back: bool,
+        committed: &dyn Fn(),
+    ) -> Result<Option<KeySet>, FleetError> {
         self.done = true;
         let s = self.server;
         let mut guard = lock(&s.conn);
         let r = match guard.as_mut() {
-            Some(c) if c.gen == self.gen => self.commit_on(c),
-            _ => Err(Fail::Broken(
-                "the connection that staged the files was lost".into(),
-            )),
+            Some(c) if c.gen == self.gen => self.commit_on(c, read_back, committed),
+            _ => {
+                committed();
+                Err(Fail::Broken(
+                    "the connection that staged the files was lost".into(),
+                ))
+            }
         };
         match r {
-            Ok(()) => {
-                lock(&s.tidy).push(Tidy {
-                    gen: self.gen,
-                    stage_dir: self.stage_dir.clone(),
-                    dir_handle: self.dir_handle.take(),
-                    remote_now: self.remote_now(),
-                });
-                Ok(())
-            }
+            Ok(keys) => Ok(keys),
             Err(Fail::Op(m)) => Err(s.err(format!("commit failed: {m}"))),
             Err(broken) => {
                 *guard = None;
@@ -226,6 +301,20 @@ impl Staged for SshStaged<'_> {
                 )))
             }
         }
+    }
+}
+
+impl Staged for SshStaged<'_> {
+    fn commit(mut self: Box<Self>) -> Result<(), FleetError> {
+        self.finish(false, &|| {}).map(|_| ())
+    }
+
+    fn commit_with(
+        mut self: Box<Self>,
+        read_back: bool,
+        committed: &dyn Fn(),
+    ) -> Result<Option<KeySet>, FleetError> {
+        self.finish(read_back, committed)
     }
 
     fn discard(mut self: Box<Self>) {

@@ -7,8 +7,11 @@
 //! every later call on the same `SshServer`: stage, commit and a verify that reads the files
 //! back cost one handshake and one SFTP subsystem together, and no remote process is started
 //! besides OpenSSH's own `sftp-server`. Requests are pipelined: reading both key files takes
-//! two round trips, staging four or five, a commit one; the tidying a commit leaves is done
-//! on every server at once right after the commits (`Server::settle`, two round trips). A
+//! two round trips, staging four or five, a commit one, and the tidying it leaves rides
+//! along (its removals and listings follow the renames: two round trips for both); a commit
+//! that reads the keys back (`Staged::commit_with`) adds the OPENs to the first and the
+//! reads to the second. Tidying still pending (a commit cut short) is done before the next
+//! use or by `Server::settle`. A
 //! connection is closed without waiting (SSH_MSG_DISCONNECT, then the socket shut down). A
 //! connection that turns out dead when reused is replaced once.
 //!
@@ -38,6 +41,7 @@ pub use sftp::round_trips as sftp_round_trips;
 
 use super::{FleetError, KeyFiles, Server, Staged};
 use crate::keys::KeySet;
+use crate::store::rules::CELLSERVDB;
 use crate::store::rules::{self, KeyFilesError};
 use crate::store::{KEYFILE, KEYFILEEXT};
 use sftp::Sftp;
@@ -244,6 +248,37 @@ impl SshServer {
         let mut it = got.into_iter();
         Ok([it.next().flatten(), it.next().flatten()])
     }
+
+    /// CellServDB's mtime to a new whole second (at least this machine's now): a stat, then
+    /// the setstat. No CellServDB: nothing to bump, as a commit does.
+    fn bump_on(&self, c: &mut Conn) -> Result<(), Fail> {
+        let p = self.path(CELLSERVDB);
+        let r = c.sftp.batch(&[Req::Stat(p.clone())])?;
+        let old = match r.first().map(sftp::optional_attrs) {
+            Some(Ok(None)) => return Ok(()),
+            Some(Ok(Some(a))) => a.mtime.unwrap_or(0),
+            Some(Err(e)) => return Err(op(format!("cannot stat {}: {e}", p.display()))),
+            None => return Err(Fail::Broken("no reply to a stat".into())),
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let t = u32::try_from(rules::cellservdb_mtime(old.into(), now))
+            .map_err(|_| op(format!("{}: mtime past 2106", p.display())))?;
+        let r = c
+            .sftp
+            .batch(&[Req::Setstat(p.clone(), wire::Attrs::times(t, t))])?;
+        match r.first().map(sftp::ok) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(op(format!(
+                "CellServDB's mtime could not be changed ({e}): running servers keep the old \
+                 keys until it changes (touch {})",
+                p.display()
+            ))),
+            None => Err(Fail::Broken("no reply to a setstat".into())),
+        }
+    }
 }
 
 impl Drop for SshServer {
@@ -276,6 +311,10 @@ impl Server for SshServer {
             Some(Reply::Attrs(a)) => a.mtime.map(|t| UNIX_EPOCH + Duration::from_secs(t.into())),
             _ => None,
         }
+    }
+
+    fn bump_cellservdb(&self) -> Result<(), FleetError> {
+        self.with_conn(|c| self.bump_on(c))
     }
 
     fn settle(&self) {

@@ -133,6 +133,63 @@ pub fn read_whole(h: &[u8]) -> [Req; 3] {
     ]
 }
 
+/// OPENs for reading `paths`, to be sent in any exchange (`opened` reads their replies).
+pub fn open_for_reading(paths: &[&Path]) -> Vec<Req> {
+    paths
+        .iter()
+        .map(|p| Req::Open(p.to_path_buf(), wire::FXF_READ, None))
+        .collect()
+}
+
+/// The handles the replies to `open_for_reading` gave (`None`: no such file).
+pub fn opened(paths: &[&Path], replies: &[Reply]) -> Result<Vec<Option<Vec<u8>>>, Fail> {
+    let mut handles = Vec::new();
+    for (p, rep) in paths.iter().zip(replies) {
+        match rep {
+            Reply::Status(FX_NO_SUCH_FILE, _) => handles.push(None),
+            rep => {
+                handles.push(Some(handle(rep).map_err(|e| {
+                    Fail::Op(format!("cannot open {}: {e}", p.display()))
+                })?))
+            }
+        }
+    }
+    Ok(handles)
+}
+
+/// Read each opened file whole and close it (`read_whole`), to be sent in any exchange.
+pub fn read_and_close(handles: &[Option<Vec<u8>>]) -> Vec<Req> {
+    handles
+        .iter()
+        .flatten()
+        .flat_map(|h| read_whole(h))
+        .collect()
+}
+
+/// The files' bytes from the replies to `read_and_close` (absent files: `None`).
+pub fn contents(
+    paths: &[&Path],
+    handles: &[Option<Vec<u8>>],
+    replies: &[Reply],
+) -> Result<Vec<Option<Vec<u8>>>, Fail> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for (p, h) in paths.iter().zip(handles) {
+        if h.is_none() {
+            out.push(None);
+            continue;
+        }
+        let (Some(a), Some(b)) = (replies.get(j), replies.get(j + 1)) else {
+            return Err(Fail::Broken("too few replies to the reads".into()));
+        };
+        out.push(Some(read_reply(a, b).map_err(|e| {
+            Fail::Op(format!("cannot read {}: {e}", p.display()))
+        })?));
+        j += 3;
+    }
+    Ok(out)
+}
+
 fn lost(what: &'static str) -> impl FnOnce(std::io::Error) -> Fail {
     move |source| Fail::Lost { what, source }
 }
@@ -143,6 +200,13 @@ fn ssh_broken(what: &str) -> impl FnOnce(ssh2::Error) -> Fail + '_ {
 
 /// One directory's names with their attributes, or why it could not be listed.
 pub type Listing = Result<Vec<(String, Attrs)>, String>;
+
+/// What `Sftp::list_dirs` got back for the requests that rode along (the listings go to its
+/// `then`).
+pub struct Listed {
+    pub before: Vec<Reply>,
+    pub between: Vec<Reply>,
+}
 
 pub struct Sftp {
     ch: ssh2::Channel,
@@ -262,19 +326,24 @@ impl Sftp {
     /// Several directories listed together: `before` and every OPENDIR in one exchange, then
     /// two READDIRs per open directory per exchange until each reached its end, then every
     /// CLOSE with the requests `then` makes of the listings, sent without waiting (replies to
-    /// `before` and `then` are not looked at). Small directories cost two round trips in
-    /// all, however many there are.
+    /// `then` are not looked at). Small directories cost two round trips in all, however
+    /// many there are. `between` is called with the replies to `before` as soon as they are
+    /// in; the requests it makes ride at the head of the second exchange. Returns the
+    /// replies to `before` and to `between`'s requests.
     pub fn list_dirs(
         &mut self,
         before: Vec<Req>,
+        between: impl FnOnce(&[Reply]) -> Vec<Req>,
         dirs: &[&Path],
         then: impl FnOnce(&[Listing]) -> Vec<Req>,
-    ) -> Result<Vec<Listing>, Fail> {
+    ) -> Result<Listed, Fail> {
         let skip = before.len();
         let mut opens = before;
         opens.extend(dirs.iter().map(|d| Req::Opendir(d.to_path_buf())));
-        let r = self.batch(&opens)?;
-        let r = &r[skip..];
+        let mut before_replies = self.batch(&opens)?;
+        let r = before_replies.split_off(skip.min(before_replies.len()));
+        let mut riders = between(&before_replies);
+        let mut rider_replies = Vec::new();
         let mut out: Vec<Listing> = Vec::new();
         let mut open: Vec<(usize, Vec<u8>)> = Vec::new();
         for (i, rep) in r.iter().enumerate() {
@@ -286,18 +355,24 @@ impl Sftp {
                 Err(e) => out.push(Err(e.to_string())),
             }
         }
+        if open.is_empty() && !riders.is_empty() {
+            rider_replies = self.batch(&std::mem::take(&mut riders))?;
+        }
         let mut reading: Vec<usize> = (0..open.len()).collect();
         while !reading.is_empty() {
-            let reqs: Vec<Req> = reading
-                .iter()
-                .flat_map(|&k| {
-                    [
-                        Req::Readdir(open[k].1.clone()),
-                        Req::Readdir(open[k].1.clone()),
-                    ]
-                })
-                .collect();
-            let r = self.batch(&reqs)?;
+            let ride = riders.len();
+            let mut reqs = std::mem::take(&mut riders);
+            reqs.extend(reading.iter().flat_map(|&k| {
+                [
+                    Req::Readdir(open[k].1.clone()),
+                    Req::Readdir(open[k].1.clone()),
+                ]
+            }));
+            let mut r = self.batch(&reqs)?;
+            if ride > 0 {
+                let rest = r.split_off(ride);
+                rider_replies = std::mem::replace(&mut r, rest);
+            }
             let mut still = Vec::new();
             for (j, &k) in reading.iter().enumerate() {
                 let mut ended = false;
@@ -323,49 +398,23 @@ impl Sftp {
         let mut last: Vec<Req> = open.into_iter().map(|(_, h)| Req::Close(h)).collect();
         last.extend(then(&out));
         self.send_only(&last)?;
-        Ok(out)
+        Ok(Listed {
+            before: before_replies,
+            between: rider_replies,
+        })
     }
 
     /// Read whole files (absent: `None`) in two round trips.
     pub fn read_files(&mut self, paths: &[&Path]) -> Result<Vec<Option<Vec<u8>>>, Fail> {
-        let opens: Vec<Req> = paths
-            .iter()
-            .map(|p| Req::Open(p.to_path_buf(), wire::FXF_READ, None))
-            .collect();
-        let r = self.batch(&opens)?;
-        let mut handles = Vec::new();
-        for (p, rep) in paths.iter().zip(&r) {
-            match rep {
-                Reply::Status(FX_NO_SUCH_FILE, _) => handles.push(None),
-                rep => handles
-                    .push(Some(handle(rep).map_err(|e| {
-                        Fail::Op(format!("cannot open {}: {e}", p.display()))
-                    })?)),
-            }
-        }
-        let reqs: Vec<Req> = handles
-            .iter()
-            .flatten()
-            .flat_map(|h| read_whole(h))
-            .collect();
+        let r = self.batch(&open_for_reading(paths))?;
+        let handles = opened(paths, &r)?;
+        let reqs = read_and_close(&handles);
         let r = if reqs.is_empty() {
             Vec::new()
         } else {
             self.batch(&reqs)?
         };
-        let mut out = Vec::new();
-        let mut j = 0;
-        for (p, h) in paths.iter().zip(&handles) {
-            if h.is_none() {
-                out.push(None);
-                continue;
-            }
-            out.push(Some(read_reply(&r[j], &r[j + 1]).map_err(|e| {
-                Fail::Op(format!("cannot read {}: {e}", p.display()))
-            })?));
-            j += 3;
-        }
-        Ok(out)
+        contents(paths, &handles, &r)
     }
 
     /// Create a new file (0600, must not exist) holding `bytes`, fsynced where supported.
