@@ -176,10 +176,19 @@ pub fn remove_keys(
     if entry.is_none() {
         state.check_entry_missing(&cell.authdb.describe())?;
     }
-    let refusals: Vec<String> = sels
+    let mut refusals: Vec<String> = sels
         .iter()
         .filter_map(|s| removal_refusal(s.kvno, entry.as_ref(), &state, &cell.policy, now))
         .collect();
+    // On the control machine of an Update Server cell, `prune`'s guard: an upclient that
+    // still authenticates with a removed kvno would be locked out (an emergency `--server`
+    // edit has its own warnings).
+    if let (Target::Control, Some(e)) = (target, &entry) {
+        let kvnos: Vec<i32> = sels.iter().map(|s| s.kvno).collect();
+        if let Some(l) = super::upclient::removal_lockouts(cell, &kvnos, (e.kvno, e.changed)) {
+            refusals.push(l.reason().to_string());
+        }
+    }
     if !refusals.is_empty() && emergency.is_none() {
         return Err(Error::refused(format!(
             "{}. To remove it anyway: --emergency --reason \"...\"",
