@@ -159,8 +159,10 @@ pub fn add_keys(
 }
 
 /// Remove the keys each selector picks — all or none — unless the grace policy forbids
-/// one of them. `emergency` (the reason) overrides the policy and is logged. Returns the
-/// keys removed, the edit, and the refusals overridden.
+/// one of them, or (on the control machine of an Update Server cell) an upclient may still
+/// authenticate with one (`prune`'s judgement, [`super::upclient::removal_lockouts`]).
+/// `emergency` (the reason) overrides both and is logged. Returns the keys removed, the
+/// edit, and the refusals overridden.
 pub fn remove_keys(
     cell: &Cell,
     target: &Target,
@@ -470,7 +472,8 @@ pub struct RemoveOptions {
     pub key_type: Option<KeyType>,
     pub enctype: Option<i32>,
     pub if_cksum: Option<Vec<u32>>,
-    /// `--emergency --reason R`: remove even a key the policy protects (logged).
+    /// `--emergency --reason R`: remove even a key the policy protects, or one an upclient
+    /// still needs (logged).
     pub reason: Option<String>,
     pub server: Option<String>,
     /// What to do with that server's upclientetc, when the Update Server feeds it.
