@@ -502,12 +502,12 @@ fn wait_until(within: Duration, what: &str, f: impl Fn() -> bool) {
     }
 }
 
-/// Proves the lockout `prune` guards against, on the real daemons: an upclient started while
-/// its server's newest key was kvno 1 keeps its credentials; after kvno 1 is removed on the
-/// control machine (by `remove`, which does not guard) it still fetches that change, but
-/// once upserver restarts it fetches nothing more and
-/// logs `Operation not permitted calling FetchFile`; restarting the upclient through bos
-/// cures it.
+/// Proves the lockout `prune` and `remove` guard against, on the real daemons: an upclient
+/// started while its server's newest key was kvno 1 keeps its credentials; after kvno 1 is
+/// removed on the control machine (by `remove --emergency`, which overrides the guard and
+/// logs that it did) it still fetches that change, but once upserver restarts it fetches
+/// nothing more and logs `Operation not permitted calling FetchFile`; restarting the upclient
+/// through bos cures it.
 #[test]
 fn an_upclient_started_before_the_new_key_is_locked_out_once_the_old_key_goes() {
     if !have_all() {
@@ -519,7 +519,29 @@ fn an_upclient_started_before_the_new_key_is_locked_out_once_the_old_key_goes() 
     c.afskeys_ok(&["rotate"]);
     c.wait_equal(Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
-    c.afskeys_ok(&["remove", "--kvno", "1"]);
+    let o = c.afskeys(&[
+        "remove",
+        "--kvno",
+        "1",
+        "--emergency",
+        "--reason",
+        "lockout test",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("EMERGENCY removal (logged): removing kvno 1 would lock out upclients"),
+        "{err}"
+    );
+    let log = audit(&c);
+    assert!(
+        log.contains(" remove --emergency: removed rxkad_krb5 kvno 1")
+            && log.contains(
+                "despite: removing kvno 1 would lock out upclients that still need it: fs1 ("
+            )
+            && log.contains("reason: lockout test"),
+        "{log}"
+    );
     c.wait_equal(Duration::from_secs(30));
     assert!(server_logs(&c)[0].is_empty(), "{:?}", server_logs(&c));
     c.restart_upserver();
@@ -541,6 +563,100 @@ fn an_upclient_started_before_the_new_key_is_locked_out_once_the_old_key_goes() 
         "the restarted upclient fetches",
         || same_mtime(&c, &c.servers[0], "UserList"),
     );
+}
+
+/// Proves `remove` on the control machine guards like `prune`, on the real daemons: with both
+/// upclients started before kvno 2 became current, `remove --kvno 1` refuses (exit 3) naming
+/// each server, why, and its `bos restart` line, points to `prune --restart-upclients` and
+/// `--emergency`, and leaves the control machine's KeyFiles as they were; once the restart
+/// lines it printed are run (as printed, on the control machine), the same `remove` goes
+/// through, and after upserver restarts without kvno 1 every server still fetches.
+#[test]
+fn remove_refuses_to_lock_out_upclients_until_they_are_restarted() {
+    if !have_all() {
+        return;
+    }
+    let c = UpCell::new(2);
+    c.wait_equal(Duration::from_secs(30));
+    c.write_config_lifetime("20s", &[], "1s");
+    c.afskeys_ok(&["rotate"]);
+    c.wait_equal(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let files =
+        || ["KeyFile", "KeyFileExt"].map(|f| fs::read(c.control.confdir().join(f)).unwrap());
+    let before = files();
+    let o = c.afskeys(&["remove", "--kvno", "1"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("refused: removing kvno 1 would lock out upclients that still need it: fs1 ("),
+        "{err}"
+    );
+    for (i, s) in c.servers.iter().enumerate() {
+        assert!(
+            err.contains(&format!("fs{} (its upclientetc started ", i + 1)),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "`bos restart -server {} -instance upclientetc -localauth`",
+                s.ip
+            )),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("before kvno 2 became current: it still authenticates with an older key"),
+        "{err}"
+    );
+    assert!(err.contains("`afskeys prune --restart-upclients`"), "{err}");
+    assert!(
+        err.contains("To remove it anyway: --emergency --reason"),
+        "{err}"
+    );
+    assert_eq!(
+        files(),
+        before,
+        "remove removed something although it refused"
+    );
+    assert!(!audit(&c).contains(" remove: "), "{}", audit(&c));
+
+    // Follow the restart lines as printed, on the control machine: the same remove goes through.
+    let lines: Vec<&str> = err
+        .split('`')
+        .filter(|p| p.starts_with("bos restart -server "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    for line in lines {
+        c.control.must(line);
+    }
+    let o = c.afskeys(&["remove", "--kvno", "1"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        stdout(&o).contains("removed rxkad_krb5 kvno 1"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        !err.contains("EMERGENCY") && !err.contains("lock out"),
+        "{err}"
+    );
+    assert_ne!(files(), before);
+    let l = c.afskeys_ok(&["--json", "list"]);
+    assert!(!l.contains("\"kvno\":1,"), "{l}");
+    // The restarted upclients hold kvno 2 credentials: after upserver restarts without kvno 1
+    // they still fetch every change, and none logged a refusal.
+    c.wait_equal(Duration::from_secs(30));
+    c.restart_upserver();
+    std::thread::sleep(Duration::from_secs(1));
+    c.control.must("touch /etc/openafs/server/UserList");
+    wait_until(Duration::from_secs(30), "every server fetches", || {
+        c.servers.iter().all(|s| same_mtime(&c, s, "UserList"))
+    });
+    for log in server_logs(&c) {
+        assert!(!log.contains("Operation not permitted"), "{log}");
+    }
 }
 
 /// A real sshd inside this server's namespaces on its bridge address, port 2222, serving its

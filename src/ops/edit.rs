@@ -159,8 +159,10 @@ pub fn add_keys(
 }
 
 /// Remove the keys each selector picks — all or none — unless the grace policy forbids
-/// one of them. `emergency` (the reason) overrides the policy and is logged. Returns the
-/// keys removed, the edit, and the refusals overridden.
+/// one of them, or (on the control machine of an Update Server cell) an upclient may still
+/// authenticate with one (`prune`'s judgement, [`super::upclient::removal_lockouts`]).
+/// `emergency` (the reason) overrides both and is logged. Returns the keys removed, the
+/// edit, and the refusals overridden.
 pub fn remove_keys(
     cell: &Cell,
     target: &Target,
@@ -176,10 +178,19 @@ pub fn remove_keys(
     if entry.is_none() {
         state.check_entry_missing(&cell.authdb.describe())?;
     }
-    let refusals: Vec<String> = sels
+    let mut refusals: Vec<String> = sels
         .iter()
         .filter_map(|s| removal_refusal(s.kvno, entry.as_ref(), &state, &cell.policy, now))
         .collect();
+    // On the control machine of an Update Server cell, `prune`'s guard: an upclient that
+    // still authenticates with a removed kvno would be locked out (an emergency `--server`
+    // edit has its own warnings).
+    if let (Target::Control, Some(e)) = (target, &entry) {
+        let kvnos: Vec<i32> = sels.iter().map(|s| s.kvno).collect();
+        if let Some(l) = super::upclient::removal_lockouts(cell, &kvnos, (e.kvno, e.changed)) {
+            refusals.push(l.reason().to_string());
+        }
+    }
     if !refusals.is_empty() && emergency.is_none() {
         return Err(Error::refused(format!(
             "{}. To remove it anyway: --emergency --reason \"...\"",
@@ -461,7 +472,8 @@ pub struct RemoveOptions {
     pub key_type: Option<KeyType>,
     pub enctype: Option<i32>,
     pub if_cksum: Option<Vec<u32>>,
-    /// `--emergency --reason R`: remove even a key the policy protects (logged).
+    /// `--emergency --reason R`: remove even a key the policy protects, or one an upclient
+    /// still needs (logged).
     pub reason: Option<String>,
     pub server: Option<String>,
     /// What to do with that server's upclientetc, when the Update Server feeds it.

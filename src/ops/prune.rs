@@ -2,7 +2,7 @@
 //! a key of unknown role), logged, then copied to the other servers.
 
 use super::edit::{audit, describe, preflight, sync_after_edit, Target};
-use super::upclient::{lockout_refusal, lockouts, restart_locked};
+use super::upclient::{removal_lockouts, restart_locked};
 use super::{CellPaths, KeyView, Warn};
 use crate::cell::Cell;
 use crate::error::Error;
@@ -125,30 +125,16 @@ pub fn prune_keys(
         .filter(|k| role(k.kvno(), Some(&entry), &state, &cell.policy, now) == Role::Removable)
         .cloned()
         .collect();
-    let restarted = match cell.upserver.as_ref() {
-        Some(up) if !doomed.is_empty() => {
-            let mut kvnos: Vec<String> = doomed.iter().map(|k| k.kvno().to_string()).collect();
-            kvnos.dedup();
-            let kvnos = kvnos.join(", ");
-            let locked = lockouts(cell, up, entry.kvno, entry.changed);
-            match (locked.is_empty(), o.dry_run, o.restart_upclients) {
-                (true, _, _) => vec![],
-                (false, true, _) => {
-                    (o.warn)(&lockout_refusal(up, &locked, &kvnos).to_string());
-                    vec![]
-                }
-                (false, false, false) => return Err(lockout_refusal(up, &locked, &kvnos)),
-                (false, false, true) => restart_locked(
-                    cell,
-                    up,
-                    &locked,
-                    (entry.kvno, entry.changed),
-                    &kvnos,
-                    o.warn,
-                )?,
-            }
+    let kvnos: Vec<i32> = doomed.iter().map(|k| k.kvno()).collect();
+    let since = (entry.kvno, entry.changed);
+    let restarted = match removal_lockouts(cell, &kvnos, since) {
+        None => vec![],
+        Some(l) if o.dry_run => {
+            (o.warn)(&l.refusal().to_string());
+            vec![]
         }
-        _ => vec![],
+        Some(l) if !o.restart_upclients => return Err(l.refusal()),
+        Some(l) => restart_locked(cell, l.up, &l.locked, since, &l.kvnos, o.warn)?,
     };
     if o.dry_run || doomed.is_empty() {
         return Ok((doomed, restarted));

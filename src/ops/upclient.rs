@@ -2,8 +2,9 @@
 //! server's KeyFiles from the control machine at its next fetch, so afskeys warns, and on
 //! request stops that instance through bos before the edit (`--upclient-pause`, left stopped
 //! until the control machine holds what the server should) or starts it again after the edit
-//! (`--upclient-resume`). Also `prune`'s guard: the upclients that removing an older key
-//! would lock out (they build their credentials once, at start), and restarting them.
+//! (`--upclient-resume`). Also the guard `prune` and `remove` share: the upclients that
+//! removing an older key would lock out (they build their credentials once, at start), and
+//! (`prune --restart-upclients`) restarting them.
 
 use super::edit::Target;
 use super::Warn;
@@ -193,9 +194,72 @@ fn lockout(
     })
 }
 
-/// The refusal for `prune` when upclients would be locked out, naming each with its
-/// `bos restart` line.
-pub fn lockout_refusal(up: &Upserver, locked: &[Lockout], kvnos: &str) -> Error {
+/// The guard `prune` and `remove` share: what removing kvnos from the control machine would
+/// do to the upclients. One judgement for both commands.
+pub struct LockedOut<'a> {
+    pub up: &'a Upserver,
+    /// The upclients locked out, each with why (see [`lockouts`]).
+    pub locked: Vec<Lockout>,
+    /// The kvnos at stake, as the message names them (`1, 3`).
+    pub kvnos: String,
+}
+
+/// The kvnos of `kvnos` an upclient may still authenticate with: those below the current
+/// kvno (an upclient started before `current` became current, or on a server that is behind,
+/// built its credentials from an older key), sorted, each once, as the message names them;
+/// None when there are none.
+fn at_stake(kvnos: &[i32], current: i32) -> Option<String> {
+    let mut v: Vec<i32> = kvnos.iter().copied().filter(|&k| k < current).collect();
+    v.sort_unstable();
+    v.dedup();
+    (!v.is_empty()).then(|| {
+        v.iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// Would removing `kvnos` from the control machine lock out an upclient? In an Update Server
+/// cell with an afs entry (current kvno `current` since `since`), when some of `kvnos` are
+/// below the current kvno: the upclients [`lockouts`] names (started before then, behind, or
+/// unknown). None when nothing is at stake or no upclient would be locked out.
+pub fn removal_lockouts<'a>(
+    cell: &'a Cell,
+    kvnos: &[i32],
+    (current, since): (i32, chrono::DateTime<chrono::Utc>),
+) -> Option<LockedOut<'a>> {
+    let up = cell.upserver.as_ref()?;
+    let kvnos = at_stake(kvnos, current)?;
+    let locked = lockouts(cell, up, current, since);
+    (!locked.is_empty()).then_some(LockedOut { up, locked, kvnos })
+}
+
+/// Why removing kvnos would lock out upclients, naming each with its `bos restart` line.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "removing kvno {kvnos} would lock out upclients that still need it: {each}; restart \
+     them through bos first, or run `afskeys prune --restart-upclients`, which restarts \
+     them and waits until each has fetched"
+)]
+pub struct LockoutReason {
+    kvnos: String,
+    each: String,
+}
+
+impl LockedOut<'_> {
+    /// Why, as `prune` and `remove` say it.
+    pub fn reason(&self) -> LockoutReason {
+        lockout_reason(self.up, &self.locked, &self.kvnos)
+    }
+
+    /// The refusal (`refused: ` and the reason).
+    pub fn refusal(&self) -> Error {
+        Error::refused(self.reason().to_string())
+    }
+}
+
+fn lockout_reason(up: &Upserver, locked: &[Lockout], kvnos: &str) -> LockoutReason {
     let each = locked
         .iter()
         .map(|l| {
@@ -206,11 +270,10 @@ pub fn lockout_refusal(up: &Upserver, locked: &[Lockout], kvnos: &str) -> Error 
         })
         .collect::<Vec<_>>()
         .join("; ");
-    Error::refused(format!(
-        "removing kvno {kvnos} would lock out upclients that still need it: {each}; restart \
-         them through bos first, or run `afskeys prune --restart-upclients`, which restarts \
-         them and waits until each has fetched"
-    ))
+    LockoutReason {
+        kvnos: kvnos.to_string(),
+        each,
+    }
 }
 
 /// `prune --restart-upclients`: restart through bos each locked-out upclient whose server
@@ -260,7 +323,7 @@ pub fn restart_locked(
     if left.is_empty() {
         return Ok(done);
     }
-    Err(lockout_refusal(up, &left, kvnos))
+    Err(Error::refused(lockout_reason(up, &left, kvnos).to_string()))
 }
 
 #[cfg(test)]
@@ -292,5 +355,51 @@ mod tests {
         let u = FetchState::Unreachable("no route".into());
         let (why, behind) = lockout(&u, Some(at(2_000)), "upclientetc", 2, since).unwrap();
         assert!(behind && why == "fetch state unknown: no route", "{why}");
+    }
+
+    #[test]
+    fn only_kvnos_below_the_current_one_are_at_stake_named_once_in_order() {
+        // prune's removable keys and remove's --kvno list go through the same judgement.
+        assert_eq!(at_stake(&[], 2), None);
+        assert_eq!(
+            at_stake(&[2], 2),
+            None,
+            "the current kvno is the policy's refusal"
+        );
+        assert_eq!(
+            at_stake(&[3, 7], 2),
+            None,
+            "keys above the current one are unused"
+        );
+        assert_eq!(at_stake(&[1], 2).as_deref(), Some("1"));
+        assert_eq!(at_stake(&[4, 1, 4, 7, 5], 6).as_deref(), Some("1, 4, 5"));
+    }
+
+    #[test]
+    fn the_reason_names_each_server_why_and_its_bos_restart_line() {
+        let up = Upserver {
+            interval: std::time::Duration::from_secs(300),
+            deadline: std::time::Duration::from_secs(900),
+            poll: std::time::Duration::from_secs(30),
+            dir: "/usr/afs/etc".into(),
+            bos: "bos".into(),
+            instance: "upclientetc".into(),
+            clients: vec![],
+        };
+        let l = |n: &str, h: &str| Lockout {
+            name: n.into(),
+            host: h.into(),
+            why: format!("why {n}"),
+            behind: false,
+        };
+        let r = lockout_reason(&up, &[l("fs1", "10.0.0.1"), l("fs2", "10.0.0.2")], "1, 3");
+        assert_eq!(
+            r.to_string(),
+            "removing kvno 1, 3 would lock out upclients that still need it: fs1 (why fs1; \
+             `bos restart -server 10.0.0.1 -instance upclientetc -localauth`); fs2 (why fs2; \
+             `bos restart -server 10.0.0.2 -instance upclientetc -localauth`); restart them \
+             through bos first, or run `afskeys prune --restart-upclients`, which restarts \
+             them and waits until each has fetched"
+        );
     }
 }
