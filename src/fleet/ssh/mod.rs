@@ -7,8 +7,10 @@
 //! every later call on the same `SshServer`: stage, commit and a verify that reads the files
 //! back cost one handshake and one SFTP subsystem together, and no remote process is started
 //! besides OpenSSH's own `sftp-server`. Requests are pipelined: reading both key files takes
-//! two round trips, staging four or five, a commit one, and the tidying it leaves rides
-//! along (its removals and listings follow the renames: two round trips for both); a commit
+//! two round trips, staging three (the survey rides with the stage's opens; two when nothing
+//! changes; more only for backups copied where hard links are missing), a commit one, and
+//! the tidying it leaves rides along (its removals and listings follow the renames: two
+//! round trips for both): a push is 6 round trips per server with the SFTP start. A commit
 //! that reads the keys back (`Staged::commit_with`) adds the OPENs to the first and the
 //! reads to the second. Tidying still pending (a commit cut short) is done before the next
 //! use or by `Server::settle`. A
