@@ -40,6 +40,56 @@ struct Survey {
 /// [KeyFileExt, KeyFile] as they are on the server (None: absent).
 type LiveFiles = [Option<Vec<u8>>; 2];
 
+/// What step 3 found.
+struct Written {
+    /// The backup dir's names (before the early backups).
+    names: Vec<String>,
+    /// The server's clock: the new KeyFile's mtime.
+    remote_now: Option<u64>,
+    live: LiveFiles,
+    /// The outcomes of the early backups' requests.
+    early: Vec<Result<(), sftp::ReplyError>>,
+}
+
+/// Backups made at step 3, before it is known which live files change: a hard link of each
+/// live file (and the backup dir made first when absent). Those of files that do not change
+/// are removed again, unwaited, once step 3's replies are in (`settle_early`).
+struct EarlyBackups {
+    /// The backup dir, when it is made here.
+    mkdir: Option<PathBuf>,
+    /// (index in `NAMES`, live path, backup path) of each live file.
+    links: Vec<(usize, PathBuf, PathBuf)>,
+    /// The time they are named by.
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+impl EarlyBackups {
+    fn reqs(&self) -> Vec<Req> {
+        let mut reqs: Vec<Req> = self
+            .mkdir
+            .iter()
+            .map(|d| Req::Mkdir(d.clone(), 0o700))
+            .collect();
+        reqs.extend(
+            self.links
+                .iter()
+                .map(|(_, l, b)| Req::Hardlink(l.clone(), b.clone())),
+        );
+        reqs
+    }
+
+    /// Remove them all: the links (a name never made answers NO_SUCH_FILE), then the dir.
+    fn undo(&self) -> Vec<Req> {
+        let mut reqs: Vec<Req> = self
+            .links
+            .iter()
+            .map(|(_, _, b)| Req::Remove(b.clone()))
+            .collect();
+        reqs.extend(self.mkdir.iter().map(|d| Req::Rmdir(d.clone())));
+        reqs
+    }
+}
+
 /// The handles step 2 opened.
 struct Handles {
     new: Vec<Vec<u8>>,
@@ -55,14 +105,27 @@ impl SshServer {
         let new_paths = NAMES.map(|n| stage_dir.join(n));
         let (survey, h) = self.open_stage(&mut c.sftp, &stage_dir, &new_paths)?;
         let dir_handle = h.dir.clone();
+        let spec = self.early_backups(&c.sftp, &survey);
         let staged = (|| {
             let bytes: [&[u8]; 2] = [&files.keyfileext, &files.keyfile];
             let bdir_handle = survey.backup_dir_handle.as_deref();
-            let (names, remote_now, mut live) =
-                self.write_and_read(&mut c.sftp, &h, &stage_dir, bytes, bdir_handle)?;
+            let spec_reqs = spec.as_ref().map(EarlyBackups::reqs).unwrap_or_default();
+            let w =
+                self.write_and_read(&mut c.sftp, &h, &stage_dir, bytes, bdir_handle, spec_reqs)?;
+            let (names, remote_now, mut live) = (w.names, w.remote_now, w.live);
             let changed = [0, 1].map(|i| live[i].as_deref() != Some(bytes[i]));
-            let backups =
-                self.back_up(&mut c.sftp, &names, &survey, &new_paths, changed, &mut live)?;
+            let settled = match &spec {
+                Some(e) => {
+                    self.settle_early(&mut c.sftp, e, &w.early, &names, &new_paths, changed)?
+                }
+                None => None,
+            };
+            let backups = match settled {
+                Some(b) => b,
+                None => {
+                    self.back_up(&mut c.sftp, &names, &survey, &new_paths, changed, &mut live)?
+                }
+            };
             Ok(SshStaged {
                 server: self,
                 gen: c.gen,
@@ -84,6 +147,7 @@ impl SshServer {
                 Req::Rmdir(stage_dir),
             ];
             undo.extend(dir_handle.map(Req::Close));
+            undo.extend(spec.map(|e| e.undo()).unwrap_or_default());
             let _ = c.sftp.batch(&undo);
         }
         staged
@@ -293,9 +357,8 @@ impl SshServer {
     }
 
     /// Step 3: list the backup dir (two READDIRs ahead of the rest: more only for a big
-    /// dir, then its handle is closed); write, fsync and close the new files; read the live
-    /// ones. Returns the backup dir's names, the server's clock (the new KeyFile's mtime) and
-    /// the live files' bytes.
+    /// dir, then its handle is closed); make the `early` backups; write, fsync and close the
+    /// new files; read the live ones.
     fn write_and_read(
         &self,
         sftp: &mut Sftp,
@@ -303,11 +366,14 @@ impl SshServer {
         stage_dir: &Path,
         bytes: [&[u8]; 2],
         bdir: Option<&[u8]>,
-    ) -> Result<(Vec<String>, Option<u64>, LiveFiles), Fail> {
+        early: Vec<Req>,
+    ) -> Result<Written, Fail> {
         let mut reqs = Vec::new();
         if let Some(d) = bdir {
             reqs.extend([Req::Readdir(d.to_vec()), Req::Readdir(d.to_vec())]);
         }
+        let listed = reqs.len();
+        reqs.extend(early);
         let lead = reqs.len();
         let mut fsync_at = Vec::new();
         let mut fstat_at = 0;
@@ -335,7 +401,7 @@ impl SshServer {
         }
         let names = match bdir {
             Some(d) => {
-                let names = read_names(sftp, d, &r[..lead]);
+                let names = read_names(sftp, d, &r[..listed]);
                 close_dir(sftp, Some(d));
                 names?
             }
@@ -367,7 +433,89 @@ impl SshServer {
                 ))
             })?);
         }
-        Ok((names, remote_now, live))
+        Ok(Written {
+            names,
+            remote_now,
+            live,
+            early: r[listed..lead].iter().map(sftp::ok).collect(),
+        })
+    }
+
+    /// The early backups (see `EarlyBackups`) for a server with `hardlink@openssh.com`, a
+    /// live file, and a backup dir that is absent or already private (one to be made private
+    /// is left as it is unless a file changes: step 4 does it).
+    fn early_backups(&self, sftp: &Sftp, survey: &Survey) -> Option<EarlyBackups> {
+        if !sftp.has_hardlink || survey.backup_dir == Some(true) {
+            return None;
+        }
+        let bdir = self.path(BACKUP_DIR);
+        let at = chrono::Utc::now();
+        let links: Vec<_> = (0..2)
+            .filter(|&i| survey.live_exists[i])
+            .map(|i| {
+                let b = bdir.join(rules::backup_name(NAMES[i], at));
+                (i, self.path(NAMES[i]), b)
+            })
+            .collect();
+        if links.is_empty() {
+            return None;
+        }
+        let mkdir = survey.backup_dir.is_none().then_some(bdir);
+        Some(EarlyBackups { mkdir, links, at })
+    }
+
+    /// Step 4 for early backups, without waiting: the backups of the files that change are
+    /// made private (0600, as step 4 does), the others and the staged files that change
+    /// nothing removed (and the backup dir, if made here and left empty). A backup of a file
+    /// that changes that could not be made fails the stage (everything early undone). `None`:
+    /// the names are not right after all (the server holds a backup named at or after ours:
+    /// its clock is ahead), so they are undone and step 4 makes them as usual.
+    fn settle_early(
+        &self,
+        sftp: &mut Sftp,
+        e: &EarlyBackups,
+        r: &[Result<(), sftp::ReplyError>],
+        names: &[String],
+        new_paths: &[PathBuf; 2],
+        changed: [bool; 2],
+    ) -> Result<Option<Vec<PathBuf>>, Fail> {
+        let late = e.links.iter().any(|(i, _, _)| {
+            rules::backup_time(names.iter().map(String::as_str), NAMES[*i], e.at) != e.at
+        });
+        if late {
+            sftp.send_only(&e.undo())?;
+            return Ok(None);
+        }
+        let linked = &r[usize::from(e.mkdir.is_some())..];
+        let mut follow = Vec::new();
+        let mut backups = Vec::new();
+        for ((i, _, b), rep) in e.links.iter().zip(linked) {
+            if !changed[*i] {
+                if rep.is_ok() {
+                    follow.push(Req::Remove(b.clone()));
+                }
+                continue;
+            }
+            if let Err(err) = rep {
+                let _ = sftp.send_only(&e.undo());
+                return Err(op(format!(
+                    "cannot back up the live key files into {}: {err}",
+                    self.path(BACKUP_DIR).display()
+                )));
+            }
+            follow.push(Req::Setstat(b.clone(), Attrs::perm(0o600)));
+            backups.push(b.clone());
+        }
+        for (i, p) in new_paths.iter().enumerate() {
+            if !changed[i] {
+                follow.push(Req::Remove(p.clone()));
+            }
+        }
+        if backups.is_empty() {
+            follow.extend(e.mkdir.iter().map(|d| Req::Rmdir(d.clone())));
+        }
+        sftp.send_only(&follow)?;
+        Ok(Some(backups))
     }
 
     /// Step 4: back up the live files that will be replaced (hard links, else copies);
