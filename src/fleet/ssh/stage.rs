@@ -375,22 +375,7 @@ impl SshServer {
         let listed = reqs.len();
         reqs.extend(early);
         let lead = reqs.len();
-        let mut fsync_at = Vec::new();
-        let mut fstat_at = 0;
-        for (i, h) in h.new.iter().enumerate() {
-            for (off, chunk) in sftp::chunks(bytes[i]) {
-                reqs.push(Req::Write(h.clone(), off, chunk.to_vec()));
-            }
-            if sftp.has_fsync {
-                fsync_at.push(reqs.len());
-                reqs.push(Req::Fsync(h.clone()));
-            }
-            if i == 1 {
-                fstat_at = reqs.len();
-                reqs.push(Req::Fstat(h.clone()));
-            }
-            reqs.push(Req::Close(h.clone()));
-        }
+        let (fsync_at, fstat_at) = write_reqs(&mut reqs, &h.new, bytes, sftp.has_fsync);
         let read_from = reqs.len();
         for (_, h) in &h.live {
             reqs.extend(sftp::read_whole(h));
@@ -590,6 +575,34 @@ impl SshServer {
         }
         Ok(backups)
     }
+}
+
+/// Append the WRITEs, FSYNCs (where supported), the FSTAT of the new KeyFile (the server's
+/// clock) and the CLOSEs of the new files to `reqs`: returns where the FSYNCs and the FSTAT
+/// are.
+fn write_reqs(
+    reqs: &mut Vec<Req>,
+    new: &[Vec<u8>],
+    bytes: [&[u8]; 2],
+    fsync: bool,
+) -> (Vec<usize>, usize) {
+    let mut fsync_at = Vec::new();
+    let mut fstat_at = 0;
+    for (i, h) in new.iter().enumerate() {
+        for (off, chunk) in sftp::chunks(bytes[i]) {
+            reqs.push(Req::Write(h.clone(), off, chunk.to_vec()));
+        }
+        if fsync {
+            fsync_at.push(reqs.len());
+            reqs.push(Req::Fsync(h.clone()));
+        }
+        if i == 1 {
+            fstat_at = reqs.len();
+            reqs.push(Req::Fstat(h.clone()));
+        }
+        reqs.push(Req::Close(h.clone()));
+    }
+    (fsync_at, fstat_at)
 }
 
 /// Close the backup dir's handle (once: a handle number is reused after its close), without
