@@ -1,9 +1,12 @@
-//! Phase one of a push over SSH (see `Server::stage`): both files are uploaded (0600, fsynced
-//! with `fsync@openssh.com`) into a private stage dir inside the conf dir (same filesystem,
-//! so the commit's rename is atomic), and a backup is kept of each live file that will change
-//! — a hard link (`hardlink@openssh.com`), so the backup is exactly the file the rename will
-//! replace; a server without the extension gets a copy. A file whose bytes do not change is
-//! not staged. Nothing the server reads changes here.
+//! Phase one of a push over SSH (see `Server::stage`), in two round trips: the conf dir
+//! surveyed and judged with the stage's opens in one (`open_stage`), then both files
+//! uploaded (0600, fsynced with `fsync@openssh.com`) into a private stage dir inside the
+//! conf dir (same filesystem, so the commit's rename is atomic) while the live files are
+//! read and backed up — hard links (`hardlink@openssh.com`), so a backup is exactly the file
+//! the rename will replace, made of both live files before it is known which change and
+//! removed again (unwaited) for those that do not (`EarlyBackups`). A server without the
+//! extension gets copies, in more round trips. A file whose bytes do not change is not
+//! staged. Nothing the server reads changes here.
 
 use super::commit::SshStaged;
 use super::sftp::{self, Sftp};
@@ -155,7 +158,7 @@ impl SshServer {
 
     /// Steps 1 and 2 in one exchange (the SFTP server runs a channel's requests in order):
     /// stat the conf dir, the live files, CellServDB and the backup dir (and open the
-    /// latter, listed at step 3); make the stage dir, create the two new files in it, open
+    /// latter, listed at step 3, `write_and_read`); make the stage dir, create the two new files in it, open
     /// the conf dir (to fsync it at commit) and the live files (to compare and maybe copy
     /// them: a missing one answers NO_SUCH_FILE), and stat the stage dir (its owner is the
     /// login user). Everything is judged by the conf-dir rules before anything is written:
@@ -186,11 +189,6 @@ impl SshServer {
             Req::Open(live[1].clone(), wire::FXF_READ, None),
             Req::Lstat(stage_dir.to_path_buf()),
         ])?;
-        if r.len() != 13 {
-            return Err(Fail::Broken(
-                "too few replies to the stage's requests".into(),
-            ));
-        }
         let judged = self
             .judge_survey(&r[..MKDIR_AT], &live, &bdir)
             .and_then(|survey| {
@@ -381,9 +379,6 @@ impl SshServer {
             reqs.extend(sftp::read_whole(h));
         }
         let r = sftp.batch(&reqs)?;
-        if r.len() != reqs.len() {
-            return Err(Fail::Broken("too few replies to the stage's writes".into()));
-        }
         let names = match bdir {
             Some(d) => {
                 let names = read_names(sftp, d, &r[..listed]);
@@ -503,7 +498,8 @@ impl SshServer {
         Ok(Some(backups))
     }
 
-    /// Step 4: back up the live files that will be replaced (hard links, else copies);
+    /// Step 4, where the early backups were not made or not right (`settle_early`): back up
+    /// the live files that will be replaced (hard links, else copies);
     /// remove the staged files that change nothing (sent without waiting when there is no
     /// backup to make). Returns the backups made.
     fn back_up(
