@@ -158,10 +158,10 @@ impl SshServer {
 
     /// Steps 1 and 2 in one exchange (the SFTP server runs a channel's requests in order):
     /// stat the conf dir, the live files, CellServDB and the backup dir (and open the
-    /// latter, listed at step 3, `write_and_read`); make the stage dir, create the two new files in it, open
-    /// the conf dir (to fsync it at commit) and the live files (to compare and maybe copy
-    /// them: a missing one answers NO_SUCH_FILE), and stat the stage dir (its owner is the
-    /// login user). Everything is judged by the conf-dir rules before anything is written:
+    /// latter, listed at step 3, `write_and_read`); make the stage dir, create the two new
+    /// files in it, open the conf dir (to fsync it at commit) and the live files (to compare
+    /// and maybe copy them: a missing one answers NO_SUCH_FILE), and stat the stage dir (its
+    /// owner is the login user). Everything is judged by the conf-dir rules before anything is written:
     /// on a refusal every handle is closed and the stage dir removed (`undo_open`), and
     /// nothing an OPEN of a live file reached (a symlink followed) was read.
     fn open_stage(
