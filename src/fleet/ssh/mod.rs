@@ -7,8 +7,10 @@
 //! every later call on the same `SshServer`: stage, commit and a verify that reads the files
 //! back cost one handshake and one SFTP subsystem together, and no remote process is started
 //! besides OpenSSH's own `sftp-server`. Requests are pipelined: reading both key files takes
-//! two round trips, staging four or five, a commit one, and the tidying it leaves rides
-//! along (its removals and listings follow the renames: two round trips for both); a commit
+//! two round trips, staging two (the survey rides with the stage's opens, the backups with
+//! the writes; more only for backups copied where hard links are missing), a commit one, and
+//! the tidying it leaves rides along (its removals and listings follow the renames: two
+//! round trips for both): a push is 5 round trips per server with the SFTP start. A commit
 //! that reads the keys back (`Staged::commit_with`) adds the OPENs to the first and the
 //! reads to the second. Tidying still pending (a commit cut short) is done before the next
 //! use or by `Server::settle`. A
@@ -20,7 +22,7 @@
 //! - `known_hosts`: OpenSSH's known_hosts matching (why not libssh2's: see there);
 //! - `sftp`: the pipelined SFTP v3 client (why not libssh2's: see there), on `wire`, the
 //!   packet encoding and the reply parser;
-//! - `stage`: phase one of a push (upload, fsync, backups by hard link);
+//! - `stage`: phase one of a push (survey, upload, fsync, backups by hard link);
 //! - `commit`: phase two (`posix-rename` over the live files, CellServDB bump, dir fsync; or
 //!   `mv -f` in the login shell), and discard;
 //! - `tidy`: what a commit leaves for later (the stage dir, old backups, abandoned stages).

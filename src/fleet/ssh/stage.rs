@@ -1,9 +1,12 @@
-//! Phase one of a push over SSH (see `Server::stage`): both files are uploaded (0600, fsynced
-//! with `fsync@openssh.com`) into a private stage dir inside the conf dir (same filesystem,
-//! so the commit's rename is atomic), and a backup is kept of each live file that will change
-//! — a hard link (`hardlink@openssh.com`), so the backup is exactly the file the rename will
-//! replace; a server without the extension gets a copy. A file whose bytes do not change is
-//! not staged. Nothing the server reads changes here.
+//! Phase one of a push over SSH (see `Server::stage`), in two round trips: the conf dir
+//! surveyed and judged with the stage's opens in one (`open_stage`), then both files
+//! uploaded (0600, fsynced with `fsync@openssh.com`) into a private stage dir inside the
+//! conf dir (same filesystem, so the commit's rename is atomic) while the live files are
+//! read and backed up — hard links (`hardlink@openssh.com`), so a backup is exactly the file
+//! the rename will replace, made of both live files before it is known which change and
+//! removed again (unwaited) for those that do not (`EarlyBackups`). A server without the
+//! extension gets copies, in more round trips. A file whose bytes do not change is not
+//! staged. Nothing the server reads changes here.
 
 use super::commit::SshStaged;
 use super::sftp::{self, Sftp};
@@ -18,6 +21,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// The order files are staged and committed in: KeyFileExt first, then KeyFile.
 pub(super) const NAMES: [&str; 2] = [KEYFILEEXT, KEYFILE];
 
+/// Where the stage's requests start in `open_stage`'s exchange (the survey comes first).
+const MKDIR_AT: usize = 6;
+
 /// What the conf dir holds before staging.
 struct Survey {
     /// [KeyFileExt, KeyFile]: is there a live file?
@@ -30,12 +36,62 @@ struct Survey {
     /// user's uid is known (from the stage dir afskeys makes).
     dir_owner: Option<u32>,
     live_owner: [Option<u32>; 2],
-    /// The backup dir's handle (opened at step 1, read at step 2), when it exists.
+    /// The backup dir's handle (opened with the survey, read at step 3), when it exists.
     backup_dir_handle: Option<Vec<u8>>,
 }
 
 /// [KeyFileExt, KeyFile] as they are on the server (None: absent).
 type LiveFiles = [Option<Vec<u8>>; 2];
+
+/// What step 3 found.
+struct Written {
+    /// The backup dir's names (before the early backups).
+    names: Vec<String>,
+    /// The server's clock: the new KeyFile's mtime.
+    remote_now: Option<u64>,
+    live: LiveFiles,
+    /// The outcomes of the early backups' requests.
+    early: Vec<Result<(), sftp::ReplyError>>,
+}
+
+/// Backups made at step 3, before it is known which live files change: a hard link of each
+/// live file (and the backup dir made first when absent). Those of files that do not change
+/// are removed again, unwaited, once step 3's replies are in (`settle_early`).
+struct EarlyBackups {
+    /// The backup dir, when it is made here.
+    mkdir: Option<PathBuf>,
+    /// (index in `NAMES`, live path, backup path) of each live file.
+    links: Vec<(usize, PathBuf, PathBuf)>,
+    /// The time they are named by.
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+impl EarlyBackups {
+    fn reqs(&self) -> Vec<Req> {
+        let mut reqs: Vec<Req> = self
+            .mkdir
+            .iter()
+            .map(|d| Req::Mkdir(d.clone(), 0o700))
+            .collect();
+        reqs.extend(
+            self.links
+                .iter()
+                .map(|(_, l, b)| Req::Hardlink(l.clone(), b.clone())),
+        );
+        reqs
+    }
+
+    /// Remove them all: the links (a name never made answers NO_SUCH_FILE), then the dir.
+    fn undo(&self) -> Vec<Req> {
+        let mut reqs: Vec<Req> = self
+            .links
+            .iter()
+            .map(|(_, _, b)| Req::Remove(b.clone()))
+            .collect();
+        reqs.extend(self.mkdir.iter().map(|d| Req::Rmdir(d.clone())));
+        reqs
+    }
+}
 
 /// The handles step 2 opened.
 struct Handles {
@@ -48,33 +104,31 @@ struct Handles {
 impl SshServer {
     /// Phase one, on the connection: see `Server::stage`.
     pub(super) fn stage_on(&self, c: &mut Conn, files: &KeyFiles) -> Result<SshStaged<'_>, Fail> {
-        let survey = self.survey(&mut c.sftp)?;
         let stage_dir = self.path(&format!("{STAGE_PREFIX}{}", random_hex()));
         let new_paths = NAMES.map(|n| stage_dir.join(n));
-        let r = match self.open_stage(&mut c.sftp, &survey, &stage_dir, &new_paths) {
-            Ok(r) => r,
-            Err(e) => {
-                close_dir(&mut c.sftp, survey.backup_dir_handle.as_ref());
-                return Err(e);
-            }
-        };
+        let (survey, h) = self.open_stage(&mut c.sftp, &stage_dir, &new_paths)?;
+        let dir_handle = h.dir.clone();
+        let spec = self.early_backups(&c.sftp, &survey);
         let staged = (|| {
-            // first: it closes the backup dir's handle
-            let names = self.backup_names(&mut c.sftp, &survey, &r)?;
-            let h = self.handles(&r, &survey, &new_paths)?;
-            if let Err(e) = self.judge_owners(&survey, r.last()) {
-                let live = h.live.iter().map(|(_, x)| x);
-                let mut close: Vec<Req> =
-                    h.new.iter().chain(live).cloned().map(Req::Close).collect();
-                close.extend(h.dir.clone().map(Req::Close));
-                let _ = c.sftp.batch(&close);
-                return Err(e);
-            }
             let bytes: [&[u8]; 2] = [&files.keyfileext, &files.keyfile];
-            let (remote_now, mut live) = self.write_and_read(&mut c.sftp, &h, &stage_dir, bytes)?;
+            let bdir_handle = survey.backup_dir_handle.as_deref();
+            let spec_reqs = spec.as_ref().map(EarlyBackups::reqs).unwrap_or_default();
+            let w =
+                self.write_and_read(&mut c.sftp, &h, &stage_dir, bytes, bdir_handle, spec_reqs)?;
+            let (names, remote_now, mut live) = (w.names, w.remote_now, w.live);
             let changed = [0, 1].map(|i| live[i].as_deref() != Some(bytes[i]));
-            let backups =
-                self.back_up(&mut c.sftp, &names, &survey, &new_paths, changed, &mut live)?;
+            let settled = match &spec {
+                Some(e) => {
+                    self.settle_early(&mut c.sftp, e, &w.early, &names, &new_paths, changed)?
+                }
+                None => None,
+            };
+            let backups = match settled {
+                Some(b) => b,
+                None => {
+                    self.back_up(&mut c.sftp, &names, &survey, &new_paths, changed, &mut live)?
+                }
+            };
             Ok(SshStaged {
                 server: self,
                 gen: c.gen,
@@ -90,34 +144,108 @@ impl SshServer {
         if let Err(Fail::Op(_)) = &staged {
             // Best effort; a broken connection leaves a stage dir that a later commit removes
             // once it is a day old.
-            let _ = c.sftp.batch(&[
+            let mut undo = vec![
                 Req::Remove(new_paths[0].clone()),
                 Req::Remove(new_paths[1].clone()),
                 Req::Rmdir(stage_dir),
-            ]);
+            ];
+            undo.extend(dir_handle.map(Req::Close));
+            undo.extend(spec.map(|e| e.undo()).unwrap_or_default());
+            let _ = c.sftp.batch(&undo);
         }
         staged
     }
 
-    /// Step 1: stat the conf dir, the live files, CellServDB and the backup dir, and judge
-    /// them by the conf-dir rules.
-    fn survey(&self, sftp: &mut Sftp) -> Result<Survey, Fail> {
+    /// Steps 1 and 2 in one exchange (the SFTP server runs a channel's requests in order):
+    /// stat the conf dir, the live files, CellServDB and the backup dir (and open the
+    /// latter, listed at step 3, `write_and_read`); make the stage dir, create the two new
+    /// files in it, open the conf dir (to fsync it at commit) and the live files (to compare
+    /// and maybe copy them: a missing one answers NO_SUCH_FILE), and stat the stage dir (its
+    /// owner is the login user). Everything is judged by the conf-dir rules before anything is written:
+    /// on a refusal every handle is closed and the stage dir removed (`undo_open`), and
+    /// nothing an OPEN of a live file reached (a symlink followed) was read.
+    fn open_stage(
+        &self,
+        sftp: &mut Sftp,
+        stage_dir: &Path,
+        new_paths: &[PathBuf; 2],
+    ) -> Result<(Survey, Handles), Fail> {
         let live = NAMES.map(|n| self.path(n));
         let bdir = self.path(BACKUP_DIR);
+        let create = wire::FXF_WRITE | wire::FXF_CREAT | wire::FXF_EXCL;
         let r = sftp.batch(&[
             Req::Stat(self.confdir.clone()),
             Req::Lstat(live[0].clone()),
             Req::Lstat(live[1].clone()),
             Req::Stat(self.path(CELLSERVDB)),
             Req::Lstat(bdir.clone()),
-            // listed during step 2, so backups are named after the newest (no round trip)
             Req::Opendir(bdir.clone()),
+            // [MKDIR_AT..]: the stage
+            Req::Mkdir(stage_dir.to_path_buf(), 0o700),
+            Req::Open(new_paths[0].clone(), create, Some(0o600)),
+            Req::Open(new_paths[1].clone(), create, Some(0o600)),
+            Req::Open(self.confdir.clone(), wire::FXF_READ, None),
+            Req::Open(live[0].clone(), wire::FXF_READ, None),
+            Req::Open(live[1].clone(), wire::FXF_READ, None),
+            Req::Lstat(stage_dir.to_path_buf()),
         ])?;
-        let survey = self.judge_survey(&r, &live, &bdir);
-        if survey.is_err() {
-            close_dir(sftp, sftp::handle(&r[5]).ok().as_ref());
+        let judged = self
+            .judge_survey(&r[..MKDIR_AT], &live, &bdir)
+            .and_then(|survey| {
+                if let Reply::Status(code, msg) = &r[MKDIR_AT] {
+                    if *code != 0 {
+                        return Err(op(format!(
+                            "cannot create {}: {}",
+                            stage_dir.display(),
+                            wire::status_text(*code, msg)
+                        )));
+                    }
+                }
+                let h = self.handles(&r[MKDIR_AT..], &survey, new_paths)?;
+                self.judge_owners(&survey, r.last())?;
+                Ok((survey, h))
+            });
+        match judged {
+            Ok((survey, h)) => {
+                // A live file that appeared between its LSTAT and its OPEN is not read (as
+                // if it were absent, as before): its handle is closed.
+                let unused: Vec<Req> = (0..2)
+                    .filter(|&i| !survey.live_exists[i])
+                    .filter_map(|i| sftp::handle(&r[MKDIR_AT + 4 + i]).ok())
+                    .map(Req::Close)
+                    .collect();
+                if !unused.is_empty() {
+                    sftp.send_only(&unused)?;
+                }
+                Ok((survey, h))
+            }
+            Err(e) => {
+                self.undo_open(sftp, &r, stage_dir, new_paths);
+                Err(e)
+            }
         }
-        survey
+    }
+
+    /// A refusal after `open_stage`'s exchange: close every handle it opened, remove the
+    /// files it created and the stage dir it made (waiting for the replies, so the server
+    /// is as it was when the refusal is reported).
+    fn undo_open(&self, sftp: &mut Sftp, r: &[Reply], stage_dir: &Path, new_paths: &[PathBuf; 2]) {
+        let mut undo: Vec<Req> = r
+            .iter()
+            .filter_map(|rep| sftp::handle(rep).ok())
+            .map(Req::Close)
+            .collect();
+        for (i, p) in new_paths.iter().enumerate() {
+            if sftp::handle(&r[MKDIR_AT + 1 + i]).is_ok() {
+                undo.push(Req::Remove(p.clone()));
+            }
+        }
+        if sftp::ok(&r[MKDIR_AT]).is_ok() {
+            undo.push(Req::Rmdir(stage_dir.to_path_buf()));
+        }
+        if !undo.is_empty() {
+            let _ = sftp.batch(&undo);
+        }
     }
 
     /// Step 1's replies judged: the conf dir, the live key files, the backup dir.
@@ -197,81 +325,7 @@ impl SshServer {
         Ok(())
     }
 
-    /// The backup dir's names: read with step 2's READDIRs (more only for a big dir).
-    fn backup_names(
-        &self,
-        sftp: &mut Sftp,
-        survey: &Survey,
-        r: &[Reply],
-    ) -> Result<Vec<String>, Fail> {
-        let Some(h) = &survey.backup_dir_handle else {
-            return Ok(vec![]);
-        };
-        let names = self.read_names(sftp, h, r);
-        close_dir(sftp, Some(h));
-        names
-    }
-
-    fn read_names(&self, sftp: &mut Sftp, h: &[u8], r: &[Reply]) -> Result<Vec<String>, Fail> {
-        let mut names = Vec::new();
-        let at = r.len() - 3;
-        let mut ended = false;
-        for rep in &r[at..at + 2] {
-            match rep {
-                Reply::Name(v) if !ended => names.extend(v.iter().map(|(n, _)| n.clone())),
-                _ => ended = true,
-            }
-        }
-        while !ended {
-            match sftp.batch(&[Req::Readdir(h.to_vec())])?.pop() {
-                Some(Reply::Name(v)) => names.extend(v.into_iter().map(|(n, _)| n)),
-                _ => ended = true,
-            }
-        }
-        Ok(names)
-    }
-
-    /// Step 2: make the stage dir, create the two new files in it, open the conf dir (to
-    /// fsync it at commit) and the live files (to compare and maybe copy them).
-    fn open_stage(
-        &self,
-        sftp: &mut Sftp,
-        survey: &Survey,
-        stage_dir: &std::path::Path,
-        new_paths: &[PathBuf; 2],
-    ) -> Result<Vec<Reply>, Fail> {
-        let create = wire::FXF_WRITE | wire::FXF_CREAT | wire::FXF_EXCL;
-        let mut reqs = vec![
-            Req::Mkdir(stage_dir.to_path_buf(), 0o700),
-            Req::Open(new_paths[0].clone(), create, Some(0o600)),
-            Req::Open(new_paths[1].clone(), create, Some(0o600)),
-            Req::Open(self.confdir.clone(), wire::FXF_READ, None),
-        ];
-        for (i, name) in NAMES.into_iter().enumerate() {
-            if survey.live_exists[i] {
-                reqs.push(Req::Open(self.path(name), wire::FXF_READ, None));
-            }
-        }
-        // the backup dir's listing (see `backup_names`): two READDIRs, always sent so the
-        // last three replies are where `backup_names` and `judge_owners` look
-        let h = survey.backup_dir_handle.clone().unwrap_or_default();
-        reqs.extend([Req::Readdir(h.clone()), Req::Readdir(h)]);
-        // the stage dir afskeys just made is owned by the login user: its uid
-        reqs.push(Req::Lstat(stage_dir.to_path_buf()));
-        let r = sftp.batch(&reqs)?;
-        if let Reply::Status(code, msg) = &r[0] {
-            if *code != 0 {
-                return Err(op(format!(
-                    "cannot create {}: {}",
-                    stage_dir.display(),
-                    wire::status_text(*code, msg)
-                )));
-            }
-        }
-        Ok(r)
-    }
-
-    /// The handles in step 2's replies.
+    /// The handles in the stage's replies (`open_stage`'s from `MKDIR_AT` on).
     fn handles(
         &self,
         r: &[Reply],
@@ -286,13 +340,11 @@ impl SshServer {
             );
         }
         let mut live = Vec::new();
-        let mut k = 4;
         for (i, name) in NAMES.into_iter().enumerate() {
             if survey.live_exists[i] {
-                let h = sftp::handle(&r[k])
+                let h = sftp::handle(&r[4 + i])
                     .map_err(|e| op(format!("cannot open {}: {e}", self.path(name).display())))?;
                 live.push((i, h));
-                k += 1;
             }
         }
         Ok(Handles {
@@ -302,40 +354,43 @@ impl SshServer {
         })
     }
 
-    /// Step 3: write, fsync and close the new files; read the live ones. Returns the
-    /// server's clock (the new KeyFile's mtime) and the live files' bytes.
+    /// Step 3: list the backup dir (two READDIRs ahead of the rest: more only for a big
+    /// dir, then its handle is closed); make the `early` backups; write, fsync and close the
+    /// new files; read the live ones.
     fn write_and_read(
         &self,
         sftp: &mut Sftp,
         h: &Handles,
-        stage_dir: &std::path::Path,
+        stage_dir: &Path,
         bytes: [&[u8]; 2],
-    ) -> Result<(Option<u64>, LiveFiles), Fail> {
+        bdir: Option<&[u8]>,
+        early: Vec<Req>,
+    ) -> Result<Written, Fail> {
         let mut reqs = Vec::new();
-        let mut fsync_at = Vec::new();
-        let mut fstat_at = 0;
-        for (i, h) in h.new.iter().enumerate() {
-            for (off, chunk) in sftp::chunks(bytes[i]) {
-                reqs.push(Req::Write(h.clone(), off, chunk.to_vec()));
-            }
-            if sftp.has_fsync {
-                fsync_at.push(reqs.len());
-                reqs.push(Req::Fsync(h.clone()));
-            }
-            if i == 1 {
-                fstat_at = reqs.len();
-                reqs.push(Req::Fstat(h.clone()));
-            }
-            reqs.push(Req::Close(h.clone()));
+        if let Some(d) = bdir {
+            reqs.extend([Req::Readdir(d.to_vec()), Req::Readdir(d.to_vec())]);
         }
+        let listed = reqs.len();
+        reqs.extend(early);
+        let lead = reqs.len();
+        let (fsync_at, fstat_at) = write_reqs(&mut reqs, &h.new, bytes, sftp.has_fsync);
         let read_from = reqs.len();
         for (_, h) in &h.live {
             reqs.extend(sftp::read_whole(h));
         }
         let r = sftp.batch(&reqs)?;
-        for (i, rep) in r[..read_from].iter().enumerate() {
+        let names = match bdir {
+            Some(d) => {
+                let names = read_names(sftp, d, &r[..listed]);
+                close_dir(sftp, Some(d));
+                names?
+            }
+            None => Vec::new(),
+        };
+        for (i, rep) in r[lead..read_from].iter().enumerate() {
             if let Reply::Status(code, msg) = rep {
-                if *code != 0 && !(fsync_at.contains(&i) && *code == wire::FX_OP_UNSUPPORTED) {
+                let fsync = fsync_at.contains(&(lead + i));
+                if *code != 0 && !(fsync && *code == wire::FX_OP_UNSUPPORTED) {
                     return Err(op(format!(
                         "cannot write the staged files in {}: {}",
                         stage_dir.display(),
@@ -358,11 +413,95 @@ impl SshServer {
                 ))
             })?);
         }
-        Ok((remote_now, live))
+        Ok(Written {
+            names,
+            remote_now,
+            live,
+            early: r[listed..lead].iter().map(sftp::ok).collect(),
+        })
     }
 
-    /// Step 4: back up the live files that will be replaced (hard links, else copies);
-    /// remove the staged files that change nothing. Returns the backups made.
+    /// The early backups (see `EarlyBackups`) for a server with `hardlink@openssh.com`, a
+    /// live file, and a backup dir that is absent or already private (one to be made private
+    /// is left as it is unless a file changes: step 4 does it).
+    fn early_backups(&self, sftp: &Sftp, survey: &Survey) -> Option<EarlyBackups> {
+        if !sftp.has_hardlink || survey.backup_dir == Some(true) {
+            return None;
+        }
+        let bdir = self.path(BACKUP_DIR);
+        let at = chrono::Utc::now();
+        let links: Vec<_> = (0..2)
+            .filter(|&i| survey.live_exists[i])
+            .map(|i| {
+                let b = bdir.join(rules::backup_name(NAMES[i], at));
+                (i, self.path(NAMES[i]), b)
+            })
+            .collect();
+        if links.is_empty() {
+            return None;
+        }
+        let mkdir = survey.backup_dir.is_none().then_some(bdir);
+        Some(EarlyBackups { mkdir, links, at })
+    }
+
+    /// Step 4 for early backups, without waiting: the backups of the files that change are
+    /// made private (0600, as step 4 does), the others and the staged files that change
+    /// nothing removed (and the backup dir, if made here and left empty). A backup of a file
+    /// that changes that could not be made fails the stage (everything early undone). `None`:
+    /// the names are not right after all (the server holds a backup named at or after ours:
+    /// its clock is ahead), so they are undone and step 4 makes them as usual.
+    fn settle_early(
+        &self,
+        sftp: &mut Sftp,
+        e: &EarlyBackups,
+        r: &[Result<(), sftp::ReplyError>],
+        names: &[String],
+        new_paths: &[PathBuf; 2],
+        changed: [bool; 2],
+    ) -> Result<Option<Vec<PathBuf>>, Fail> {
+        let late = e.links.iter().any(|(i, _, _)| {
+            rules::backup_time(names.iter().map(String::as_str), NAMES[*i], e.at) != e.at
+        });
+        if late {
+            sftp.send_only(&e.undo())?;
+            return Ok(None);
+        }
+        let linked = &r[usize::from(e.mkdir.is_some())..];
+        let mut follow = Vec::new();
+        let mut backups = Vec::new();
+        for ((i, _, b), rep) in e.links.iter().zip(linked) {
+            if !changed[*i] {
+                if rep.is_ok() {
+                    follow.push(Req::Remove(b.clone()));
+                }
+                continue;
+            }
+            if let Err(err) = rep {
+                let _ = sftp.send_only(&e.undo());
+                return Err(op(format!(
+                    "cannot back up the live key files into {}: {err}",
+                    self.path(BACKUP_DIR).display()
+                )));
+            }
+            follow.push(Req::Setstat(b.clone(), Attrs::perm(0o600)));
+            backups.push(b.clone());
+        }
+        for (i, p) in new_paths.iter().enumerate() {
+            if !changed[i] {
+                follow.push(Req::Remove(p.clone()));
+            }
+        }
+        if backups.is_empty() {
+            follow.extend(e.mkdir.iter().map(|d| Req::Rmdir(d.clone())));
+        }
+        sftp.send_only(&follow)?;
+        Ok(Some(backups))
+    }
+
+    /// Step 4, where the early backups were not made or not right (`settle_early`): back up
+    /// the live files that will be replaced (hard links, else copies);
+    /// remove the staged files that change nothing (sent without waiting when there is no
+    /// backup to make). Returns the backups made.
     fn back_up(
         &self,
         sftp: &mut Sftp,
@@ -402,7 +541,14 @@ impl SshServer {
                 copies.push((b, live[i].take().unwrap_or_default()));
             }
         }
-        if !reqs.is_empty() {
+        if reqs.iter().all(|q| matches!(q, Req::Remove(_))) {
+            // Only staged files that change nothing to remove: their outcome changes nothing
+            // the server reads (one left behind keeps its stage dir until it is a day old),
+            // so they are not waited for.
+            if !reqs.is_empty() {
+                sftp.send_only(&reqs)?;
+            }
+        } else {
             let r = sftp.batch(&reqs)?;
             let must_succeed = |q: &Req| match q {
                 Req::Hardlink(..) => true,
@@ -427,12 +573,60 @@ impl SshServer {
     }
 }
 
+/// Append the WRITEs, FSYNCs (where supported), the FSTAT of the new KeyFile (the server's
+/// clock) and the CLOSEs of the new files to `reqs`: returns where the FSYNCs and the FSTAT
+/// are.
+fn write_reqs(
+    reqs: &mut Vec<Req>,
+    new: &[Vec<u8>],
+    bytes: [&[u8]; 2],
+    fsync: bool,
+) -> (Vec<usize>, usize) {
+    let mut fsync_at = Vec::new();
+    let mut fstat_at = 0;
+    for (i, h) in new.iter().enumerate() {
+        for (off, chunk) in sftp::chunks(bytes[i]) {
+            reqs.push(Req::Write(h.clone(), off, chunk.to_vec()));
+        }
+        if fsync {
+            fsync_at.push(reqs.len());
+            reqs.push(Req::Fsync(h.clone()));
+        }
+        if i == 1 {
+            fstat_at = reqs.len();
+            reqs.push(Req::Fstat(h.clone()));
+        }
+        reqs.push(Req::Close(h.clone()));
+    }
+    (fsync_at, fstat_at)
+}
+
 /// Close the backup dir's handle (once: a handle number is reused after its close), without
 /// waiting for the reply.
-fn close_dir(sftp: &mut Sftp, h: Option<&Vec<u8>>) {
+fn close_dir(sftp: &mut Sftp, h: Option<&[u8]>) {
     if let Some(h) = h {
-        let _ = sftp.send_only(&[Req::Close(h.clone())]);
+        let _ = sftp.send_only(&[Req::Close(h.to_vec())]);
     }
+}
+
+/// A directory's names from the replies to two READDIRs of `h` (`r`), and from more READDIRs
+/// (one round trip each) while it has not reached its end.
+fn read_names(sftp: &mut Sftp, h: &[u8], r: &[Reply]) -> Result<Vec<String>, Fail> {
+    let mut names = Vec::new();
+    let mut ended = false;
+    for rep in r {
+        match rep {
+            Reply::Name(v) if !ended => names.extend(v.iter().map(|(n, _)| n.clone())),
+            _ => ended = true,
+        }
+    }
+    while !ended {
+        match sftp.batch(&[Req::Readdir(h.to_vec())])?.pop() {
+            Some(Reply::Name(v)) => names.extend(v.into_iter().map(|(n, _)| n)),
+            _ => ended = true,
+        }
+    }
+    Ok(names)
 }
 
 /// 16 random hex digits for a stage dir's name.
