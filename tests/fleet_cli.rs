@@ -25,27 +25,8 @@ impl Fleet {
         let sshds = sshd::Sshds::start(N)?;
         let control = confdir(CELL);
         let dirs: Vec<tempfile::TempDir> = (0..N).map(|_| confdir(CELL)).collect();
-        let mut toml = format!(
-            "[ssh]\nidentity = \"{}\"\nknown_hosts = \"{}\"\nparallel = 16\ntimeout = \"20s\"\n",
-            sshds.identity.display(),
-            sshds.known_hosts.display()
-        );
-        if transport == "openssh" {
-            let cfg = sshds.dir.path().join("ssh_config");
-            fs::write(&cfg, sshd::TEST_SSH_CONFIG).unwrap();
-            toml.push_str(&format!(
-                "transport = \"openssh\"\nconfig = \"{}\"\n",
-                cfg.display()
-            ));
-        }
-        for (i, d) in dirs.iter().enumerate() {
-            toml.push_str(&format!(
-                "[[servers]]\nname = \"fs{i}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nconfdir = \"{}\"\n",
-                sshds.sshds[i].port,
-                sshd::user(),
-                d.path().display()
-            ));
-        }
+        let paths: Vec<&std::path::Path> = dirs.iter().map(|d| d.path()).collect();
+        let toml = sshds.cell_toml("", "parallel = 16\ntimeout = \"20s\"\n", transport, &paths);
         fs::write(control.path().join("afskeys.toml"), toml).unwrap();
         Some(Fleet {
             sshds,

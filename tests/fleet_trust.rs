@@ -26,27 +26,8 @@ impl Fleet {
         let sshds = sshd::Sshds::start(2)?;
         let control = confdir(CELL);
         let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| confdir(CELL)).collect();
-        let mut toml = format!(
-            "token_lifetime = \"25h\"\n[ssh]\nidentity = \"{}\"\nknown_hosts = \"{}\"\n",
-            sshds.identity.display(),
-            sshds.known_hosts.display()
-        );
-        if transport == "openssh" {
-            let cfg = sshds.dir.path().join("ssh_config");
-            fs::write(&cfg, sshd::TEST_SSH_CONFIG).unwrap();
-            toml.push_str(&format!(
-                "transport = \"openssh\"\nconfig = \"{}\"\n",
-                cfg.display()
-            ));
-        }
-        for (i, d) in dirs.iter().enumerate() {
-            toml.push_str(&format!(
-                "[[servers]]\nname = \"fs{i}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nconfdir = \"{}\"\n",
-                sshds.sshds[i].port,
-                sshd::user(),
-                d.path().display()
-            ));
-        }
+        let paths: Vec<&Path> = dirs.iter().map(|d| d.path()).collect();
+        let toml = sshds.cell_toml("token_lifetime = \"25h\"\n", "", transport, &paths);
         fs::write(control.path().join("afskeys.toml"), toml).unwrap();
         Some(Fleet {
             _sshds: sshds,

@@ -513,11 +513,7 @@ fn an_upclient_started_before_the_new_key_is_locked_out_once_the_old_key_goes() 
     if !have_all() {
         return;
     }
-    let c = UpCell::new(1);
-    c.wait_equal(Duration::from_secs(30));
-    c.write_config_lifetime("20s", &[], "1s");
-    c.afskeys_ok(&["rotate"]);
-    c.wait_equal(Duration::from_secs(30));
+    let c = UpCell::rotated_once(1);
     std::thread::sleep(Duration::from_secs(2));
     let o = c.afskeys(&[
         "remove",
@@ -576,11 +572,7 @@ fn remove_refuses_to_lock_out_upclients_until_they_are_restarted() {
     if !have_all() {
         return;
     }
-    let c = UpCell::new(2);
-    c.wait_equal(Duration::from_secs(30));
-    c.write_config_lifetime("20s", &[], "1s");
-    c.afskeys_ok(&["rotate"]);
-    c.wait_equal(Duration::from_secs(30));
+    let c = UpCell::rotated_once(2);
     std::thread::sleep(Duration::from_secs(2));
     let files =
         || ["KeyFile", "KeyFileExt"].map(|f| fs::read(c.control.confdir().join(f)).unwrap());

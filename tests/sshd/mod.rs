@@ -414,6 +414,35 @@ impl Sshds {
         Some(me)
     }
 
+    /// An afskeys.toml for a cell whose servers are `dirs`, the i-th behind the i-th sshd:
+    /// `top` (top-level keys), the `[ssh]` table with the identity, known_hosts and `ssh`
+    /// (more of its options), and for the `openssh` transport a private ssh_config.
+    #[allow(dead_code)]
+    pub fn cell_toml(&self, top: &str, ssh: &str, transport: &str, dirs: &[&Path]) -> String {
+        let mut toml = format!(
+            "{top}[ssh]\nidentity = \"{}\"\nknown_hosts = \"{}\"\n{ssh}",
+            self.identity.display(),
+            self.known_hosts.display()
+        );
+        if transport == "openssh" {
+            let cfg = self.dir.path().join("ssh_config");
+            fs::write(&cfg, TEST_SSH_CONFIG).unwrap();
+            toml.push_str(&format!(
+                "transport = \"openssh\"\nconfig = \"{}\"\n",
+                cfg.display()
+            ));
+        }
+        for (i, d) in dirs.iter().enumerate() {
+            toml.push_str(&format!(
+                "[[servers]]\nname = \"fs{i}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nconfdir = \"{}\"\n",
+                self.sshds[i].port,
+                user(),
+                d.display()
+            ));
+        }
+        toml
+    }
+
     /// Write a known_hosts file with the entries of every sshd except those in `skip`.
     pub fn write_known_hosts(&self, path: &Path, skip: &[usize]) {
         let mut text = String::new();

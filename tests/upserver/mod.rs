@@ -217,6 +217,18 @@ impl UpCell {
     }
 
     /// `write_config` with this `token_lifetime` (the grace before `prune` removes a key).
+    /// A cell of `n` upclient-fed servers, rotated once (kvno 1 → 2) with a 1 s token
+    /// lifetime so the old key's grace is short, every server having fetched the result.
+    #[allow(dead_code)]
+    pub fn rotated_once(n: usize) -> UpCell {
+        let c = UpCell::new(n);
+        c.wait_equal(Duration::from_secs(30));
+        c.write_config_lifetime("20s", &[], "1s");
+        c.afskeys_ok(&["rotate"]);
+        c.wait_equal(Duration::from_secs(30));
+        c
+    }
+
     pub fn write_config_lifetime(&self, deadline: &str, local: &[usize], lifetime: &str) {
         let mut toml = format!(
             "cell = \"{CELL}\"\ntoken_lifetime = \"{lifetime}\"\n\n[distribution]\n\
