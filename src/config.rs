@@ -279,7 +279,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// A server's name, host and user reach messages, the audit log and ssh's command line:
     /// each one plain word, no control characters, no leading '-' (an ssh option).
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let odd = |v: &str| {
             v.is_empty()
                 || v.starts_with('-')
@@ -291,11 +291,14 @@ impl ServerConfig {
             ("user", Some(self.user.as_str())),
         ] {
             if v.is_some_and(odd) {
-                return Err(format!(
-                    "server {:?}: its {what} must be one plain word (no spaces, control \
-                     characters or leading '-')",
-                    self.name
-                ));
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "server {:?}: its {what} must be one plain word (no spaces, control \
+                         characters or leading '-')",
+                        self.name
+                    ),
+                });
             }
         }
         Ok(())
@@ -455,14 +458,18 @@ impl Config {
             if !names.insert(&s.name) {
                 return Err(bad(format!("server {:?} is listed twice", s.name)));
             }
-            s.validate().map_err(bad)?;
+            s.validate(path)?;
         }
-        self.validate_upclients().map_err(bad)
+        self.validate_upclients(path)
     }
 
     /// `[distribution] upclients`: each name and host one plain word (the host goes on bos's
     /// command line), names unique.
-    fn validate_upclients(&self) -> Result<(), String> {
+    fn validate_upclients(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |m: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: m,
+        };
         let mut names = std::collections::BTreeSet::new();
         for u in &self.distribution.upclients {
             let as_server = ServerConfig {
@@ -472,15 +479,15 @@ impl Config {
                 user: default_user(),
                 confdir: default_server_confdir(),
             };
-            as_server.validate()?;
+            as_server.validate(path)?;
             if !names.insert(&u.name) {
-                return Err(format!("upclient {:?} is listed twice", u.name));
+                return Err(bad(format!("upclient {:?} is listed twice", u.name)));
             }
         }
         if self.distribution.method == Method::Upserver && self.distribution.upclients.is_empty() {
-            return Err(
+            return Err(bad(
                 "[distribution] method = \"upserver\" needs its upclients (name and host)".into(),
-            );
+            ));
         }
         Ok(())
     }

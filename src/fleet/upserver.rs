@@ -134,9 +134,29 @@ pub fn judge(control: [Option<i64>; 2], server: [Option<i64>; 2]) -> FetchState 
     }
 }
 
+/// Why a bos command gave no answer (the text goes into a `FleetError` naming the server).
+#[derive(Debug, thiserror::Error)]
+enum BosError {
+    #[error("cannot run {}: {source}", path.display())]
+    Spawn {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Wait(#[source] std::io::Error),
+    #[error("bos did not answer within 60 s")]
+    Timeout,
+    #[error("bos exited with {0}")]
+    Status(std::process::ExitStatus),
+    /// The first line bos wrote to stderr.
+    #[error("{0}")]
+    Said(String),
+}
+
 impl Upserver {
     /// Run bos with `args`, TZ=UTC (its dates are local time), killed after 60 s.
-    fn bos(&self, args: &[&str]) -> Result<String, String> {
+    fn bos(&self, args: &[&str]) -> Result<String, BosError> {
         let mut child = Command::new(&self.bos)
             .args(args)
             .env("TZ", "UTC")
@@ -144,25 +164,28 @@ impl Upserver {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.bos.display()))?;
+            .map_err(|source| BosError::Spawn {
+                path: self.bos.clone(),
+                source,
+            })?;
         let start = Instant::now();
-        while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+        while child.try_wait().map_err(BosError::Wait)?.is_none() {
             if start.elapsed() > Duration::from_secs(60) {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err("bos did not answer within 60 s".into());
+                return Err(BosError::Timeout);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(BosError::Wait)?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let err = err.lines().next().unwrap_or("").trim();
             return Err(if err.is_empty() {
-                format!("bos exited with {}", out.status)
+                BosError::Status(out.status)
             } else {
-                err.to_string()
+                BosError::Said(err.to_string())
             });
         }
         Ok(text)
@@ -174,7 +197,9 @@ impl Upserver {
         let mut args = vec!["getdate", "-server", &c.host, "-dir", &dir, "-file"];
         args.extend(FETCHED_FILES);
         args.push("-noauth");
-        let out = self.bos(&args).map_err(|e| FleetError::new(&c.name, e))?;
+        let out = self
+            .bos(&args)
+            .map_err(|e| FleetError::new(&c.name, e.to_string()))?;
         Ok(parse_getdate(&out))
     }
 
