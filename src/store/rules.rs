@@ -231,6 +231,18 @@ pub enum KeyFilesError {
     },
 }
 
+impl KeyFilesError {
+    /// The message with the file named by its path in `dir` (a server's conf dir):
+    /// "<dir>/KeyFileExt: <what is wrong>".
+    pub fn at(&self, dir: &std::path::Path) -> String {
+        let (file, e): (_, &dyn std::fmt::Display) = match self {
+            KeyFilesError::Format { file, source } => (file, source),
+            KeyFilesError::Key { file, source } => (file, source),
+        };
+        format!("{}: {e}", dir.join(file).display())
+    }
+}
+
 /// KeyFile and KeyFileExt (absent: `None`) read as the one key set a server holds.
 pub fn merge(keyfile: Option<&[u8]>, keyfileext: Option<&[u8]>) -> Result<KeySet, KeyFilesError> {
     let mut keys = match keyfile {

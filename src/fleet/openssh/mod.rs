@@ -35,7 +35,7 @@ mod push;
 
 use super::{FleetError, KeyFiles, Server, Staged};
 use crate::keys::KeySet;
-use crate::store::rules::{self, KeyFilesError};
+use crate::store::rules;
 use crate::store::{KEYFILE, KEYFILEEXT};
 use openssh_sftp_client::{Sftp, SftpOptions};
 use std::future::Future;
@@ -450,13 +450,7 @@ impl Server for OpensshServer {
 
     fn read_keys(&self) -> Result<KeySet, FleetError> {
         let [kf, kx] = self.with_conn(|c| self.read_pair(c))?;
-        rules::merge(kf.as_deref(), kx.as_deref()).map_err(|e| {
-            let (file, e): (_, &dyn std::fmt::Display) = match &e {
-                KeyFilesError::Format { file, source } => (file, source),
-                KeyFilesError::Key { file, source } => (file, source),
-            };
-            self.err(format!("{}: {e}", self.path(file).display()))
-        })
+        rules::merge(kf.as_deref(), kx.as_deref()).map_err(|e| self.err(e.at(&self.t.confdir)))
     }
 
     fn keyfile_mtime(&self) -> Option<SystemTime> {

@@ -43,8 +43,8 @@ pub use sftp::round_trips as sftp_round_trips;
 
 use super::{FleetError, KeyFiles, Server, Staged};
 use crate::keys::KeySet;
+use crate::store::rules;
 use crate::store::rules::CELLSERVDB;
-use crate::store::rules::{self, KeyFilesError};
 use crate::store::{KEYFILE, KEYFILEEXT};
 use sftp::Sftp;
 use ssh2::Session;
@@ -296,13 +296,7 @@ impl Server for SshServer {
 
     fn read_keys(&self) -> Result<KeySet, FleetError> {
         let [kf, kx] = self.with_conn(|c| self.read_pair(c))?;
-        rules::merge(kf.as_deref(), kx.as_deref()).map_err(|e| {
-            let (file, e): (_, &dyn std::fmt::Display) = match &e {
-                KeyFilesError::Format { file, source } => (file, source),
-                KeyFilesError::Key { file, source } => (file, source),
-            };
-            self.err(format!("{}: {e}", self.path(file).display()))
-        })
+        rules::merge(kf.as_deref(), kx.as_deref()).map_err(|e| self.err(e.at(&self.confdir)))
     }
 
     fn keyfile_mtime(&self) -> Option<SystemTime> {
