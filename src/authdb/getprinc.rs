@@ -59,6 +59,25 @@ impl PrincipalInfo {
         v
     }
 
+    /// The afs entry this principal is, holding `keys` (`keys_read`: whether they were read
+    /// from the KDC, not just given).
+    pub fn entry(&self, keys: Vec<crate::keys::Key>, keys_read: bool) -> super::AfsEntry {
+        super::AfsEntry {
+            principal: self.principal.clone(),
+            kvno: self.kvno,
+            keys,
+            changed: self.changed(),
+            kdc: Some(super::KdcFacts {
+                enctypes: self.enctypes_at(self.kvno),
+                max_ticket_life: u64::try_from(self.max_life)
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .map(std::time::Duration::from_secs),
+                keys_read,
+            }),
+        }
+    }
+
     /// The kvnos the KDC still holds keys for, highest first.
     pub fn kvnos_held(&self) -> Vec<i32> {
         let mut v: Vec<i32> = self.keys.iter().map(|k| k.kvno).collect();

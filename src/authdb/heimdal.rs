@@ -35,10 +35,10 @@
 
 use super::getprinc::PrincipalInfo;
 use super::heimdal_get::parse_get;
-use super::mit_remote::RemoteKdc;
+use super::mit_remote::{self, broken, RemoteKdc};
 use super::private::PrivateDir;
-use super::ticket::{Opening, TicketClient, TicketError, TicketProof};
-use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KdcFacts, KeyMaterial};
+use super::ticket::{TicketClient, TicketProof};
+use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial};
 use crate::crypto;
 use crate::keys::{Enctype, Key, KeyType};
 use chrono::{DateTime, Utc};
@@ -300,32 +300,17 @@ impl HeimdalAuthDb {
 
     /// How this backend gets tickets; an error when no admin keytab is configured.
     pub fn ticket_client(&self) -> Result<TicketClient, AuthDbError> {
-        let Some(r) = &self.remote else {
-            return Err(TicketError::NoClient(
-                "set admin_principal and admin_keytab in [authdb]".into(),
-            )
-            .into());
-        };
-        checked(&r.admin_principal)?;
-        Ok(r.ticket_client(&self.env))
+        mit_remote::client_of(self.remote.as_ref(), &self.env, checked)
     }
 
-    /// The ticket proof: a real ticket for the afs principal opened with each server's keys,
-    /// beside the enctypes the KDC holds at the ticket's kvno.
+    /// The ticket proof (`mit_remote::ticket_proof`).
     pub fn ticket_proof(&self, servers: &[(&str, &[Key])]) -> Result<TicketProof, AuthDbError> {
         let client = self.ticket_client()?;
-        let info = self.existing()?;
-        let ticket = client.fetch(checked(&info.principal)?)?;
-        Ok(ticket.prove(info.enctypes_at(ticket.kvno), servers))
+        mit_remote::ticket_proof(&client, &self.existing()?, checked, servers)
     }
 
     fn existing(&self) -> Result<PrincipalInfo, AuthDbError> {
-        self.principal_info()?.ok_or_else(|| {
-            AuthDbError::Missing(format!(
-                "{} does not exist in the KDC yet (run `afskeys rotate`)",
-                self.principal
-            ))
-        })
+        mit_remote::existing(self.principal_info()?, &self.principal)
     }
 
     /// Run a passphrase-taking command: the two lines on stdin, nothing on argv.
@@ -373,12 +358,6 @@ impl HeimdalAuthDb {
     /// After a change: the entry is at `kvno` and holds exactly the enctypes of `keys` there;
     /// locally its key bytes are `keys`, over kadmind the KDC's ticket opens with them.
     fn confirm(&self, kvno: i32, keys: &[Key]) -> Result<AfsEntry, AuthDbError> {
-        let broken = |m: String| {
-            AuthDbError::Mismatch(format!(
-                "{m}; the KDC was changed and may now seal new tokens with a key the servers \
-                 do not have"
-            ))
-        };
         let info = self.existing()?;
         let p = info.principal.clone();
         let mut held = info.enctypes_at(kvno);
@@ -405,25 +384,12 @@ impl HeimdalAuthDb {
             )));
         }
         if !self.is_remote() {
-            let back = entry_of(&info, self.current_keys(&info)?, true);
+            let back = info.entry(self.current_keys(&info)?, true);
             verify_entry(&back, kvno, keys).map_err(|e| broken(e.to_string()))?;
             return Ok(back);
         }
-        let ticket = self.ticket_client()?.fetch(checked(&p)?)?;
-        let opening = if ticket.kvno == kvno {
-            ticket.open(keys)
-        } else {
-            Opening::NoKey
-        };
-        if opening != Opening::Opened {
-            return Err(broken(format!(
-                "{p}: the KDC's ticket (kvno {}, {}) {} with the keys given at kvno {kvno}",
-                ticket.kvno,
-                Enctype(ticket.enctype),
-                opening.describe()
-            )));
-        }
-        Ok(entry_of(&info, keys.to_vec(), false))
+        mit_remote::ticket_opens(&self.ticket_client()?, checked(&p)?, kvno, keys)?;
+        Ok(info.entry(keys.to_vec(), false))
     }
 }
 
@@ -444,7 +410,7 @@ impl AuthDb for HeimdalAuthDb {
         } else {
             self.current_keys(&info)?
         };
-        Ok(Some(entry_of(&info, keys, !self.is_remote())))
+        Ok(Some(info.entry(keys, !self.is_remote())))
     }
 
     fn key_material(&self) -> KeyMaterial {
@@ -493,24 +459,6 @@ impl AuthDb for HeimdalAuthDb {
             None => self.create(p, kvno, pw)?,
         }
         self.confirm(kvno, keys)
-    }
-}
-
-/// The afs entry `info` describes, holding `keys`.
-fn entry_of(info: &PrincipalInfo, keys: Vec<Key>, keys_read: bool) -> AfsEntry {
-    AfsEntry {
-        principal: info.principal.clone(),
-        kvno: info.kvno,
-        keys,
-        changed: info.changed(),
-        kdc: Some(KdcFacts {
-            enctypes: info.enctypes_at(info.kvno),
-            max_ticket_life: u64::try_from(info.max_life)
-                .ok()
-                .filter(|s| *s > 0)
-                .map(std::time::Duration::from_secs),
-            keys_read,
-        }),
     }
 }
 

@@ -36,7 +36,7 @@ pub use super::getprinc::{KeyData, PrincipalInfo};
 pub use super::mit_remote::RemoteKdc;
 use super::private::PrivateDir;
 use super::ticket::TicketProof;
-use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KdcFacts, KeyMaterial};
+use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial};
 use crate::crypto;
 use crate::keys::{Enctype, Key, KeyType};
 use chrono::{DateTime, Utc};
@@ -504,7 +504,7 @@ impl AuthDb for KadminAuthDb {
         } else {
             self.current_keys(&info)?
         };
-        Ok(Some(entry_of(&info, keys, !self.is_remote())))
+        Ok(Some(info.entry(keys, !self.is_remote())))
     }
 
     fn prove_tickets(
@@ -610,24 +610,6 @@ fn check_next_kvno(c: &PrincipalInfo, kvno: i32) -> Result<(), AuthDbError> {
         )));
     }
     Ok(())
-}
-
-/// The afs entry `info` describes, holding `keys`.
-pub(super) fn entry_of(info: &PrincipalInfo, keys: Vec<Key>, keys_read: bool) -> AfsEntry {
-    AfsEntry {
-        principal: info.principal.clone(),
-        kvno: info.kvno,
-        keys,
-        changed: info.changed(),
-        kdc: Some(KdcFacts {
-            enctypes: info.enctypes_at(info.kvno),
-            max_ticket_life: u64::try_from(info.max_life)
-                .ok()
-                .filter(|s| *s > 0)
-                .map(std::time::Duration::from_secs),
-            keys_read,
-        }),
-    }
 }
 
 /// The principal as it goes into a query: one token kadmin's parser keeps whole.

@@ -15,7 +15,7 @@
 //! inherit it.
 
 use super::getprinc::PrincipalInfo;
-use super::kadmin::{checked_principal, entry_of, KadminAuthDb};
+use super::kadmin::{checked_principal, KadminAuthDb};
 use super::ticket::{Opening, TicketClient, TicketProof};
 use super::{AfsEntry, AuthDbError};
 use crate::keys::{Enctype, Key};
@@ -85,35 +85,96 @@ impl RemoteKdc {
     }
 }
 
+/// A backend's check of a principal before it reaches a KDC tool (MIT's also refuses quotes).
+pub(super) type PrincipalCheck = fn(&str) -> Result<&str, AuthDbError>;
+
+/// The ticket client of a backend whose admin identity is `remote`; an error when none is
+/// configured. Shared by the MIT and Heimdal backends.
+pub(super) fn client_of(
+    remote: Option<&RemoteKdc>,
+    env: &[(String, String)],
+    check: PrincipalCheck,
+) -> Result<TicketClient, AuthDbError> {
+    let Some(r) = remote else {
+        return Err(super::ticket::TicketError::NoClient(
+            "set admin_principal and admin_keytab in [authdb]".into(),
+        )
+        .into());
+    };
+    check(&r.admin_principal)?;
+    Ok(r.ticket_client(env))
+}
+
+/// The afs principal as the KDC holds it; an error naming `principal` when it does not exist.
+pub(super) fn existing(
+    info: Option<PrincipalInfo>,
+    principal: &str,
+) -> Result<PrincipalInfo, AuthDbError> {
+    info.ok_or_else(|| {
+        AuthDbError::Missing(format!(
+            "{principal} does not exist in the KDC yet (run `afskeys rotate`)"
+        ))
+    })
+}
+
+/// The ticket proof: a real ticket for `info`'s principal opened with each server's keys,
+/// beside the enctypes the KDC holds at the ticket's kvno.
+pub(super) fn ticket_proof(
+    client: &TicketClient,
+    info: &PrincipalInfo,
+    check: PrincipalCheck,
+    servers: &[(&str, &[Key])],
+) -> Result<TicketProof, AuthDbError> {
+    let ticket = client.fetch(check(&info.principal)?)?;
+    Ok(ticket.prove(info.enctypes_at(ticket.kvno), servers))
+}
+
+/// A change the KDC made, but not as asked.
+pub(super) fn broken(m: String) -> AuthDbError {
+    AuthDbError::Mismatch(format!(
+        "{m}; the KDC was changed and may now seal new tokens with a key the servers do not have"
+    ))
+}
+
+/// After a change over kadmind: the KDC's ticket for `principal` (checked) is at `kvno` and
+/// opens with `keys`.
+pub(super) fn ticket_opens(
+    client: &TicketClient,
+    principal: &str,
+    kvno: i32,
+    keys: &[Key],
+) -> Result<(), AuthDbError> {
+    let ticket = client.fetch(principal)?;
+    let opening = if ticket.kvno == kvno {
+        ticket.open(keys)
+    } else {
+        Opening::NoKey
+    };
+    if opening != Opening::Opened {
+        return Err(broken(format!(
+            "{principal}: the KDC's ticket (kvno {}, {}) {} with the keys given at kvno {kvno}",
+            ticket.kvno,
+            Enctype(ticket.enctype),
+            opening.describe()
+        )));
+    }
+    Ok(())
+}
+
 impl KadminAuthDb {
     /// How this backend gets tickets; an error when no admin keytab is configured.
     pub fn ticket_client(&self) -> Result<TicketClient, AuthDbError> {
-        let Some(r) = &self.remote else {
-            return Err(super::ticket::TicketError::NoClient(
-                "set admin_principal and admin_keytab in [authdb]".into(),
-            )
-            .into());
-        };
-        checked_principal(&r.admin_principal)?;
-        Ok(r.ticket_client(&self.env))
+        client_of(self.remote.as_ref(), &self.env, checked_principal)
     }
 
-    /// The ticket proof: a real ticket for the afs principal opened with each server's keys,
-    /// beside the enctypes the KDC holds at the ticket's kvno.
+    /// The ticket proof (`ticket_proof` above).
     pub fn ticket_proof(&self, servers: &[(&str, &[Key])]) -> Result<TicketProof, AuthDbError> {
         let client = self.ticket_client()?;
-        let info = self.existing()?;
-        let ticket = client.fetch(checked_principal(&info.principal)?)?;
-        Ok(ticket.prove(info.enctypes_at(ticket.kvno), servers))
+        ticket_proof(&client, &self.existing()?, checked_principal, servers)
     }
 
     fn existing(&self) -> Result<PrincipalInfo, AuthDbError> {
-        self.principal_info()?.ok_or_else(|| {
-            AuthDbError::Missing(format!(
-                "{} does not exist in the KDC yet (run `afskeys rotate`)",
-                self.principal()
-            ))
-        })
+        existing(self.principal_info()?, self.principal())
     }
 
     /// After a remote `cpw`/`addprinc`: the principal is at `kvno`, holds every enctype of
@@ -121,12 +182,6 @@ impl KadminAuthDb {
     pub(super) fn confirm_remote(&self, kvno: i32, keys: &[Key]) -> Result<AfsEntry, AuthDbError> {
         let info = self.existing()?;
         let p = &info.principal;
-        let broken = |m: String| {
-            AuthDbError::Mismatch(format!(
-                "{m}; the KDC was changed and may now seal new tokens with a key the servers \
-                 do not have"
-            ))
-        };
         if info.kvno != kvno {
             return Err(broken(format!(
                 "{p}: kvno is {} after setting {kvno}",
@@ -137,21 +192,8 @@ impl KadminAuthDb {
         if let Some(k) = keys.iter().find(|k| !held.contains(&k.id.subtype)) {
             return Err(broken(format!("{p}: no key for {} after setting it", k.id)));
         }
-        let ticket = self.ticket_client()?.fetch(checked_principal(p)?)?;
-        let opening = if ticket.kvno == kvno {
-            ticket.open(keys)
-        } else {
-            Opening::NoKey
-        };
-        if opening != Opening::Opened {
-            return Err(broken(format!(
-                "{p}: the KDC's ticket (kvno {}, {}) {} with the keys given at kvno {kvno}",
-                ticket.kvno,
-                Enctype(ticket.enctype),
-                opening.describe()
-            )));
-        }
-        Ok(entry_of(&info, keys.to_vec(), false))
+        ticket_opens(&self.ticket_client()?, checked_principal(p)?, kvno, keys)?;
+        Ok(info.entry(keys.to_vec(), false))
     }
 }
 
