@@ -68,15 +68,7 @@ fn verify_kdc_proves_each_rotation_and_catches_a_key_changed_behind_our_back() {
     let dir = control.path();
     fs::write(
         dir.join("afskeys.toml"),
-        format!(
-            "[authdb]\nbackend = \"kadmin\"\nprincipal = \"{principal}\"\nserver = \"{}\"\n\
-             admin_principal = \"{}\"\nadmin_keytab = \"{}\"\n\n\
-             [[servers]]\nname = \"fs1\"\nconfdir = \"{}\"\n",
-            realm.kadmind_addr(),
-            realm.admin_principal(),
-            realm.admin_keytab().display(),
-            fs1.path().display()
-        ),
+        realm.remote_cell_config(&principal, fs1.path()),
     )
     .unwrap();
     let run = |args: &[&str]| {

@@ -1,6 +1,6 @@
 //! Keys and keytabs for the KDC tests (MIT and Heimdal alike): keys derived from a passphrase,
 //! a keytab written by afskeys' own writer, a recording wrapper for child programs, the keys
-//! a conf dir holds.
+//! a conf dir holds, and the check that none of them leaked.
 
 use afskeys::crypto::{aes_string_to_key, default_salt};
 use afskeys::format::keytab;
@@ -80,4 +80,27 @@ pub fn keys_in(dir: &Path, kvno: i32) -> Vec<Key> {
             )
         })
         .collect()
+}
+
+/// What must never be seen outside afskeys after setting `keys` from `pw`: the passphrase,
+/// and each key as hex and as raw bytes.
+#[allow(dead_code)]
+pub fn secrets_of(pw: &str, keys: &[Key]) -> Vec<Vec<u8>> {
+    let mut v = vec![pw.as_bytes().to_vec()];
+    for k in keys {
+        v.push(hex::encode(k.bytes()).into_bytes());
+        v.push(k.bytes().to_vec());
+    }
+    v
+}
+
+/// Panics naming `what` when `text` holds any of `secrets`.
+#[allow(dead_code)]
+pub fn assert_no_secret(what: &str, text: &[u8], secrets: &[Vec<u8>]) {
+    for s in secrets {
+        assert!(
+            !text.windows(s.len()).any(|w| w == s.as_slice()),
+            "a secret is in {what}"
+        );
+    }
 }

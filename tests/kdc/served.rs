@@ -143,6 +143,22 @@ impl Realm {
         format!("127.0.0.1:{}", self.served().kadmind_port)
     }
 
+    /// An afskeys.toml whose afs entry is `principal` on this realm's kadmind (the `kadmin`
+    /// backend with `server`, logging in with the admin keytab) and whose one other server
+    /// is the conf dir `fs1`.
+    #[allow(dead_code)]
+    pub fn remote_cell_config(&self, principal: &str, fs1: &std::path::Path) -> String {
+        format!(
+            "[authdb]\nbackend = \"kadmin\"\nprincipal = \"{principal}\"\nserver = \"{}\"\n\
+             admin_principal = \"{}\"\nadmin_keytab = \"{}\"\n\n\
+             [[servers]]\nname = \"fs1\"\nconfdir = \"{}\"\n",
+            self.kadmind_addr(),
+            self.admin_principal(),
+            self.admin_keytab().display(),
+            fs1.display()
+        )
+    }
+
     /// The KDC's `127.0.0.1:PORT` (UDP and TCP).
     pub fn kdc_addr(&self) -> String {
         format!("127.0.0.1:{}", self.served().kdc_port)
