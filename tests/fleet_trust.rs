@@ -9,7 +9,7 @@ mod common;
 mod sshd;
 use common::*;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const CELL: &str = "trust.example.com";
@@ -61,8 +61,11 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
                     .into_iter()
                     .map(|(n, b)| (format!("{name}/{n}"), b)),
             );
-        } else {
+        } else if md.is_file() {
             v.push((name, fs::read(&p).unwrap_or_default()));
+        } else {
+            // a FIFO (never read: that would block)
+            v.push((name, b"(not a regular file)".to_vec()));
         }
     }
     v.sort();
@@ -234,4 +237,58 @@ fn backups_made_with_the_clock_behind_survive_trimming_over_ssh2() {
 #[test]
 fn backups_made_with_the_clock_behind_survive_trimming_over_openssh() {
     backups_made_with_the_clock_behind_survive_trimming("openssh");
+}
+
+/// A server's KeyFile replaced by a FIFO. There is no non-blocking open over SFTP: the
+/// server's sftp-server would block opening it. So afskeys LSTATs each live file ahead of
+/// its OPEN in the same exchange and refuses at once, naming the file, before the server
+/// made anything (the OPENs of live files come before the stage dir's MKDIR); `verify`'s
+/// read the same. Nothing changes on any server; the sftp-server left blocked on fs1 is
+/// released here by opening the FIFO for writing.
+fn a_fifo_key_file_on_a_server_is_refused_at_once(transport: &str) {
+    let Some(f) = Fleet::start(transport) else {
+        return;
+    };
+    ok(run(f.control.path(), &["rotate"], b""));
+    let fifo = f.dir(1).join("KeyFile");
+    fs::remove_file(&fifo).unwrap();
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let before = f.files();
+    let release = || {
+        // a writer that opens and closes: the blocked open on fs1 (if any) returns
+        let _ = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+    };
+    for args in [&["add", "--kvno", "10", "--random"][..], &["verify"]] {
+        let started = std::time::Instant::now();
+        let o = run(f.control.path(), args, b"");
+        let took = started.elapsed();
+        release();
+        let err = format!("{}{}", stdout(&o), stderr(&o));
+        assert_ne!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.contains("fs1"), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{} is not a regular file", fifo.display())),
+            "{args:?}: {err}"
+        );
+        // well below the default 10 s [ssh] timeout: refused, not timed out
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "{args:?} took {took:?}"
+        );
+        assert_eq!(f.files(), before, "{args:?}: a server changed: {err}");
+    }
+}
+
+#[test]
+fn a_fifo_key_file_on_a_server_is_refused_at_once_over_ssh2() {
+    a_fifo_key_file_on_a_server_is_refused_at_once("ssh2");
+}
+
+#[test]
+fn a_fifo_key_file_on_a_server_is_refused_at_once_over_openssh() {
+    a_fifo_key_file_on_a_server_is_refused_at_once("openssh");
 }

@@ -49,6 +49,16 @@ impl FileKind {
     }
 }
 
+/// The refusal for a key file on a server whose open could block there (a FIFO, a device,
+/// a socket: `FileKind::Other`), which afskeys never opens.
+pub fn may_block(path: &std::path::Path) -> String {
+    format!(
+        "{} is not a regular file (a FIFO, a device or a socket): refusing to open it; \
+         replace it with the key file itself",
+        path.display()
+    )
+}
+
 /// Why a conf dir may not be used (the messages follow its path).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DirProblem {

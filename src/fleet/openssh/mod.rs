@@ -352,6 +352,14 @@ async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 
 /// A whole remote file, `None` when it does not exist.
 async fn read_optional(sftp: &Sftp, path: PathBuf) -> Result<Option<Vec<u8>>, Fail> {
+    // A FIFO (or a device) would block the server's open: judged from its lstat first.
+    match push::stat(sftp, &path, false).await? {
+        None => return Ok(None),
+        Some(m) if rules::FileKind::of_mode(push::mode(&m)) == rules::FileKind::Other => {
+            return Err(op(rules::may_block(&path)))
+        }
+        Some(_) => {}
+    }
     match sftp.fs().read(&path).await {
         Ok(b) => Ok(Some(b.to_vec())),
         Err(openssh_sftp_client::Error::SftpError(

@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 const NAMES: [&str; 2] = [KEYFILEEXT, KEYFILE];
 
 /// The mode bits (type and permissions) of an SFTP stat, as `rules` reads them.
-fn mode(m: &MetaData) -> u32 {
+pub(super) fn mode(m: &MetaData) -> u32 {
     let kind = match m.file_type() {
         Some(t) if t.is_dir() => 0o040000,
         Some(t) if t.is_file() => 0o100000,
@@ -29,7 +29,7 @@ fn mode(m: &MetaData) -> u32 {
 }
 
 /// `metadata`/`symlink_metadata`, `None` when there is no such file.
-async fn stat(sftp: &Sftp, path: &Path, follow: bool) -> Result<Option<MetaData>, Fail> {
+pub(super) async fn stat(sftp: &Sftp, path: &Path, follow: bool) -> Result<Option<MetaData>, Fail> {
     let mut fs = sftp.fs();
     let r = if follow {
         fs.metadata(path).await

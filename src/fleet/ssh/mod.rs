@@ -139,6 +139,10 @@ enum Fail {
     /// This operation failed; the connection is fine.
     #[error("{0}")]
     Op(String),
+    /// This operation was refused while the server still owes replies it may never send
+    /// (`Sftp::batch_checked`): the connection is dropped, and the operation not retried.
+    #[error("{0}")]
+    Stuck(String),
 }
 
 fn op(m: impl Into<String>) -> Fail {
@@ -232,6 +236,10 @@ impl SshServer {
             match f(conn) {
                 Ok(t) => return Ok(t),
                 Err(Fail::Op(m)) => return Err(self.err(m)),
+                Err(Fail::Stuck(m)) => {
+                    *guard = None;
+                    return Err(self.err(m));
+                }
                 Err(broken) => {
                     *guard = None;
                     if !reused {

@@ -10,6 +10,7 @@
 
 use super::wire::{self, Attrs, Extensions, Reply, Req, FX_EOF, FX_NO_SUCH_FILE};
 use super::Fail;
+use crate::store::rules::{self, FileKind};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,6 +140,20 @@ pub fn open_for_reading(paths: &[&Path]) -> Vec<Req> {
         .iter()
         .map(|p| Req::Open(p.to_path_buf(), wire::FXF_READ, None))
         .collect()
+}
+
+/// `Fail::Stuck` when an LSTAT reply among `replies` (one per path) shows a file whose open
+/// may block the server: a FIFO, a device or a socket. Symlinks and directories are
+/// judged by the caller as before.
+pub fn refuse_blocking(paths: &[&Path], replies: &[Reply]) -> Result<(), Fail> {
+    for (p, rep) in paths.iter().zip(replies) {
+        if let Reply::Attrs(a) = rep {
+            if FileKind::of_mode(a.perm.unwrap_or(0)) == FileKind::Other {
+                return Err(Fail::Stuck(rules::may_block(p)));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The handles the replies to `open_for_reading` gave (`None`: no such file).
@@ -303,6 +318,19 @@ impl Sftp {
 
     /// Send every request at once, then read their replies (in order).
     pub fn batch(&mut self, reqs: &[Req]) -> Result<Vec<Reply>, Fail> {
+        self.batch_checked(reqs, 0, |_| Ok(()))
+    }
+
+    /// `batch`, with `check` run on the first `first` replies as soon as they are in: its
+    /// error is returned at once, without waiting for the rest — for a later request the
+    /// server may block on (an OPEN of what an earlier LSTAT shows is a FIFO). The
+    /// connection then owes replies it will never read: `check` returns `Fail::Stuck`.
+    pub fn batch_checked(
+        &mut self,
+        reqs: &[Req],
+        first: usize,
+        check: impl FnOnce(&[Reply]) -> Result<(), Fail>,
+    ) -> Result<Vec<Reply>, Fail> {
         let ids = self.send(reqs)?;
         ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
         // The server answers in order: replies to earlier unwaited requests come first.
@@ -311,7 +339,13 @@ impl Sftp {
             self.unread -= 1;
         }
         let mut replies = Vec::with_capacity(reqs.len());
+        let mut check = Some(check);
         for id in ids {
+            if replies.len() == first {
+                if let Some(check) = check.take() {
+                    check(&replies)?;
+                }
+            }
             let (got, reply) = wire::parse_reply(&self.recv()?)?;
             if got != id {
                 return Err(Fail::Broken(format!(
@@ -404,9 +438,14 @@ impl Sftp {
         })
     }
 
-    /// Read whole files (absent: `None`) in two round trips.
+    /// Read whole files (absent: `None`) in two round trips. Each is LSTATed ahead of its
+    /// OPEN in the same exchange: one that may block an open (a FIFO, a device, a socket) is
+    /// refused as soon as that reply is in (`refuse_blocking`).
     pub fn read_files(&mut self, paths: &[&Path]) -> Result<Vec<Option<Vec<u8>>>, Fail> {
-        let r = self.batch(&open_for_reading(paths))?;
+        let mut reqs: Vec<Req> = paths.iter().map(|p| Req::Lstat(p.to_path_buf())).collect();
+        reqs.extend(open_for_reading(paths));
+        let mut r = self.batch_checked(&reqs, paths.len(), |r| refuse_blocking(paths, r))?;
+        let r = r.split_off(paths.len());
         let handles = opened(paths, &r)?;
         let reqs = read_and_close(&handles);
         let r = if reqs.is_empty() {

@@ -6,7 +6,9 @@
 //! the rename will replace, made of both live files before it is known which change and
 //! removed again (unwaited) for those that do not (`EarlyBackups`). A server without the
 //! extension gets copies, in more round trips. A file whose bytes do not change is not
-//! staged. Nothing the server reads changes here.
+//! staged. Nothing the server reads changes here. The live files are opened ahead of the
+//! stage dir's MKDIR, and a live file whose open would block the server (a FIFO) is refused
+//! from its LSTAT the moment that reply is in (`Sftp::batch_checked`): nothing made yet.
 
 use super::commit::SshStaged;
 use super::sftp::{self, Sftp};
@@ -21,8 +23,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// The order files are staged and committed in: KeyFileExt first, then KeyFile.
 pub(super) const NAMES: [&str; 2] = [KEYFILEEXT, KEYFILE];
 
-/// Where the stage's requests start in `open_stage`'s exchange (the survey comes first).
-const MKDIR_AT: usize = 6;
+/// Where the live files' OPENs are in `open_stage`'s exchange (right after the survey,
+/// ahead of anything that creates: an OPEN the server blocks on leaves nothing behind).
+const LIVE_OPEN_AT: usize = 6;
+/// Where the stage's requests start in `open_stage`'s exchange.
+const MKDIR_AT: usize = LIVE_OPEN_AT + 2;
 
 /// What the conf dir holds before staging.
 struct Survey {
@@ -173,22 +178,27 @@ impl SshServer {
         let live = NAMES.map(|n| self.path(n));
         let bdir = self.path(BACKUP_DIR);
         let create = wire::FXF_WRITE | wire::FXF_CREAT | wire::FXF_EXCL;
-        let r = sftp.batch(&[
+        let reqs = [
             Req::Stat(self.confdir.clone()),
             Req::Lstat(live[0].clone()),
             Req::Lstat(live[1].clone()),
             Req::Stat(self.path(CELLSERVDB)),
             Req::Lstat(bdir.clone()),
             Req::Opendir(bdir.clone()),
+            // [LIVE_OPEN_AT..]
+            Req::Open(live[0].clone(), wire::FXF_READ, None),
+            Req::Open(live[1].clone(), wire::FXF_READ, None),
             // [MKDIR_AT..]: the stage
             Req::Mkdir(stage_dir.to_path_buf(), 0o700),
             Req::Open(new_paths[0].clone(), create, Some(0o600)),
             Req::Open(new_paths[1].clone(), create, Some(0o600)),
             Req::Open(self.confdir.clone(), wire::FXF_READ, None),
-            Req::Open(live[0].clone(), wire::FXF_READ, None),
-            Req::Open(live[1].clone(), wire::FXF_READ, None),
             Req::Lstat(stage_dir.to_path_buf()),
-        ])?;
+        ];
+        // A live file the server would block opening (a FIFO…) is refused as soon as its
+        // LSTAT is in; the server, stuck on that OPEN, has made nothing yet.
+        let paths = live.each_ref().map(|p| p.as_path());
+        let r = sftp.batch_checked(&reqs, 3, |r| sftp::refuse_blocking(&paths, &r[1..3]))?;
         let judged = self
             .judge_survey(&r[..MKDIR_AT], &live, &bdir)
             .and_then(|survey| {
@@ -201,7 +211,7 @@ impl SshServer {
                         )));
                     }
                 }
-                let h = self.handles(&r[MKDIR_AT..], &survey, new_paths)?;
+                let h = self.handles(&r, &survey, new_paths)?;
                 self.judge_owners(&survey, r.last())?;
                 Ok((survey, h))
             });
@@ -211,7 +221,7 @@ impl SshServer {
                 // if it were absent, as before): its handle is closed.
                 let unused: Vec<Req> = (0..2)
                     .filter(|&i| !survey.live_exists[i])
-                    .filter_map(|i| sftp::handle(&r[MKDIR_AT + 4 + i]).ok())
+                    .filter_map(|i| sftp::handle(&r[LIVE_OPEN_AT + i]).ok())
                     .map(Req::Close)
                     .collect();
                 if !unused.is_empty() {
@@ -325,7 +335,7 @@ impl SshServer {
         Ok(())
     }
 
-    /// The handles in the stage's replies (`open_stage`'s from `MKDIR_AT` on).
+    /// The handles in `open_stage`'s replies.
     fn handles(
         &self,
         r: &[Reply],
@@ -333,7 +343,7 @@ impl SshServer {
         new_paths: &[PathBuf; 2],
     ) -> Result<Handles, Fail> {
         let mut new = Vec::new();
-        for (i, rep) in r[1..3].iter().enumerate() {
+        for (i, rep) in r[MKDIR_AT + 1..MKDIR_AT + 3].iter().enumerate() {
             new.push(
                 sftp::handle(rep)
                     .map_err(|e| op(format!("cannot create {}: {e}", new_paths[i].display())))?,
@@ -342,14 +352,14 @@ impl SshServer {
         let mut live = Vec::new();
         for (i, name) in NAMES.into_iter().enumerate() {
             if survey.live_exists[i] {
-                let h = sftp::handle(&r[4 + i])
+                let h = sftp::handle(&r[LIVE_OPEN_AT + i])
                     .map_err(|e| op(format!("cannot open {}: {e}", self.path(name).display())))?;
                 live.push((i, h));
             }
         }
         Ok(Handles {
             new,
-            dir: sftp::handle(&r[3]).ok(),
+            dir: sftp::handle(&r[MKDIR_AT + 3]).ok(),
             live,
         })
     }
