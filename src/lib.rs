@@ -15,6 +15,7 @@
 //! cell        the composition root: reads afskeys.toml, builds the conf dir, the servers
 //!             (transport targets), the auth DB backend, the policy
 //! config      afskeys.toml (read only by `cell`)
+//! inventory/  the machines the cell names (CellServDB, the VLDB) matched to afskeys.toml
 //! policy      grace and interval: the role of each kvno (from plain values or the KDC's
 //!             max ticket life)
 //! authdb/     the afs entry: file (embedded default), MIT kadmin (local or kadmind), Heimdal
@@ -30,6 +31,7 @@
 //! checksum, keygen, keyring   the bos checksum; making keys; the kernel keyring
 //! crypto/     AFS and RFC 3962 string-to-key, DES parity, random keys
 //! keys/       the model: KeyType, Enctype (is_single_des), Key (zeroized), KeySet
+//! child       other programs run with a deadline and bounded, drained output
 //! error, time, unix_user      one error type with a kind; RFC 3339; getpwuid_r
 //! ```
 //!
@@ -43,12 +45,14 @@ pub(crate) mod audit;
 pub mod authdb;
 pub mod cell;
 pub(crate) mod checksum;
+pub mod child;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod fleet;
 pub mod format;
+pub mod inventory;
 pub mod journal;
 pub mod keygen;
 pub(crate) mod keyring;

@@ -51,6 +51,11 @@ pub const CONFIG: Kind = Kind {
     what: "config file",
     max: 1 << 20,
 };
+/// The control machine's CellServDB: the cell's database servers (the inventory).
+pub const CELLSERVDB: Kind = Kind {
+    what: "CellServDB",
+    max: 1 << 20,
+};
 /// A lock file or the audit log: opened, never read whole.
 pub const OPENED: Kind = Kind {
     what: "file",
