@@ -219,8 +219,10 @@ impl LiveCell {
         cell.startup.machines = t.elapsed();
         let t = Instant::now();
         cell.wait_quorum(Duration::from_secs(300));
+        cell.init_prdb();
         cell.startup.quorum = t.elapsed();
         let t = Instant::now();
+        cell.start_fileserver();
         cell.startup.fs_restarted = cell.wait_fileserver();
         cell.startup.fileserver = t.elapsed();
         eprintln!("the live cell is up: {:?}", cell.startup);
@@ -309,12 +311,48 @@ impl LiveCell {
                 );
             }
         }
+    }
+
+    /// The fs instance on fs1. Started only once the PRDB answers: a fileserver that cannot
+    /// get the CPS of system:anyuser waits (retrying every 30 s) before it registers, and
+    /// dumps core when bosserver stops it meanwhile.
+    fn start_fileserver(&self) {
         self.fs1.must("touch /vicepa/AlwaysAttach");
         bos_ok(
             &self.fs1,
             "create -server localhost -instance fs -type fs -cmd /usr/lib/openafs/fileserver \
              -cmd /usr/lib/openafs/volserver -cmd /usr/lib/openafs/salvager",
         );
+    }
+
+    /// Make the ptserver sync site create the PRDB's initial entries: a new PRDB is empty
+    /// (system:anyuser, system:administrators… do not exist: PRNOENT, 267268) until the sync
+    /// site serves a call; a non-sync site answers from the empty database. So ask the sync
+    /// site itself (a conf dir on db1 whose CellServDB lists only it), then wait until the
+    /// client's view has the entries.
+    fn init_prdb(&self) {
+        let sync = self.quorum()[0].agreed().expect("a sync site").to_string();
+        self.db1.must(&format!(
+            "rm -rf /tmp/sync && mkdir /tmp/sync && cp -a {CONFDIR}/KeyFile {CONFDIR}/KeyFileExt \
+             {CONFDIR}/ThisCell /tmp/sync && printf '>{CELL}\\n{sync} #sync\\n' >/tmp/sync/CellServDB"
+        ));
+        let start = Instant::now();
+        for (m, extra) in [(&self.db1, "-config /tmp/sync"), (&self.client, "")] {
+            let cmd = format!("pts examine system:anyuser -localauth {extra} 2>&1");
+            loop {
+                let o = m.sh(&cmd);
+                if o.status.success() {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "the PRDB was never initialized: {}{}",
+                    crate::common::stdout(&o),
+                    self.logs()
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
     }
 
     /// afskeys.toml on db1 (`CONFIG` inside), mode 0600.
@@ -396,14 +434,14 @@ impl LiveCell {
     }
 
     /// Wait until the VLDB lists fs1, restarting its fs instance once when it has not
-    /// registered after a minute (its first registration may fail, and it retries only after
+    /// registered after 30 s (its first registration may fail, and it retries only after
     /// minutes). Returns whether it was restarted.
     fn wait_fileserver(&self) -> bool {
         let start = Instant::now();
         let mut restarted = false;
         while !self.vldb_addrs().contains(&self.fs1.ip) {
-            if !restarted && start.elapsed() > Duration::from_secs(60) {
-                eprintln!("fs1 not registered after 60 s: restarting its fs instance");
+            if !restarted && start.elapsed() > Duration::from_secs(30) {
+                eprintln!("fs1 not registered after 30 s: restarting its fs instance");
                 bos_ok(&self.fs1, "restart -server localhost -instance fs");
                 restarted = true;
             }
