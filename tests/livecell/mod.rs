@@ -25,6 +25,26 @@
 //!
 //! `/vicepa`: the host gets an empty `/vicepa` directory when it has none (the mount point for
 //! each machine's own; see `netns/mod.rs`).
+//!
+//! What the daemons did (OpenAFS 1.8.9, verified here; `fixtures/livecell/README.md` has the
+//! tools' outputs, exit codes and timings):
+//! - Start-up: the machines take under 1 s; both ubik quorums are settled (one sync site named
+//!   by all three, `Recovery state 1f`) about 93 s after the daemons start (db1, the lowest
+//!   address, became sync site both times); the whole cell is up in about 95 s.
+//! - A new PRDB is empty: `pts examine system:administrators` answers `User or group doesn't
+//!   exist` (PRNOENT, 267268) until the ptserver *sync site* has served a call, which creates
+//!   the initial entries; a non-sync site answers from the empty database. So the harness asks
+//!   the sync site itself once (`-config` with a CellServDB listing only it).
+//! - A fileserver started before that loops on `Couldn't get CPS for AnyUser, will try again in
+//!   30 seconds` (code 5376 before the quorum, 267268 after) and does not register in the
+//!   VLDB meanwhile (`VL_RegisterAddrs rpc failed; will retry periodically (code=5376)`);
+//!   `bos restart` of it then kills it by SIGQUIT before its handler is set: `fs:file exited
+//!   on signal 3 (core dumped)`, a 30 MB `/var/log/openafs/corevol.fs`, and `bos status`
+//!   says `Instance fs, has core file, currently running normally.` from then on. Started
+//!   after the PRDB answers, it registers within about 1 s, with no restart.
+//! - With a key (kvno) that a server lacks, `vos`/`pts -localauth` are refused or not
+//!   depending on which database server the ubik client asks first: the refusal does not make
+//!   it try the next one.
 #![allow(dead_code)]
 
 pub use crate::netns::Machine;
