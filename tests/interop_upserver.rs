@@ -4,6 +4,7 @@
 //! `bos getdate -noauth`.
 
 mod common;
+mod netns;
 mod sshd;
 mod upserver;
 

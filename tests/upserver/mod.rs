@@ -6,11 +6,11 @@
 //! directories; the servers reach the control machine through veth pairs on a bridge that
 //! lives in the control machine's namespace. afskeys runs on the control machine.
 
+pub use crate::netns::Machine;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 pub const CELL: &str = "up.example.com";
@@ -41,115 +41,19 @@ pub fn have_all() -> bool {
     crate::common::have(TOOLS)
 }
 
-/// One machine: its directories and the first process of its namespaces.
-pub struct Machine {
-    pub root: tempfile::TempDir,
-    holder: Child,
-    /// PID (in our namespace) of the namespace's init.
-    pub pid: u32,
-    pub ip: String,
-}
-
-impl Machine {
-    fn new(ip: &str) -> Machine {
-        // Not under /tmp, which every machine replaces with its own: the control machine
-        // sees the servers' conf dirs by these paths (an emergency edit writes there).
-        let root = tempfile::tempdir_in("/var/tmp").unwrap();
-        let r = root.path();
-        for d in ["etc/server", "log", "lib", "tmp"] {
-            fs::create_dir_all(r.join(d)).unwrap();
-        }
-        fs::set_permissions(r.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
-        for dir in [r.join("etc"), r.join("etc/server")] {
-            fs::write(dir.join("ThisCell"), format!("{CELL}\n")).unwrap();
-            fs::write(
-                dir.join("CellServDB"),
-                format!(">{CELL}\n{CONTROL_IP} #control\n"),
-            )
-            .unwrap();
-        }
-        fs::write(r.join("etc/server/UserList"), "").unwrap();
-        // /tmp last: the others are bound from under the old /tmp.
-        let script = format!(
-            "set -e; ip link set lo up; \
-             mount --bind {r}/etc /etc/openafs; \
-             mount --bind {r}/log /var/log/openafs; \
-             mount --bind {r}/lib /var/lib/openafs; \
-             mount --bind {r}/tmp /tmp; \
-             mount -t proc proc /proc; \
-             echo ready; exec sleep 100000",
-            r = r.display()
-        );
-        let mut holder = Command::new("unshare")
-            .args(["-m", "-n", "-p", "-f", "--propagation", "private"])
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("unshare");
-        let mut line = String::new();
-        BufReader::new(holder.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "could not set up a machine");
-        let children =
-            fs::read_to_string(format!("/proc/{id}/task/{id}/children", id = holder.id())).unwrap();
-        let pid = children.split_whitespace().next().unwrap().parse().unwrap();
-        Machine {
-            root,
-            holder,
-            pid,
-            ip: ip.to_string(),
-        }
+/// ThisCell and CellServDB (the control machine only) in the client and server conf dirs,
+/// and an empty UserList.
+fn write_cell_files(m: &Machine) {
+    let r = m.root.path();
+    for dir in [r.join("etc"), r.join("etc/server")] {
+        fs::write(dir.join("ThisCell"), format!("{CELL}\n")).unwrap();
+        fs::write(
+            dir.join("CellServDB"),
+            format!(">{CELL}\n{CONTROL_IP} #control\n"),
+        )
+        .unwrap();
     }
-
-    /// The conf dir, as seen from outside.
-    pub fn confdir(&self) -> PathBuf {
-        self.root.path().join("etc/server")
-    }
-
-    fn enter(&self) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg("-t")
-            .arg(self.pid.to_string())
-            .args(["-m", "-n", "-p"]);
-        c
-    }
-
-    /// Run a shell script inside.
-    pub fn sh(&self, script: &str) -> Output {
-        let mut c = self.enter();
-        c.args(["sh", "-c", script]);
-        crate::common::pipe(c, b"")
-    }
-
-    /// Run a shell script in this machine's network namespace only (PIDs are ours).
-    #[track_caller]
-    pub fn net(&self, script: &str) -> String {
-        let mut c = Command::new("nsenter");
-        c.arg("-t")
-            .arg(self.pid.to_string())
-            .args(["-n", "sh", "-c", script]);
-        crate::common::ok(crate::common::pipe(c, b""))
-    }
-
-    /// `sh`, which must succeed.
-    #[track_caller]
-    pub fn must(&self, script: &str) -> String {
-        crate::common::ok(self.sh(script))
-    }
-}
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        // The namespace's init dies, and with it every process inside.
-        let _ = Command::new("kill")
-            .args(["-9", &self.pid.to_string()])
-            .status();
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
+    fs::write(r.join("etc/server/UserList"), "").unwrap();
 }
 
 /// The control machine and its servers.
@@ -166,21 +70,10 @@ impl UpCell {
         let servers: Vec<Machine> = (0..n)
             .map(|i| Machine::new(&format!("10.77.0.{}", 11 + i)))
             .collect();
-        control.must(&format!(
-            "ip link add br0 type bridge && ip addr add {CONTROL_IP}/24 dev br0 && \
-             ip link set br0 up"
-        ));
-        for (i, s) in servers.iter().enumerate() {
-            control.net(&format!(
-                "ip link add v{i} type veth peer name eth0 netns {pid} && \
-                 ip link set v{i} master br0 && ip link set v{i} up",
-                pid = s.pid
-            ));
-            s.must(&format!(
-                "ip addr add {}/24 dev eth0 && ip link set eth0 up",
-                s.ip
-            ));
+        for m in std::iter::once(&control).chain(&servers) {
+            write_cell_files(m);
         }
+        crate::netns::wire(&control, &servers.iter().collect::<Vec<_>>());
         let cell = UpCell { control, servers };
         cell.write_config("20s", &[]);
         // The state dir is not made here: afskeys creates it (0700) at its first command.

@@ -1,0 +1,290 @@
+//! A live OpenAFS 1.8.9 cell of real daemons (three database servers, a file server and a
+//! client, each in its own namespaces: see `livecell/mod.rs`), started once for this test
+//! binary and shared by its tests.
+
+mod common;
+mod livecell;
+mod netns;
+
+use common::*;
+use livecell::*;
+
+/// Proves the harness: both ubik services have one sync site that every database server
+/// names, the VLDB lists the file server, every bosserver answers `-localauth` from db1 with
+/// its instances running, and the client machine reaches the VLDB and the PRDB with
+/// `-localauth`.
+#[test]
+fn the_live_cell_runs_and_answers() {
+    if !have_all() {
+        return;
+    }
+    let _g = lock();
+    let c = shared();
+    eprintln!("started in {:?}", c.startup);
+    for s in c.quorum() {
+        let sync = s.agreed();
+        assert!(sync.is_some(), "no agreed sync site: {s:?}");
+        assert!(s.settled(), "{s:?}");
+    }
+    assert!(c.vldb_addrs().contains(&c.fs1.ip), "{:?}", c.vldb_addrs());
+    for m in c.servers() {
+        let out = bos_ok(&c.db1, &format!("status -server {}", m.ip));
+        let instances: &[&str] = if m.name == "fs1" {
+            &["fs"]
+        } else {
+            &["ptserver", "vlserver"]
+        };
+        // "Instance fs, has core file, currently running normally." after a crash.
+        for i in instances {
+            assert!(
+                out.lines().any(|l| l.starts_with(&format!("Instance {i},"))
+                    && l.ends_with("currently running normally.")),
+                "{}: {out}",
+                m.name
+            );
+        }
+    }
+    let vldb = c.client.must("vos listvldb -localauth 2>&1");
+    assert!(vldb.contains("Total entries: 0"), "{vldb}");
+    let pts = c
+        .client
+        .must("pts examine system:administrators -localauth 2>&1");
+    assert!(
+        pts.contains("Name: system:administrators, id: -204"),
+        "{pts}"
+    );
+}
+
+/// Proves what a server that lacks the newest kvno does: db1 gets kvno 2 (afskeys add, which
+/// makes db1's own daemons reload), and db1's `bos status -localauth` against db2 is refused
+/// with the unknown-key error (exit 0 all the same); with kvno 2 removed again it answers.
+#[test]
+fn a_server_lacking_the_newest_kvno_refuses_bos_localauth() {
+    if !have_all() {
+        return;
+    }
+    let _g = lock();
+    let c = shared();
+    let status = format!("bos status -server {} -localauth 2>&1", c.db2.ip);
+    c.afskeys_ok(&["add", "--kvno", "2", "--type", "rxkad_krb5", "--random"]);
+    let o = c.db1.sh(&status);
+    let out = stdout(&o);
+    eprintln!("refused: exit {:?}: {out}", o.status.code());
+    assert!(
+        out.contains(
+            "bos: failed to contact host's bosserver (ticket contained unknown key version number)"
+        ),
+        "{out}"
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    c.afskeys_ok(&["remove", "--kvno", "2", "--emergency", "--reason", "test"]);
+    let out = c.db1.must(&status);
+    assert!(
+        out.contains("Instance ptserver, currently running normally."),
+        "{out}"
+    );
+}
+
+/// What the real tools print, recorded into fixtures/livecell/ for the parsers' unit tests:
+/// `NAME.stdout`, `NAME.stderr` and a line of `runs.tsv` (name, machine, command, exit code,
+/// seconds) per command. Run by hand: `cargo test --features test-hooks --test live_cell --
+/// --ignored record_fixtures`.
+#[test]
+#[ignore]
+fn record_fixtures() {
+    if !have_all() {
+        return;
+    }
+    let _g = lock();
+    let c = shared();
+    let mut r = Recorder::new();
+    record_answers(c, &mut r);
+    record_unreachable(c, &mut r);
+    record_refusals(c, &mut r);
+    r.finish();
+}
+
+struct Recorder {
+    dir: std::path::PathBuf,
+    runs: String,
+}
+
+impl Recorder {
+    fn new() -> Recorder {
+        let dir =
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/livecell"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Recorder {
+            dir,
+            runs: "name\tmachine\tcommand\texit\tseconds\n".to_string(),
+        }
+    }
+
+    /// Run `cmd` on `m`, keep its output, return stdout.
+    fn run(&mut self, name: &str, m: &netns::Machine, cmd: &str) -> String {
+        let t = std::time::Instant::now();
+        let o = m.sh(cmd);
+        let secs = t.elapsed().as_secs_f64();
+        std::fs::write(self.dir.join(format!("{name}.stdout")), &o.stdout).unwrap();
+        std::fs::write(self.dir.join(format!("{name}.stderr")), &o.stderr).unwrap();
+        let exit = o.status.code().map_or("signal".into(), |c| c.to_string());
+        self.runs
+            .push_str(&format!("{name}\t{}\t{cmd}\t{exit}\t{secs:.2}\n", m.name));
+        eprintln!("{name}: exit {exit}, {secs:.2} s");
+        stdout(&o)
+    }
+
+    fn finish(self) {
+        std::fs::write(self.dir.join("runs.tsv"), self.runs).unwrap();
+    }
+}
+
+/// Answers of a working cell: bos status, udebug of a sync and a non-sync site, vos listaddrs.
+fn record_answers(c: &LiveCell, r: &mut Recorder) {
+    let db2 = &c.db2.ip;
+    r.run(
+        "bos_status_ok",
+        &c.db1,
+        &format!("bos status -server {db2} -localauth"),
+    );
+    r.run(
+        "bos_status_long_fs",
+        &c.db1,
+        &format!("bos status -server {} -long -localauth", c.fs1.ip),
+    );
+    let [pt, _] = c.quorum();
+    let sync = pt.agreed().expect("a sync site").to_string();
+    let other = c
+        .dbs()
+        .iter()
+        .map(|m| m.ip.clone())
+        .find(|ip| *ip != sync)
+        .unwrap();
+    r.run(
+        "udebug_sync_7002",
+        &c.client,
+        &format!("udebug {sync} 7002"),
+    );
+    r.run(
+        "udebug_nonsync_7002",
+        &c.client,
+        &format!("udebug {other} 7002"),
+    );
+    r.run(
+        "udebug_sync_7003",
+        &c.client,
+        &format!("udebug {sync} 7003"),
+    );
+    r.run(
+        "udebug_long_sync_7003",
+        &c.client,
+        &format!("udebug {sync} 7003 -long"),
+    );
+    r.run("vos_listaddrs", &c.client, "vos listaddrs -noauth");
+    r.run(
+        "vos_listaddrs_printuuid",
+        &c.client,
+        "vos listaddrs -noauth -printuuid",
+    );
+    r.run(
+        "vos_listaddrs_nore",
+        &c.client,
+        "vos listaddrs -noauth -nore",
+    );
+    r.run("vos_listvldb_ok", &c.client, "vos listvldb -localauth");
+    r.run(
+        "pts_examine_ok",
+        &c.client,
+        "pts examine system:administrators -localauth",
+    );
+}
+
+/// Nobody there (NOBODY: no host answers ARP), or a host with nothing on the port (fs1 runs
+/// no ptserver or vlserver).
+fn record_unreachable(c: &LiveCell, r: &mut Recorder) {
+    let fs1 = &c.fs1.ip;
+    r.run(
+        "bos_status_unreachable",
+        &c.db1,
+        &format!("bos status -server {NOBODY} -localauth"),
+    );
+    r.run(
+        "udebug_unreachable",
+        &c.client,
+        &format!("udebug {NOBODY} 7002"),
+    );
+    r.run(
+        "udebug_no_server_on_port",
+        &c.client,
+        &format!("udebug {fs1} 7002"),
+    );
+    for (name, ip) in [
+        ("unreachable", NOBODY),
+        ("no_vlserver_on_port", fs1.as_str()),
+    ] {
+        c.client.must(&format!(
+            "mkdir -p /tmp/{name} && echo {CELL} >/tmp/{name}/ThisCell && \
+             printf '>{CELL} #nobody\\n{ip} #nobody\\n' >/tmp/{name}/CellServDB"
+        ));
+        r.run(
+            &format!("vos_listaddrs_{name}"),
+            &c.client,
+            &format!("vos listaddrs -noauth -config /tmp/{name}"),
+        );
+    }
+}
+
+/// The client gets kvno 9, which no server has: bos, vos and pts -localauth from it are
+/// refused; then db1 gets kvno 2 (its own daemons reload) and asks db2 and the cell.
+fn record_refusals(c: &LiveCell, r: &mut Recorder) {
+    let confdir = c.client.confdir();
+    let add = ["add", "--kvno", "9", "--type", "rxkad_krb5", "--random"];
+    ok(run(&confdir, &add, b""));
+    let db2 = &c.db2.ip;
+    r.run(
+        "bos_status_unknown_kvno",
+        &c.client,
+        &format!("bos status -server {db2} -localauth"),
+    );
+    r.run(
+        "vos_listvldb_unknown_kvno",
+        &c.client,
+        "vos listvldb -localauth",
+    );
+    r.run(
+        "pts_examine_unknown_kvno",
+        &c.client,
+        "pts examine system:administrators -localauth",
+    );
+    let rm = [
+        "remove",
+        "--kvno",
+        "9",
+        "--emergency",
+        "--reason",
+        "fixtures",
+    ];
+    ok(run(&confdir, &rm, b""));
+    c.afskeys_ok(&["add", "--kvno", "2", "--type", "rxkad_krb5", "--random"]);
+    r.run(
+        "db1_kvno2_bos_status_db2",
+        &c.db1,
+        &format!("bos status -server {db2} -localauth"),
+    );
+    r.run("db1_kvno2_vos_listvldb", &c.db1, "vos listvldb -localauth");
+    r.run(
+        "db1_kvno2_pts_examine",
+        &c.db1,
+        "pts examine system:administrators -localauth",
+    );
+    c.afskeys_ok(&[
+        "remove",
+        "--kvno",
+        "2",
+        "--emergency",
+        "--reason",
+        "fixtures",
+    ]);
+    let out = bos_ok(&c.db1, &format!("status -server {db2}"));
+    assert!(out.contains("currently running normally"), "{out}");
+}
