@@ -84,11 +84,25 @@ fn unprintable(c: char) -> bool {
 #[derive(Debug, Clone)]
 pub struct Audit {
     path: PathBuf,
+    /// Lines to write just before the next record: what a command learnt before it knew
+    /// whether it would change anything (a refused command leaves the log as it was).
+    deferred: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 impl Audit {
     pub fn new(path: impl Into<PathBuf>) -> Audit {
-        Audit { path: path.into() }
+        Audit {
+            path: path.into(),
+            deferred: Default::default(),
+        }
+    }
+
+    /// Record this line with the command's next record, just before it (nothing, if the
+    /// command records nothing).
+    pub fn defer(&self, command: &str, detail: &str) {
+        if let Ok(mut d) = self.deferred.lock() {
+            d.push((command.to_string(), detail.to_string()));
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -112,6 +126,17 @@ impl Audit {
 
     /// Append one line: `<UTC time> user=<name> uid=<uid> <command>: <detail>`.
     pub fn record(&self, command: &str, detail: &str) -> Result<(), AuditError> {
+        let deferred: Vec<(String, String)> = match self.deferred.lock() {
+            Ok(mut d) => std::mem::take(&mut *d),
+            Err(_) => vec![],
+        };
+        for (c, d) in deferred {
+            self.record_one(&c, &d)?;
+        }
+        self.record_one(command, detail)
+    }
+
+    fn record_one(&self, command: &str, detail: &str) -> Result<(), AuditError> {
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
         let user = std::env::var("SUDO_USER")

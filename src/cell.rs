@@ -16,6 +16,7 @@ use crate::fleet::openssh::{OpensshServer, OpensshTarget};
 use crate::fleet::ssh::{SshServer, SshTarget};
 use crate::fleet::upserver::{Upclient, Upserver};
 use crate::fleet::{NoProgress, Progress, Server};
+use crate::inventory::{self, Accounted, How};
 use crate::journal::{StateFile, STATE_FILE};
 use crate::keys::{default_principal, FALLBACK_PRINCIPAL};
 use crate::policy::Policy;
@@ -39,12 +40,16 @@ pub enum CellError {
     StateDir { path: PathBuf, problem: String },
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A machine the cell names is not accounted for, or could not be checked.
+    #[error("refused: {0}")]
+    Inventory(String),
 }
 
 impl crate::error::Kinded for CellError {
     fn kind(&self) -> crate::error::Kind {
         match self {
             CellError::UnknownServer { .. } => crate::error::Kind::Failed,
+            CellError::Inventory(_) => crate::error::Kind::Refused,
             _ => crate::error::Kind::Config,
         }
     }
@@ -74,6 +79,10 @@ pub struct Cell {
     pub progress: Box<dyn Progress>,
     /// `[distribution] method = "upserver"`: the servers pull through the Update Server.
     pub upserver: Option<Upserver>,
+    /// How the machines the cell names are found and matched to this configuration.
+    pub inventory: inventory::Spec,
+    /// Whom the running-server proof asks, and with what.
+    pub running: crate::running::Spec,
 }
 
 impl Cell {
@@ -107,7 +116,10 @@ impl Cell {
         };
         let authdb = authdb_backend(&state_dir, &control, config, &principal);
         let servers = config.servers.iter().map(|s| server(s, config)).collect();
+        let inventory = inventory_spec(&control, config, &name);
         Ok(Cell {
+            running: running_spec(config),
+            inventory,
             name,
             state: StateFile::new(state_dir.join(STATE_FILE)),
             audit: Audit::new(
@@ -160,9 +172,104 @@ impl Cell {
         })
     }
 
+    /// The inventory before a change to the cell's keys (`command` names it): refused while
+    /// a machine the cell names is unaccounted for or could not be checked; what was not
+    /// checked by the operator's choice (`--no-vldb`) is recorded in the audit log with the
+    /// command's own record.
+    pub fn inventory_for_change(&self, command: &str) -> Result<inventory::Inventory, CellError> {
+        let inv = inventory::gather(&self.inventory);
+        if let Some(why) = inv.refusal() {
+            return Err(CellError::Inventory(why));
+        }
+        if !inv.unchecked.is_empty() {
+            self.audit.defer(command, &inv.audit_line());
+        }
+        Ok(inv)
+    }
+
     /// The other servers only.
     pub fn other_servers(&self) -> Vec<&dyn Server> {
         self.servers.iter().map(|s| s.as_ref()).collect()
+    }
+}
+
+/// What the inventory matches the cell's machines to: the control machine (by its own
+/// interface addresses and host name), every `[[servers]]` entry (its `host` and
+/// `afs_host`), every upclient, and every machine left out.
+fn inventory_spec(control: &ConfDir, config: &Config, cell: &str) -> inventory::Spec {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut accounted = vec![Accounted {
+        label: CONTROL.into(),
+        how: How::Control,
+        hosts: vec![host.trim().to_string()],
+    }];
+    accounted.extend(config.servers.iter().map(|s| Accounted {
+        label: s.name.clone(),
+        how: How::Server,
+        hosts: s.host.iter().chain(&s.afs_host).cloned().collect(),
+    }));
+    accounted.extend(config.distribution.upclients.iter().map(|u| Accounted {
+        label: u.name.clone(),
+        how: How::Upclient,
+        hosts: vec![u.host.clone()],
+    }));
+    accounted.extend(config.inventory.left_out.iter().map(|l| Accounted {
+        label: l.host.clone(),
+        how: How::LeftOut(l.reason.clone()),
+        hosts: vec![l.host.clone()],
+    }));
+    inventory::Spec {
+        cell: cell.to_string(),
+        cellservdb: control.path().join("CellServDB"),
+        confdir: control.path().to_path_buf(),
+        vldb: inventory::VldbAsk::Ask {
+            vos: config.inventory.vos.clone(),
+            deadline: config.inventory.timeout,
+        },
+        accounted,
+        also: config.inventory.also.clone(),
+        resolve_deadline: config.inventory.timeout,
+    }
+}
+
+/// Whom the running-server proof asks: the control machine's own bosserver, each
+/// `[[servers]]` entry at its `afs_host` or `host` (a directory server without `afs_host`
+/// cannot be asked), each upclient at its host. Database servers are marked later, from
+/// the CellServDB.
+fn running_spec(config: &Config) -> crate::running::Spec {
+    use crate::running::Target;
+    let mut targets = vec![Target {
+        name: CONTROL.into(),
+        host: Some("localhost".into()),
+        off: None,
+        db: false,
+    }];
+    targets.extend(config.servers.iter().map(|s| {
+        let host = s.afs_host.clone().or_else(|| s.host.clone());
+        let off = match (&host, s.running_proof) {
+            (_, false) => Some("running_proof = false in afskeys.toml".to_string()),
+            (None, true) => Some("a directory server without afs_host".to_string()),
+            _ => None,
+        };
+        Target {
+            name: s.name.clone(),
+            host: if off.is_some() { None } else { host },
+            off,
+            db: false,
+        }
+    }));
+    targets.extend(config.distribution.upclients.iter().map(|u| Target {
+        name: u.name.clone(),
+        host: Some(u.host.clone()),
+        off: None,
+        db: false,
+    }));
+    crate::running::Spec {
+        bos: config.running_proof.bos.clone(),
+        udebug: config.running_proof.udebug.clone(),
+        deadline: config.running_proof.timeout,
+        skipped: None,
+        targets,
     }
 }
 

@@ -57,6 +57,121 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     #[serde(default)]
     pub distribution: DistributionConfig,
+    #[serde(default)]
+    pub inventory: InventoryConfig,
+    #[serde(default)]
+    pub running_proof: RunningProofConfig,
+}
+
+/// `[running_proof]`: the programs that ask the running servers before the afs entry moves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunningProofConfig {
+    #[serde(default = "default_bos")]
+    pub bos: PathBuf,
+    #[serde(default = "default_udebug")]
+    pub udebug: PathBuf,
+    /// How long each of them may take.
+    #[serde(with = "humantime_serde_shim", default = "default_vos_timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for RunningProofConfig {
+    fn default() -> Self {
+        RunningProofConfig {
+            bos: default_bos(),
+            udebug: default_udebug(),
+            timeout: default_vos_timeout(),
+        }
+    }
+}
+
+fn default_udebug() -> PathBuf {
+    PathBuf::from("udebug")
+}
+
+/// `[inventory]`: how afskeys learns the machines the cell names (its CellServDB and the
+/// VLDB), and the machines it leaves out on purpose.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryConfig {
+    /// The `vos` program that lists the VLDB's file servers (`vos listaddrs -noauth`).
+    #[serde(default = "default_vos")]
+    pub vos: PathBuf,
+    /// How long `vos listaddrs` may take before the VLDB counts as unreachable.
+    #[serde(with = "humantime_serde_shim", default = "default_vos_timeout")]
+    pub timeout: Duration,
+    /// Machines the operator adds to those the cell names (host names or addresses).
+    #[serde(default)]
+    pub also: Vec<String>,
+    /// Machines the cell names that hold no keys afskeys must keep, each with the reason.
+    #[serde(default)]
+    pub left_out: Vec<LeftOutConfig>,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig {
+            vos: default_vos(),
+            timeout: default_vos_timeout(),
+            also: Vec::new(),
+            left_out: Vec::new(),
+        }
+    }
+}
+
+/// `[[inventory.left_out]]`: a machine of the cell afskeys leaves alone, and why.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeftOutConfig {
+    pub host: String,
+    pub reason: String,
+}
+
+fn default_vos() -> PathBuf {
+    PathBuf::from("vos")
+}
+fn default_vos_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl InventoryConfig {
+    /// Hosts are plain words; a reason is one line of text, not blank.
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |m: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        let odd = |v: &str| {
+            v.is_empty()
+                || v.starts_with('-')
+                || v.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        for h in self
+            .also
+            .iter()
+            .chain(self.left_out.iter().map(|l| &l.host))
+        {
+            if odd(h) {
+                return Err(bad(format!(
+                    "inventory: host {h:?} must be one plain word (no spaces, control \
+                     characters or leading '-')"
+                )));
+            }
+        }
+        for l in &self.left_out {
+            if l.reason.trim().is_empty() || l.reason.chars().any(char::is_control) {
+                return Err(bad(format!(
+                    "inventory.left_out {:?}: give the reason it is left out, on one line",
+                    l.host
+                )));
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err(bad("inventory.timeout must be more than zero".into()));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -274,6 +389,17 @@ pub struct ServerConfig {
     pub user: String,
     #[serde(default = "default_server_confdir")]
     pub confdir: PathBuf,
+    /// The name or address the cell knows this machine by (CellServDB, the VLDB, `bos
+    /// -server`) when `host` is not it (an ssh_config alias, a directory server).
+    pub afs_host: Option<String>,
+    /// Ask this server's running bosserver (and ubik services) before the afs entry moves
+    /// (default); false where the control machine cannot reach its Rx ports.
+    #[serde(default = "default_true")]
+    pub running_proof: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl ServerConfig {
@@ -288,6 +414,7 @@ impl ServerConfig {
         for (what, v) in [
             ("name", Some(self.name.as_str())),
             ("host", self.host.as_deref()),
+            ("afs_host", self.afs_host.as_deref()),
             ("user", Some(self.user.as_str())),
         ] {
             if v.is_some_and(odd) {
@@ -343,6 +470,8 @@ impl Default for Config {
             ssh: SshConfig::default(),
             servers: Vec::new(),
             distribution: DistributionConfig::default(),
+            inventory: InventoryConfig::default(),
+            running_proof: RunningProofConfig::default(),
         }
     }
 }
@@ -439,6 +568,7 @@ impl Config {
             ));
         }
         self.authdb.validate(path)?;
+        self.inventory.validate(path)?;
         if self.ssh.parallel == 0 {
             return Err(bad("ssh.parallel must be at least 1".into()));
         }
@@ -478,6 +608,8 @@ impl Config {
                 port: default_port(),
                 user: default_user(),
                 confdir: default_server_confdir(),
+                afs_host: None,
+                running_proof: true,
             };
             as_server.validate(path)?;
             if !names.insert(&u.name) {

@@ -16,6 +16,7 @@
 //!             (transport targets), the auth DB backend, the policy
 //! config      afskeys.toml (read only by `cell`)
 //! inventory/  the machines the cell names (CellServDB, the VLDB) matched to afskeys.toml
+//! running     proof from the running servers: bos -localauth with the new kvno, udebug
 //! policy      grace and interval: the role of each kvno (from plain values or the KDC's
 //!             max ticket life)
 //! authdb/     the afs entry: file (embedded default), MIT kadmin (local or kadmind), Heimdal
@@ -61,6 +62,7 @@ pub(crate) mod keytabs;
 pub mod ops;
 pub(crate) mod policy;
 pub mod rotation;
+pub mod running;
 pub mod store;
 pub(crate) mod time;
 pub(crate) mod unix_user;

@@ -14,7 +14,7 @@ use common::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const CELL: &str = "crash.example.com";
@@ -223,7 +223,7 @@ fn sigkill_at_random_moments_never_tears_or_loses_anything() {
     );
     // The cell still works.
     ok(run(dir, &["rotate"], b""));
-    let o = Command::new(env!("CARGO_BIN_EXE_afskeys"))
+    let o = afskeys()
         .arg("--confdir")
         .arg(dir)
         .arg("check")

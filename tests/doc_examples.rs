@@ -116,6 +116,8 @@ fn run_console(file: &str, b: &Block, home: &Path) {
             std::env::var("PATH").unwrap_or_default()
         );
         let o = Command::new("bash")
+            .env("AFSKEYS_NO_VLDB", "1")
+            .env("AFSKEYS_SKIP_RUNNING_PROOF", "1")
             .arg("-c")
             .arg(format!("{cmd} 2>&1"))
             .current_dir(home)

@@ -121,6 +121,8 @@ fn timed(dir: &Path, args: &[&str]) -> (Duration, i64) {
     let rss_file = tempfile::NamedTempFile::new().unwrap();
     let t = Instant::now();
     let out = Command::new("/usr/bin/time")
+        .env("AFSKEYS_NO_VLDB", "1")
+        .env("AFSKEYS_SKIP_RUNNING_PROOF", "1")
         .arg("-f")
         .arg("%M")
         .arg("-o")
@@ -156,7 +158,14 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The same command in this process: SFTP round trips per server.
 fn round_trips(dir: &Path, args: &[&str], n: usize) -> f64 {
-    let mut argv = vec!["afskeys", "--confdir", dir.to_str().unwrap()];
+    // No VLDB here to ask for the cell's file servers.
+    let mut argv = vec![
+        "afskeys",
+        "--no-vldb",
+        "--skip-running-proof",
+        "--confdir",
+        dir.to_str().unwrap(),
+    ];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).unwrap();
     let before = sftp_round_trips();

@@ -107,6 +107,8 @@ impl Cell {
             port: self.sshds.sshds[i % self.sshds.sshds.len()].port,
             user: sshd::user(),
             confdir: self.dirs[i].path().to_path_buf(),
+            afs_host: None,
+            running_proof: true,
         }
     }
 

@@ -55,6 +55,156 @@ fn the_live_cell_runs_and_answers() {
     );
 }
 
+/// Proves issue 22's inventory on the real cell: with db3 (in CellServDB only) and fs1 (in
+/// the VLDB only) missing from afskeys.toml, `rotate` and `rotate --dry-run` are refused (exit
+/// 3), naming each machine and where the cell names it, and nothing changes; with every
+/// machine accounted for, `rotate` asks each running bosserver and ubik service with the new
+/// kvno before the entry moves (the audit log records each answer), while a client machine
+/// calls `vos listvldb` and `pts examine` with `-localauth` in a loop and no call fails.
+#[test]
+fn the_inventory_refuses_then_a_rotation_proven_by_the_running_servers() {
+    if !have_all() {
+        return;
+    }
+    let _g = lock();
+    let c = shared();
+    c.write_config(&c.cell_toml(None, &["db3", "fs1"]));
+    let before = std::fs::read(c.db1.confdir().join("KeyFileExt")).unwrap();
+    for args in [&["rotate"][..], &["rotate", "--dry-run"]] {
+        let o = c.afskeys_live(args);
+        let err = stderr(&o);
+        eprintln!("{args:?}: exit {:?}\n{}{err}", o.status.code(), stdout(&o));
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains(
+                "the cell names 2 machines that afskeys.toml does not account for: \
+                 db3 (CellServDB line 4); 10.78.0.11 (VLDB entry "
+            ),
+            "{err}"
+        );
+        assert!(err.contains("host = \"10.78.0.11\""), "{err}");
+    }
+    let plan = stdout(&c.afskeys_live(&["rotate", "--dry-run"]));
+    assert!(
+        plan.contains("  db3 [10.78.0.3]: unaccounted; found in CellServDB line 4"),
+        "{plan}"
+    );
+    assert_eq!(
+        std::fs::read(c.db1.confdir().join("KeyFileExt")).unwrap(),
+        before
+    );
+    let check = c.afskeys_live(&["check"]);
+    assert_eq!(check.status.code(), Some(2), "{}", stdout(&check));
+    assert!(stdout(&check).starts_with("AFSKEYS CRITICAL - not in afskeys.toml: db3"));
+
+    c.write_config(&c.cell_toml(None, &[]));
+    let servers = ok(c.afskeys_live(&["servers"]));
+    assert!(
+        servers.contains("  10.78.0.11 [10.78.0.11]: configured as fs1; found in VLDB"),
+        "{servers}"
+    );
+    let calls = client_loop(c);
+    let o = c.afskeys_live(&["rotate"]);
+    let (total, failed) = calls.stop();
+    eprintln!(
+        "rotate: {}{}; client calls {total}, failed {failed}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(total >= 4, "the client loop made {total} calls");
+    assert_eq!(failed, 0, "client calls failed during the rotation");
+    let audit = c.db1.must("cat /var/lib/openafs/afskeys-audit.log");
+    let asked = audit
+        .lines()
+        .rev()
+        .find(|l| l.contains("running servers asked"))
+        .unwrap();
+    for want in [
+        "control: bosserver on localhost accepted kvno",
+        "ptserver has sync site 10.78.0.1",
+        "db2: bosserver on 10.78.0.2 accepted kvno",
+        "db3: bosserver on 10.78.0.3 accepted kvno",
+        "fs1: bosserver on 10.78.0.11 accepted kvno",
+    ] {
+        assert!(asked.contains(want), "{want}: {asked}");
+    }
+    assert!(
+        !asked.contains("fs1: bosserver on 10.78.0.11 accepted kvno 2, ptserver"),
+        "{asked}"
+    );
+}
+
+/// Proves the running-server proof catches a file that is right under a process that is not:
+/// afskeys is told fs1's conf dir is a copy its bosserver never reads, so every file afskeys
+/// checks holds the new kvno, yet fs1's bosserver refuses it; the rotation stops at step
+/// "distributed" naming fs1, its bosserver and the error, with the afs entry unmoved; with
+/// the real conf dir configured, `rotate --resume` finishes.
+#[test]
+fn a_bosserver_reading_another_conf_dir_stops_the_rotation_before_the_entry_moves() {
+    if !have_all() {
+        return;
+    }
+    let _g = lock();
+    let c = shared();
+    let copy = c.fs1.root.path().join("etc/server-copy");
+    c.fs1
+        .must(&format!("cp -a /etc/openafs/server/. {}", copy.display()));
+    c.write_config(&c.cell_toml(Some(&copy), &[]));
+    let entry = |c: &LiveCell| {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(c.afskeys(&["--json", "status"]))).unwrap();
+        v["afs_entry"]["kvno"].as_i64()
+    };
+    let was = entry(c);
+    let o = c.afskeys_live(&["rotate"]);
+    let err = stderr(&o);
+    eprintln!("rotate: exit {:?}: {err}", o.status.code());
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("stopped after step \"distributed\""), "{err}");
+    assert!(
+        err.contains(
+            "fs1 (bosserver on 10.78.0.11: bos: failed to contact host's bosserver \
+                      (ticket contained unknown key version number).)"
+        ),
+        "{err}"
+    );
+    assert_eq!(entry(c), was, "the afs entry moved");
+    c.write_config(&c.cell_toml(None, &[]));
+    let o = c.afskeys_live(&["rotate", "--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(entry(c), was);
+    let _ = std::fs::remove_dir_all(copy);
+}
+
+/// A client machine calling `vos listvldb -localauth` and `pts examine -localauth` in a loop
+/// (its own conf dir: the key it was given at the start).
+fn client_loop(c: &LiveCell) -> ClientLoop<'_> {
+    let script = "n=0; f=0; while [ ! -e /tmp/stop ]; do \
+                  vos listvldb -localauth >/dev/null 2>&1 || f=$((f+1)); \
+                  pts examine system:administrators -localauth >/dev/null 2>&1 || f=$((f+1)); \
+                  n=$((n+2)); echo \"$n $f\" > /tmp/calls; sleep 0.2; done";
+    c.client.must("rm -f /tmp/stop /tmp/calls");
+    c.client
+        .must(&format!("sh -c '{script}' >/dev/null 2>&1 &"));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    ClientLoop { m: &c.client }
+}
+
+struct ClientLoop<'a> {
+    m: &'a netns::Machine,
+}
+
+impl ClientLoop<'_> {
+    /// Stop it; (calls made, calls failed).
+    fn stop(self) -> (u64, u64) {
+        self.m.must("touch /tmp/stop; sleep 1");
+        let t = self.m.must("cat /tmp/calls");
+        let mut it = t.split_whitespace().map(|x| x.parse::<u64>().unwrap());
+        (it.next().unwrap(), it.next().unwrap())
+    }
+}
+
 /// Proves what a server that lacks the newest kvno does: db1 gets kvno 2 (afskeys add, which
 /// makes db1's own daemons reload), and db1's `bos status -localauth` against db2 is refused
 /// with the unknown-key error (exit 0 all the same); with kvno 2 removed again it answers.
@@ -66,7 +216,12 @@ fn a_server_lacking_the_newest_kvno_refuses_bos_localauth() {
     let _g = lock();
     let c = shared();
     let status = format!("bos status -server {} -localauth 2>&1", c.db2.ip);
-    c.afskeys_ok(&["add", "--kvno", "2", "--type", "rxkad_krb5", "--random"]);
+    // db1 alone gets the key: the others are left out of this command.
+    c.write_config(&format!(
+        "cell = \"{CELL}\"\n[[inventory.left_out]]\nhost = \"db2\"\nreason = \"t\"\n\
+         [[inventory.left_out]]\nhost = \"db3\"\nreason = \"t\"\n"
+    ));
+    c.afskeys_ok(&["add", "--kvno", "200", "--type", "rxkad_krb5", "--random"]);
     let o = c.db1.sh(&status);
     let out = stdout(&o);
     eprintln!("refused: exit {:?}: {out}", o.status.code());
@@ -77,7 +232,7 @@ fn a_server_lacking_the_newest_kvno_refuses_bos_localauth() {
         "{out}"
     );
     assert_eq!(o.status.code(), Some(0), "{out}");
-    c.afskeys_ok(&["remove", "--kvno", "2", "--emergency", "--reason", "test"]);
+    c.afskeys_ok(&["remove", "--kvno", "200", "--emergency", "--reason", "test"]);
     let out = c.db1.must(&status);
     assert!(
         out.contains("Instance ptserver, currently running normally."),

@@ -83,10 +83,15 @@ fn a_failed_proof_stops_at_activated_and_resume_finishes_once_it_passes() {
             port: 22,
             user: "root".into(),
             confdir: fs1.path().to_path_buf(),
+            afs_host: None,
+            running_proof: true,
         }],
         ..Config::default()
     };
     let mut cell = Cell::open(ConfDir::new(control.path()), &config).unwrap();
+    // No VLDB here to ask for the cell's file servers.
+    cell.inventory.vldb = afskeys::inventory::VldbAsk::NotAsked("test".into());
+    cell.running.skipped = Some("test: no bosserver".into());
     let sabotaged = Arc::new(AtomicBool::new(false));
     cell.authdb = Box::new(ProvingDb {
         inner: FileAuthDb::new(control.path().join("afskeys-authdb.json"), "afs/proof"),

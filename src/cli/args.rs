@@ -45,6 +45,17 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub upclient_resume: bool,
 
+    /// Do not ask the VLDB for the cell's file servers (`vos listaddrs`): for when it cannot
+    /// answer. The file servers are then not checked; every output says so, and each change
+    /// records it in the audit log
+    #[arg(long, global = true, env = "AFSKEYS_NO_VLDB", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_vldb: bool,
+
+    /// Do not ask the running servers (bos -localauth, udebug) to accept the new kvno before
+    /// a rotation moves the afs entry; recorded in the audit log
+    #[arg(long, global = true, env = "AFSKEYS_SKIP_RUNNING_PROOF", value_parser = clap::builder::FalseyValueParser::new())]
+    pub skip_running_proof: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

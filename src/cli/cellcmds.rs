@@ -5,7 +5,7 @@ use super::args::{AuthdbCommand, CheckArgs, Cli, KeytabCommand, PruneArgs, Rotat
 use super::keycmds::pushed_to;
 use super::{json_line, render, secret, warnings, Failure};
 use crate::ops::authdb::{AuthdbAction, EntryView};
-use crate::ops::rotate::{RotateAction, RotateReport};
+use crate::ops::rotate::{Planned, RotateAction, RotateReport};
 use crate::ops::status::{EntryState, ServerView, StatusReport};
 use crate::ops::{self, CellPaths, Secret};
 use crate::rotation::status::Level;
@@ -58,6 +58,20 @@ pub fn rotate(cli: &Cli, paths: &CellPaths, a: &RotateArgs) -> Result<String, Fa
         }
     };
     let report = ops::rotate::rotate(paths, action, &mut warnings())?;
+    if let RotateReport::Planned(Planned {
+        refused: Some(why), ..
+    }) = &report
+    {
+        // The plan and the inventory are shown; the refusal decides the exit (3).
+        return Err(Failure::Report {
+            stdout: match cli.json {
+                true => json_line(&report),
+                false => planned_text(&report),
+            },
+            message: format!("afskeys: refused: {why}"),
+            code: 3,
+        });
+    }
     if cli.json {
         return Ok(json_line(&report));
     }
@@ -65,13 +79,7 @@ pub fn rotate(cli: &Cli, paths: &CellPaths, a: &RotateArgs) -> Result<String, Fa
         RotateReport::Aborted(_) => "rotation aborted: the new key is gone from the control \
                                      machine and the servers that had it\n"
             .into(),
-        RotateReport::Planned(plan) => {
-            let mut out = String::from("dry run: nothing changed. The rotation would:\n");
-            for s in &plan.steps {
-                let _ = writeln!(out, "  {s}");
-            }
-            out
-        }
+        RotateReport::Planned(_) => planned_text(&report),
         RotateReport::Done(done) => {
             let mut out = format!(
                 "kvno {} is on every server ({}) and the afs entry uses it since {}\n",
@@ -88,6 +96,19 @@ pub fn rotate(cli: &Cli, paths: &CellPaths, a: &RotateArgs) -> Result<String, Fa
             out
         }
     })
+}
+
+/// `rotate --dry-run`'s text: the steps, then the machines the cell names.
+fn planned_text(report: &RotateReport) -> String {
+    let RotateReport::Planned(plan) = report else {
+        return String::new();
+    };
+    let mut out = String::from("dry run: nothing changed. The rotation would:\n");
+    for s in &plan.steps {
+        let _ = writeln!(out, "  {s}");
+    }
+    out.push_str(&super::render::inventory_text(&plan.inventory));
+    out
 }
 
 pub fn status(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
@@ -136,6 +157,7 @@ pub fn status(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
         }
         None => out.push_str("rotation in progress: none\n"),
     }
+    out.push_str(&render::inventory_text(&s.inventory));
     let _ = writeln!(out, "{}", s.check.line);
     Ok(out)
 }

@@ -47,6 +47,7 @@ pub fn servers(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
             let _ = writeln!(out, "  distribution {d}{}", fetch.unwrap_or_default());
         }
     }
+    out.push_str(&super::render::inventory_text(&r.inventory));
     Ok(out)
 }
 

@@ -130,6 +130,8 @@ pub(crate) fn json_line<T: serde::Serialize>(report: &T) -> String {
 pub fn run(cli: &Cli) -> Result<String, Failure> {
     let mut paths = CellPaths::new(cli.confdir.clone(), cli.config.clone());
     paths.progress = progress::on_terminal;
+    paths.no_vldb = cli.no_vldb;
+    paths.skip_running_proof = cli.skip_running_proof;
     match &cli.command {
         Command::List(_)
         | Command::Listkeys(_)

@@ -158,3 +158,30 @@ pub fn after_removal(a: &Option<crate::ops::prune::AfterRemoval>) {
         }
     }
 }
+
+/// The machines the cell names, one line each (name, addresses, state, where found), then
+/// what could not be checked.
+pub fn inventory_text(inv: &crate::inventory::Inventory) -> String {
+    let mut out = String::from("the cell's machines (CellServDB, VLDB):\n");
+    if inv.machines.is_empty() {
+        out.push_str("  none found\n");
+    }
+    for m in &inv.machines {
+        let state = match (&m.by, &m.reason) {
+            (Some(by), Some(why)) => format!("{} ({by}: {why})", m.state),
+            (Some(by), None) if by != m.state => format!("{} as {by}", m.state),
+            _ => m.state.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {} [{}]: {state}; found in {}",
+            m.name,
+            m.addrs.join(", "),
+            m.found_in.join(", ")
+        );
+    }
+    for u in &inv.unchecked {
+        let _ = writeln!(out, "  not checked: {u}");
+    }
+    out
+}

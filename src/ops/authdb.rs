@@ -147,6 +147,7 @@ pub fn init(cell: &Cell, kvno: Option<i32>, now: DateTime<Utc>) -> Result<AfsEnt
     raw_backend(cell)?;
     preflight(cell)?;
     let _lock = cell.state.lock(true)?;
+    cell.inventory_for_change("authdb init")?;
     let keys = keys_at(cell, kvno)?;
     guard(cell, &keys)?;
     let e = cell.authdb.init(keys[0].kvno(), &keys, now)?;
@@ -174,6 +175,7 @@ pub fn set(cell: &Cell, kvno: i32, now: DateTime<Utc>) -> Result<AfsEntry, Error
     raw_backend(cell)?;
     preflight(cell)?;
     let _lock = cell.state.lock(true)?;
+    cell.inventory_for_change("authdb set")?;
     let mut state = cell.state.load()?;
     if let Some(r) = &state.rotation {
         return Err(Error::refused(format!(

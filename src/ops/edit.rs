@@ -111,6 +111,11 @@ pub fn add_keys(
 ) -> Result<(Vec<Key>, EditReport), Error> {
     preflight(cell)?;
     let _lock = cell.state.lock(true)?;
+    // A key the cell's machines must all get: every machine the cell names accounted for.
+    // (An emergency edit of one server's own files is exempt: it changes only that server.)
+    if matches!(target, Target::Control) {
+        cell.inventory_for_change("add")?;
+    }
     // Adding a key at a new kvno needs no afs entry; replacing one does (below). A missing
     // auth DB in a cell with keys is therefore an error only when a key is replaced.
     let (entry, absent) = match cell.authdb.get() {

@@ -43,6 +43,12 @@ pub struct CellPaths {
     /// Makes what pushes report their progress to (`wanted`: the command would show it);
     /// the CLI draws a bar on a terminal, the default draws nothing.
     pub progress: fn(wanted: bool) -> Box<dyn Progress>,
+    /// `--no-vldb`: the inventory does not ask the VLDB for the cell's file servers (every
+    /// output says so, and each change records it in the audit log).
+    pub no_vldb: bool,
+    /// `--skip-running-proof`: the running servers are not asked before the afs entry
+    /// moves (recorded in the audit log).
+    pub skip_running_proof: bool,
 }
 
 fn no_progress(_wanted: bool) -> Box<dyn Progress> {
@@ -65,6 +71,8 @@ impl CellPaths {
             confdir,
             config,
             progress: no_progress,
+            no_vldb: false,
+            skip_running_proof: false,
         }
     }
 
@@ -77,6 +85,12 @@ impl CellPaths {
     pub fn open(&self) -> Result<Cell, Error> {
         let mut cell = Cell::load(self.dir(), self.config.as_deref())?;
         cell.progress = (self.progress)(true);
+        if self.no_vldb {
+            cell.inventory.vldb = crate::inventory::VldbAsk::NotAsked("--no-vldb".into());
+        }
+        if self.skip_running_proof {
+            cell.running.skipped = Some("--skip-running-proof".into());
+        }
         Ok(cell)
     }
 

@@ -106,6 +106,9 @@ pub fn prune_keys(
         preflight(cell)?;
     }
     let _lock = cell.state.lock(true)?;
+    if !o.dry_run {
+        cell.inventory_for_change("prune")?;
+    }
     let entry = cell.authdb.get()?;
     let state = cell.state.load()?;
     let Some(entry) = entry else {

@@ -49,6 +49,10 @@ pub struct Planned {
     pub servers: Vec<String>,
     pub authdb: String,
     pub steps: Vec<String>,
+    /// The machines the cell names and how each is accounted for.
+    pub inventory: crate::inventory::Inventory,
+    /// Why the rotation would be refused (an unaccounted machine, a VLDB not reached).
+    pub refused: Option<String>,
 }
 
 /// A finished rotation.
@@ -117,8 +121,10 @@ pub fn rotate(paths: &CellPaths, action: RotateAction, warn: Warn) -> Result<Rot
                 password: password.map(|read| read()).transpose()?,
             };
             if dry_run {
-                let plan = rotation::dry_run(&cell, &opts)?;
+                let (plan, inventory) = rotation::dry_run(&cell, &opts)?;
                 return Ok(RotateReport::Planned(Planned {
+                    refused: inventory.refusal(),
+                    inventory,
                     dry_run: true,
                     kvno: plan.kvno,
                     key_type: plan.key_type.name(),

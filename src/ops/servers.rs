@@ -20,6 +20,9 @@ pub(crate) fn seen_record(cell: &Cell, held: Vec<(String, Vec<SeenKey>)>) {
 #[derive(Debug, Serialize)]
 pub struct ServersReport {
     pub servers: Vec<ServerRow>,
+    /// The machines the cell names (CellServDB, the VLDB), each with its state:
+    /// `control`, `configured`, `upclient`, `left out` (and why) or `unaccounted`.
+    pub inventory: crate::inventory::Inventory,
 }
 
 /// One server: reachable now or not, and what it held when last seen.
@@ -68,7 +71,10 @@ pub fn servers(paths: &CellPaths) -> Result<ServersReport, Error> {
             }
         })
         .collect();
-    let mut report = ServersReport { servers };
+    let mut report = ServersReport {
+        servers,
+        inventory: crate::inventory::gather(&cell.inventory),
+    };
     add_upclients(&cell, &mut report, &last);
     Ok(report)
 }

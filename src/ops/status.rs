@@ -28,6 +28,8 @@ pub struct StatusReport {
     /// Cells fed by the Update Server: what each server has fetched (by `bos getdate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fetch: Option<Vec<FetchView>>,
+    /// The machines the cell names (CellServDB, the VLDB) and how each is accounted for.
+    pub inventory: crate::inventory::Inventory,
     pub check: CheckReport,
 }
 
@@ -238,6 +240,7 @@ pub fn status(paths: &CellPaths) -> Result<StatusReport, Error> {
             .fetch
             .as_ref()
             .map(|(v, _)| v.iter().map(|r| fetch_view(&r.name, &r.state)).collect()),
+        inventory: s.inventory.clone(),
         check: CheckReport {
             level_name: v.level.name(),
             line: v.line(),

@@ -5,6 +5,7 @@
 //! finished by `resume` or undone by `abort`. The auth DB is never set while any server
 //! lacks the new key.
 
+mod alive;
 mod error;
 mod fetch;
 mod machines;
@@ -26,12 +27,26 @@ use crate::keys::Key;
 use crate::time::fmt_time;
 use error::{audit, entry, load, lock, preflight, save};
 
-/// `--dry-run`: the plan, nothing changed.
-pub fn dry_run(cell: &Cell, opts: &RotateOptions) -> Result<Plan, RotateError> {
+/// `--dry-run`: the plan, and the inventory a rotation would be judged by (its refusal
+/// included); nothing changed.
+pub fn dry_run(
+    cell: &Cell,
+    opts: &RotateOptions,
+) -> Result<(Plan, crate::inventory::Inventory), RotateError> {
     if let Some(r) = load(cell)?.rotation {
         return Err(in_progress(&r));
     }
-    plan::plan(cell, &cell.all_servers(), opts).map(|(p, _)| p)
+    let plan = plan::plan(cell, &cell.all_servers(), opts).map(|(p, _)| p)?;
+    Ok((plan, crate::inventory::gather(&cell.inventory)))
+}
+
+/// Every machine the cell names accounted for, before the rotation changes anything (see
+/// `Cell::inventory_for_change`).
+fn inventory(cell: &Cell, command: &str) -> Result<crate::inventory::Inventory, RotateError> {
+    cell.inventory_for_change(command).map_err(|e| match e {
+        crate::cell::CellError::Inventory(why) => RotateError::Refused(why),
+        e => RotateError::Failed(e.to_string()),
+    })
 }
 
 fn in_progress(r: &Rotation) -> RotateError {
@@ -52,6 +67,7 @@ pub fn rotate(cell: &Cell, opts: &RotateOptions, hook: Hook) -> Result<Report, R
     if let Some(r) = &st.rotation {
         return Err(in_progress(r));
     }
+    inventory(cell, "rotate")?;
     // One read of each server for the whole command (see `fleet::memo`).
     let machines = Machines::of(cell);
     let (plan, rotation) = plan::plan(cell, &machines.all(), opts)?;
@@ -82,6 +98,9 @@ pub fn resume(cell: &Cell, hook: Hook) -> Result<Report, RotateError> {
             "no rotation in progress to resume".into(),
         ));
     };
+    if r.step < Step::Activated {
+        inventory(cell, "rotate --resume")?;
+    }
     audit(
         cell,
         "rotate --resume",

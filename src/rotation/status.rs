@@ -49,6 +49,8 @@ pub struct Status {
     /// In cells fed by the Update Server: each server's name, host and fetch state, and
     /// upclient's interval.
     pub fetch: Option<Fetch>,
+    /// The machines the cell names, and how each is accounted for.
+    pub inventory: crate::inventory::Inventory,
 }
 
 fn summary(keys: &crate::keys::KeySet) -> Vec<(KeyId, Option<u32>)> {
@@ -100,6 +102,7 @@ pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
     let lifetime_conflict =
         lifetime_conflict(&cell.policy, entry.as_ref().ok().and_then(|e| e.as_ref()));
     Status {
+        inventory: crate::inventory::gather(&cell.inventory),
         fetch: gather_fetch(cell),
         proof,
         lifetime_conflict,
@@ -243,11 +246,12 @@ pub fn judge(s: &Status) -> Verdict {
     judge_proof(s, &mut p);
     judge_clock(s, &mut p);
     judge_fetch(s, &mut p);
+    judge_inventory(&s.inventory, &mut p);
     p.sort_by_key(|x| std::cmp::Reverse(x.0.severity()));
     let level = p.first().map(|x| x.0).unwrap_or(Level::Ok);
     // Report only the problems at the worst level in the one line; status shows all.
     let worst: Vec<(Level, String)> = p.iter().filter(|x| x.0 == level).cloned().collect();
-    let summary = match entry {
+    let mut summary = match entry {
         Some(e) => format!(
             "kvno {} current since {}, {} server(s) agree, next rotation due {}",
             e.kvno,
@@ -257,10 +261,39 @@ pub fn judge(s: &Status) -> Verdict {
         ),
         None => String::new(),
     };
+    // What the operator chose not to check is said even when all is well.
+    if s.inventory.vldb == crate::inventory::NOT_ASKED && !summary.is_empty() {
+        summary.push_str("; file servers not checked (VLDB not asked)");
+    }
     Verdict {
         level,
         problems: if level == Level::Ok { vec![] } else { worst },
         summary,
+    }
+}
+
+/// A machine the cell names that afskeys.toml does not account for (CRITICAL: a rotation
+/// would leave it without the new key), or a part of the cell that could not be checked
+/// (WARNING; a VLDB the operator chose not to ask is said in the summary instead).
+fn judge_inventory(inv: &crate::inventory::Inventory, p: &mut Vec<(Level, String)>) {
+    let missing = inv.unaccounted();
+    if !missing.is_empty() {
+        p.push((
+            Level::Critical,
+            format!(
+                "not in afskeys.toml: {} (`afskeys servers` lists the cell's machines)",
+                missing
+                    .iter()
+                    .map(|m| format!("{} ({})", m.name, m.found_in.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    for u in &inv.unchecked {
+        if !u.starts_with("the VLDB was not asked") {
+            p.push((Level::Warning, format!("not checked: {u}")));
+        }
     }
 }
 

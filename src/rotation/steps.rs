@@ -173,6 +173,15 @@ fn activate(
         );
         return Err(stopped(cell, st, Step::Added, lacking, why));
     }
+    // Then the running servers: each bosserver takes a token of the new kvno.
+    let refused = super::alive::failures(&super::alive::prove(cell, kvno)?);
+    if !refused.is_empty() {
+        let why = format!(
+            "refusing to set the afs entry: running servers refused kvno {kvno}: {}",
+            names(&refused)
+        );
+        return Err(stopped(cell, st, Step::Distributed, refused, why));
+    }
     let cur = entry(cell)?;
     let already = cur
         .as_ref()

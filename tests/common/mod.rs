@@ -15,7 +15,19 @@ use std::time::{Duration, Instant};
 
 /// The afskeys binary cargo built for these tests.
 pub fn afskeys() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_afskeys"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_afskeys"));
+    no_vldb(&mut c);
+    c
+}
+
+/// `AFSKEYS_NO_VLDB=1` and `AFSKEYS_SKIP_RUNNING_PROOF=1` unless the command sets them
+/// already (see `pipe`): these cells have no VLDB and no bosserver to ask.
+pub fn no_vldb(c: &mut Command) {
+    for var in ["AFSKEYS_NO_VLDB", "AFSKEYS_SKIP_RUNNING_PROOF"] {
+        if !c.get_envs().any(|(k, _)| k == var) {
+            c.env(var, "1");
+        }
+    }
 }
 
 /// Run afskeys on `confdir` with `args`, feeding `stdin`.
@@ -25,8 +37,11 @@ pub fn run(confdir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     pipe(c, stdin)
 }
 
-/// Run a command with `stdin` piped in, capturing output.
+/// Run a command with `stdin` piped in, capturing output. Tests here have no VLDB and no
+/// bosserver to ask: afskeys runs with `--no-vldb` and `--skip-running-proof` (their
+/// environment variables) unless the test set them itself (the live-cell tests set `0`).
 pub fn pipe(mut c: Command, stdin: &[u8]) -> Output {
+    no_vldb(&mut c);
     let mut child = c
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

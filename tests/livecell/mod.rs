@@ -228,8 +228,12 @@ impl LiveCell {
     pub fn start() -> LiveCell {
         let t = Instant::now();
         let mut cell = LiveCell::machines();
+        // The first key goes on db1 only (copied to the others below, before any daemon
+        // starts): the other machines are left out of this first command.
         cell.write_config(&format!(
-            "cell = \"{CELL}\"\n[audit]\npath = \"/var/lib/openafs/afskeys-audit.log\"\n"
+            "cell = \"{CELL}\"\n[audit]\npath = \"/var/lib/openafs/afskeys-audit.log\"\n\
+             [[inventory.left_out]]\nhost = \"db2\"\nreason = \"harness start\"\n\
+             [[inventory.left_out]]\nhost = \"db3\"\nreason = \"harness start\"\n"
         ));
         cell.afskeys_ok(&["add", "--kvno", "1", "--type", "rxkad_krb5", "--random"]);
         for m in cell.all().into_iter().skip(1) {
@@ -389,6 +393,44 @@ impl LiveCell {
             .args(["--confdir", CONFDIR, "--config", CONFIG])
             .args(args);
         crate::common::pipe(c, b"")
+    }
+
+    /// `afskeys` as on a production cell: the VLDB asked, the running servers proven.
+    pub fn afskeys_live(&self, args: &[&str]) -> Output {
+        let mut c = self.db1.enter();
+        c.env("AFSKEYS_NO_VLDB", "0")
+            .env("AFSKEYS_SKIP_RUNNING_PROOF", "0")
+            .arg(self.afskeys_inside())
+            .args(["--confdir", CONFDIR, "--config", CONFIG])
+            .args(args);
+        crate::common::pipe(c, b"")
+    }
+
+    /// afskeys.toml for the whole cell: db1 is the control machine, db2, db3 and fs1 are
+    /// directory servers (their conf dirs as seen from db1) known to the cell by address;
+    /// `fs1_confdir` replaces fs1's (a conf dir its bosserver does not read); `skip` leaves
+    /// those machines out of the file altogether.
+    pub fn cell_toml(&self, fs1_confdir: Option<&Path>, skip: &[&str]) -> String {
+        let mut t = format!(
+            "cell = \"{CELL}\"\ntoken_lifetime = \"1s\"\n[audit]\n\
+             path = \"/var/lib/openafs/afskeys-audit.log\"\n"
+        );
+        for m in [&self.db2, &self.db3, &self.fs1] {
+            if skip.contains(&m.name.as_str()) {
+                continue;
+            }
+            let dir = match (m.name.as_str(), fs1_confdir) {
+                ("fs1", Some(d)) => d.to_path_buf(),
+                _ => m.confdir(),
+            };
+            t.push_str(&format!(
+                "[[servers]]\nname = \"{}\"\nconfdir = \"{}\"\nafs_host = \"{}\"\n",
+                m.name,
+                dir.display(),
+                m.ip
+            ));
+        }
+        t
     }
 
     #[track_caller]
