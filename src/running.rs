@@ -105,17 +105,31 @@ fn prove_one(spec: &Spec, t: &Target, kvno: i32) -> Proven {
     p
 }
 
-/// `bos status -server HOST -localauth`: accepted, or the first `bos:` line it printed.
+/// How often an unknown-key refusal is asked again: a bosserver looks at CellServDB's mtime
+/// at most once a second, so one just bumped may refuse for a moment (seen on the live cell).
+const RETRIES: u32 = 4;
+
+/// `bos status -server HOST -localauth`: accepted, or the first `bos:` line it printed
+/// (an unknown-key refusal asked again, a second apart, `RETRIES` times).
 pub fn bos_status(bos: &Path, host: &str, deadline: Duration) -> Result<(), String> {
-    let f = child::run(
-        bos,
-        &["status", "-server", host, "-localauth"],
-        &[],
-        deadline,
-        64 * 1024,
-    )
-    .map_err(|e| e.to_string())?;
-    judge_bos(&f.text(), f.status.success())
+    let mut tries = 0;
+    loop {
+        let f = child::run(
+            bos,
+            &["status", "-server", host, "-localauth"],
+            &[],
+            deadline,
+            64 * 1024,
+        )
+        .map_err(|e| e.to_string())?;
+        match judge_bos(&f.text(), f.status.success()) {
+            Err(e) if e.contains("unknown key version") && tries < RETRIES => {
+                tries += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// bos's verdict from its output: exit 0 means nothing (it exits 0 when refused).

@@ -20,6 +20,7 @@ fn the_live_cell_runs_and_answers() {
     }
     let _g = lock();
     let c = shared();
+    c.tidy();
     eprintln!("started in {:?}", c.startup);
     for s in c.quorum() {
         let sync = s.agreed();
@@ -68,6 +69,7 @@ fn the_inventory_refuses_then_a_rotation_proven_by_the_running_servers() {
     }
     let _g = lock();
     let c = shared();
+    c.tidy();
     c.write_config(&c.cell_toml(None, &["db3", "fs1"]));
     let before = std::fs::read(c.db1.confdir().join("KeyFileExt")).unwrap();
     for args in [&["rotate"][..], &["rotate", "--dry-run"]] {
@@ -139,7 +141,8 @@ fn the_inventory_refuses_then_a_rotation_proven_by_the_running_servers() {
 /// afskeys is told fs1's conf dir is a copy its bosserver never reads, so every file afskeys
 /// checks holds the new kvno, yet fs1's bosserver refuses it; the rotation stops at step
 /// "distributed" naming fs1, its bosserver and the error, with the afs entry unmoved; with
-/// the real conf dir configured, `rotate --resume` finishes.
+/// the real conf dir configured, `rotate --resume` goes back to copy the key there, and the
+/// next `--resume` finishes.
 #[test]
 fn a_bosserver_reading_another_conf_dir_stops_the_rotation_before_the_entry_moves() {
     if !have_all() {
@@ -147,6 +150,7 @@ fn a_bosserver_reading_another_conf_dir_stops_the_rotation_before_the_entry_move
     }
     let _g = lock();
     let c = shared();
+    c.tidy();
     let copy = c.fs1.root.path().join("etc/server-copy");
     c.fs1
         .must(&format!("cp -a /etc/openafs/server/. {}", copy.display()));
@@ -170,7 +174,17 @@ fn a_bosserver_reading_another_conf_dir_stops_the_rotation_before_the_entry_move
         "{err}"
     );
     assert_eq!(entry(c), was, "the afs entry moved");
+    // With fs1's real conf dir configured, the first resume finds it lacking the key (the
+    // copy got it) and goes back to step "added"; the next one copies it there and proves it.
     c.write_config(&c.cell_toml(None, &[]));
+    let o = c.afskeys_live(&["rotate", "--resume"]);
+    assert!(
+        stderr(&o).contains("stopped after step \"added\""),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("fs1 (lacks the key)"), "{}", stderr(&o));
+    assert_eq!(entry(c), was, "the afs entry moved");
     let o = c.afskeys_live(&["rotate", "--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_ne!(entry(c), was);
@@ -215,6 +229,7 @@ fn a_server_lacking_the_newest_kvno_refuses_bos_localauth() {
     }
     let _g = lock();
     let c = shared();
+    c.tidy();
     let status = format!("bos status -server {} -localauth 2>&1", c.db2.ip);
     // db1 alone gets the key: the others are left out of this command.
     c.write_config(&format!(
@@ -252,6 +267,7 @@ fn record_fixtures() {
     }
     let _g = lock();
     let c = shared();
+    c.tidy();
     let mut r = Recorder::new();
     record_answers(c, &mut r);
     record_unreachable(c, &mut r);

@@ -395,6 +395,13 @@ impl LiveCell {
         crate::common::pipe(c, b"")
     }
 
+    /// Undo what a failed test may have left: a rotation stopped before the afs entry moved
+    /// (its new key is taken back off every machine).
+    pub fn tidy(&self) {
+        self.write_config(&self.cell_toml(None, &[]));
+        let _ = self.afskeys(&["rotate", "--abort"]);
+    }
+
     /// `afskeys` as on a production cell: the VLDB asked, the running servers proven.
     pub fn afskeys_live(&self, args: &[&str]) -> Output {
         let mut c = self.db1.enter();
