@@ -161,7 +161,15 @@ pub fn after_removal(a: &Option<crate::ops::prune::AfterRemoval>) {
 
 /// The machines the cell names, one line each (name, addresses, state, where found), then
 /// what could not be checked.
+/// With `--no-vldb` and every machine accounted for, the text says nothing more than the
+/// `check` line does ("file servers not checked"); `--json` has the whole inventory.
 pub fn inventory_text(inv: &crate::inventory::Inventory) -> String {
+    let quiet = inv.vldb == crate::inventory::NOT_ASKED
+        && inv.unaccounted().is_empty()
+        && inv.unchecked.len() == 1;
+    if quiet {
+        return String::new();
+    }
     let mut out = String::from("the cell's machines (CellServDB, VLDB):\n");
     if inv.machines.is_empty() {
         out.push_str("  none found\n");
