@@ -166,7 +166,7 @@ pub fn after_removal(a: &Option<crate::ops::prune::AfterRemoval>) {
 pub fn inventory_text(inv: &crate::inventory::Inventory) -> String {
     let quiet = inv.vldb == crate::inventory::NOT_ASKED
         && inv.unaccounted().is_empty()
-        && inv.unchecked.len() == 1;
+        && inv.problems().is_empty();
     if quiet {
         return String::new();
     }

@@ -92,9 +92,12 @@ pub struct Inventory {
     /// What could not be checked, in words (an unreadable CellServDB, an unreachable VLDB,
     /// a VLDB not asked).
     pub unchecked: Vec<String>,
-    /// Whether the CellServDB's part could not be checked (no flag goes past that).
+    /// Why the CellServDB's part could not be checked (no flag goes past that).
     #[serde(skip)]
-    cellservdb_unread: bool,
+    cellservdb_problem: Option<String>,
+    /// Why the VLDB, asked, did not answer (`--no-vldb` goes past that, by not asking).
+    #[serde(skip)]
+    vldb_problem: Option<String>,
 }
 
 impl Inventory {
@@ -106,20 +109,21 @@ impl Inventory {
             .collect()
     }
 
+    /// What could not be checked and was not the operator's choice (an unread CellServDB,
+    /// a VLDB that did not answer); a VLDB not asked (`--no-vldb`) is not among them.
+    pub fn problems(&self) -> Vec<&str> {
+        [&self.cellservdb_problem, &self.vldb_problem]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect()
+    }
+
     /// Why a command that changes keys must not go on, naming each machine, where the cell
     /// names it, and the afskeys.toml lines that account for it; `None` when it may.
     pub fn refusal(&self) -> Option<String> {
         let missing = self.unaccounted();
-        // A VLDB not asked is the operator's choice; an unread CellServDB never is.
-        let blocking: Vec<&String> = self
-            .unchecked
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| (*i == 0 && self.cellservdb_unread) || self.vldb == UNREACHABLE)
-            .filter(|(_, u)| !u.starts_with("the VLDB was not asked"))
-            .map(|(_, u)| u)
-            .collect();
-        if missing.is_empty() && blocking.is_empty() {
+        if missing.is_empty() && self.problems().is_empty() {
             return None;
         }
         let mut out = String::new();
@@ -143,18 +147,23 @@ impl Inventory {
                     .join("\n")
             ));
         }
-        for u in blocking {
+        let mut lines: Vec<String> = Vec::new();
+        if let Some(u) = &self.cellservdb_problem {
+            lines.push(format!(
+                "{u}: fix it so the cell's database servers can be checked"
+            ));
+        }
+        if let Some(u) = &self.vldb_problem {
+            lines.push(format!(
+                "{u}: the cell's file servers are not known, so they cannot be checked. Make \
+                 the VLDB answer, or go on without it with --no-vldb (recorded in the audit log)"
+            ));
+        }
+        for l in lines {
             if !out.is_empty() {
                 out.push('\n');
             }
-            out.push_str(&match u.starts_with("the VLDB") {
-                true => format!(
-                    "{u}: the cell's file servers are not known, so they cannot be checked. \
-                     Make the VLDB answer, or go on without it with --no-vldb (recorded in the \
-                     audit log)"
-                ),
-                false => format!("{u}: fix it so the cell's database servers can be checked"),
-            });
+            out.push_str(&l);
         }
         Some(out)
     }
@@ -214,9 +223,12 @@ struct Found {
 /// Gather the inventory: CellServDB read, the VLDB asked, every name resolved, each machine
 /// matched. Nothing here fails: what could not be checked is said in `unchecked`.
 pub fn gather(spec: &Spec) -> Inventory {
-    let mut unchecked = Vec::new();
-    let mut found = from_cellservdb(spec, &mut unchecked);
-    let cellservdb_unread = !unchecked.is_empty();
+    let (mut found, cellservdb_problem) = match from_cellservdb(spec) {
+        Ok(found) => (found, None),
+        Err(why) => (vec![], Some(why)),
+    };
+    let mut unchecked: Vec<String> = cellservdb_problem.iter().cloned().collect();
+    let mut vldb_problem = None;
     let vldb = match &spec.vldb {
         VldbAsk::NotAsked(why) => {
             unchecked.push(format!("the VLDB was not asked ({why})"));
@@ -235,7 +247,9 @@ pub fn gather(spec: &Spec) -> Inventory {
                     LISTED
                 }
                 Err(e) => {
-                    unchecked.push(format!("the VLDB could not be asked ({e})"));
+                    let why = format!("the VLDB could not be asked ({e})");
+                    unchecked.push(why.clone());
+                    vldb_problem = Some(why);
                     UNREACHABLE
                 }
             }
@@ -262,41 +276,33 @@ pub fn gather(spec: &Spec) -> Inventory {
         machines,
         vldb,
         unchecked,
-        cellservdb_unread,
+        cellservdb_problem,
+        vldb_problem,
     }
 }
 
-/// The cell's section of CellServDB, each line a machine.
-fn from_cellservdb(spec: &Spec, unchecked: &mut Vec<String>) -> Vec<Found> {
+/// The cell's section of CellServDB, each line a machine; `Err` says why it cannot be read.
+fn from_cellservdb(spec: &Spec) -> Result<Vec<Found>, String> {
     use crate::store::trust;
     let path = spec.cellservdb.display();
     let text = match trust::read(&spec.cellservdb, trust::CELLSERVDB) {
         Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
         Ok(None) => {
-            unchecked.push(format!(
+            return Err(format!(
                 "{path}: missing, so the database servers are unknown"
-            ));
-            return vec![];
+            ))
         }
-        Err(e) => {
-            unchecked.push(e.to_string());
-            return vec![];
-        }
+        Err(e) => return Err(e.to_string()),
     };
-    match cellservdb::db_servers(&text, &spec.cell) {
-        Ok(lines) => lines
-            .into_iter()
-            .map(|l| Found {
-                name: l.name,
-                addrs: vec![l.addr],
-                found_in: vec![format!("CellServDB line {}", l.line)],
-            })
-            .collect(),
-        Err(e) => {
-            unchecked.push(format!("{path}: {e}"));
-            vec![]
-        }
-    }
+    let lines = cellservdb::db_servers(&text, &spec.cell).map_err(|e| format!("{path}: {e}"))?;
+    Ok(lines
+        .into_iter()
+        .map(|l| Found {
+            name: l.name,
+            addrs: vec![l.addr],
+            found_in: vec![format!("CellServDB line {}", l.line)],
+        })
+        .collect())
 }
 
 /// Add a machine, or what is new of it to the machine already found at one of its addresses

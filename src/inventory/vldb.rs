@@ -35,8 +35,7 @@ pub fn list(
     let f = child::run(vos, &args, &[], deadline, 1 << 20).map_err(|e| e.to_string())?;
     let said = child::clean(f.text().trim());
     if !f.status.success() {
-        let first = said.lines().next().unwrap_or("").to_string();
-        return Err(match first.is_empty() {
+        return Err(match said.is_empty() {
             true => format!("vos listaddrs exited with {}", f.status),
             false => format!(
                 "vos listaddrs: {}",

@@ -290,10 +290,8 @@ fn judge_inventory(inv: &crate::inventory::Inventory, p: &mut Vec<(Level, String
             ),
         ));
     }
-    for u in &inv.unchecked {
-        if !u.starts_with("the VLDB was not asked") {
-            p.push((Level::Warning, format!("not checked: {u}")));
-        }
+    for u in inv.problems() {
+        p.push((Level::Warning, format!("not checked: {u}")));
     }
 }
 
