@@ -67,6 +67,19 @@ const STRUCTURAL: &[(&str, &str)] = &[
          TOML parser's own message)",
     ),
     (
+        "{path}: {e}",
+        "the inventory's CellServDB path, then a CellServDB error (each is a template); \
+         documented under the cell's machines",
+    ),
+    (
+        "localhost",
+        "not a message: the host the control machine's own bosserver is asked at",
+    ),
+    (
+        "no answer ({})",
+        "udebug's own failure line in parentheses; documented under the running-server proof",
+    ),
+    (
         "refused: {0}",
         "the `refused: ` prefix of every policy refusal (exit 3)",
     ),
