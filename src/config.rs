@@ -142,17 +142,12 @@ impl InventoryConfig {
             path: path.to_path_buf(),
             message: m,
         };
-        let odd = |v: &str| {
-            v.is_empty()
-                || v.starts_with('-')
-                || v.chars().any(|c| c.is_whitespace() || c.is_control())
-        };
         for h in self
             .also
             .iter()
             .chain(self.left_out.iter().map(|l| &l.host))
         {
-            if odd(h) {
+            if not_a_word(h) {
                 return Err(bad(format!(
                     "inventory: host {h:?} must be one plain word (no spaces, control \
                      characters or leading '-')"
@@ -231,12 +226,7 @@ impl AuthDbConfig {
                     .into(),
             ));
         }
-        let odd = |v: &str| {
-            v.is_empty()
-                || v.starts_with('-')
-                || v.chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || "\"'\\".contains(c))
-        };
+        let odd = |v: &str| not_a_word(v) || v.chars().any(|c| "\"'\\".contains(c));
         for (name, v) in [
             ("server", self.server.as_deref()),
             ("admin_principal", self.admin_principal.as_deref()),
@@ -406,18 +396,13 @@ impl ServerConfig {
     /// A server's name, host and user reach messages, the audit log and ssh's command line:
     /// each one plain word, no control characters, no leading '-' (an ssh option).
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let odd = |v: &str| {
-            v.is_empty()
-                || v.starts_with('-')
-                || v.chars().any(|c| c.is_whitespace() || c.is_control())
-        };
         for (what, v) in [
             ("name", Some(self.name.as_str())),
             ("host", self.host.as_deref()),
             ("afs_host", self.afs_host.as_deref()),
             ("user", Some(self.user.as_str())),
         ] {
-            if v.is_some_and(odd) {
+            if v.is_some_and(not_a_word) {
                 return Err(ConfigError::Parse {
                     path: path.to_path_buf(),
                     message: format!(
@@ -623,6 +608,12 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Not one plain word: empty, a leading '-' (an option to ssh or bos), a space or a control
+/// character (values that reach messages, the audit log and command lines).
+fn not_a_word(v: &str) -> bool {
+    v.is_empty() || v.starts_with('-') || v.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
