@@ -8,7 +8,6 @@
 use super::FleetError;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The files upclient must have fetched before the afs entry may move.
@@ -155,40 +154,34 @@ enum BosError {
 }
 
 impl Upserver {
-    /// Run bos with `args`, TZ=UTC (its dates are local time), killed after 60 s.
+    /// Run bos with `args`, TZ=UTC (its dates are local time), killed after 60 s (with
+    /// `child::run`: its output drained while it runs, and capped).
     fn bos(&self, args: &[&str]) -> Result<String, BosError> {
-        let mut child = Command::new(&self.bos)
-            .args(args)
-            .env("TZ", "UTC")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| BosError::Spawn {
-                path: self.bos.clone(),
+        use crate::child::{self, ChildError};
+        let out = child::run(
+            &self.bos,
+            args,
+            &[("TZ", "UTC")],
+            Duration::from_secs(60),
+            child::OUTPUT_CAP,
+        )
+        .map_err(|e| match e {
+            ChildError::Spawn { program, source } => BosError::Spawn {
+                path: program,
                 source,
-            })?;
-        let start = Instant::now();
-        while child.try_wait().map_err(BosError::Wait)?.is_none() {
-            if start.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(BosError::Timeout);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().map_err(BosError::Wait)?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            },
+            ChildError::Timeout { .. } => BosError::Timeout,
+            ChildError::Wait { source, .. } => BosError::Wait(source),
+        })?;
         if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let err = err.lines().next().unwrap_or("").trim();
+            let err = out.stderr.lines().next().unwrap_or("").trim();
             return Err(if err.is_empty() {
                 BosError::Status(out.status)
             } else {
                 BosError::Said(err.to_string())
             });
         }
-        Ok(text)
+        Ok(out.stdout)
     }
 
     /// One server's dates of `FETCHED_FILES`, by `bos getdate -noauth`.
