@@ -156,8 +156,8 @@ impl Cell {
         if let Some(s) = self.servers.iter().find(|s| s.name() == name) {
             return Ok(s.as_ref());
         }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let host = host.trim();
+        let host = this_host();
+        let host = host.as_str();
         let short = host.split('.').next().unwrap_or(host);
         if [CONTROL, "localhost", "127.0.0.1", host, short].contains(&name) {
             return Ok(&self.control_server);
@@ -197,11 +197,10 @@ impl Cell {
 /// interface addresses and host name), every `[[servers]]` entry (its `host` and
 /// `afs_host`), every upclient, and every machine left out.
 fn inventory_spec(control: &ConfDir, config: &Config, cell: &str) -> inventory::Spec {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let mut accounted = vec![Accounted {
         label: CONTROL.into(),
         how: How::Control,
-        hosts: vec![host.trim().to_string()],
+        hosts: vec![this_host()],
     }];
     accounted.extend(config.servers.iter().map(|s| Accounted {
         label: s.name.clone(),
@@ -232,6 +231,12 @@ fn inventory_spec(control: &ConfDir, config: &Config, cell: &str) -> inventory::
     }
 }
 
+/// This machine's host name (empty when it cannot be read).
+fn this_host() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    host.trim().to_string()
+}
+
 /// Whom the running-server proof asks: the control machine's own bosserver, each
 /// `[[servers]]` entry at its `afs_host` or `host` (a directory server without `afs_host`
 /// cannot be asked), each upclient at its host. Database servers are marked later, from
@@ -240,30 +245,30 @@ fn running_spec(config: &Config) -> crate::running::Spec {
     use crate::running::Target;
     let mut targets = vec![Target {
         name: CONTROL.into(),
-        host: Some("localhost".into()),
-        off: None,
+        ask: Ok("localhost".into()),
         db: false,
     }];
-    targets.extend(config.servers.iter().map(|s| {
-        let host = s.afs_host.clone().or_else(|| s.host.clone());
-        let off = match (&host, s.running_proof) {
-            (_, false) => Some("running_proof = false in afskeys.toml".to_string()),
-            (None, true) => Some("a directory server without afs_host".to_string()),
-            _ => None,
-        };
-        Target {
-            name: s.name.clone(),
-            host: if off.is_some() { None } else { host },
-            off,
-            db: false,
-        }
-    }));
-    targets.extend(config.distribution.upclients.iter().map(|u| Target {
-        name: u.name.clone(),
-        host: Some(u.host.clone()),
-        off: None,
+    targets.extend(config.servers.iter().map(|s| Target {
+        name: s.name.clone(),
+        ask: match (s.afs_host.as_ref().or(s.host.as_ref()), s.running_proof) {
+            (_, false) => Err("running_proof = false in afskeys.toml".to_string()),
+            (None, true) => Err("a directory server without afs_host".to_string()),
+            (Some(h), true) => Ok(h.clone()),
+        },
         db: false,
     }));
+    // An upclient that is also a [[servers]] entry is that entry (asked once, or not at all
+    // when its proof is off there).
+    let upclients = config.distribution.upclients.iter();
+    targets.extend(
+        upclients
+            .filter(|u| !config.servers.iter().any(|s| s.name == u.name))
+            .map(|u| Target {
+                name: u.name.clone(),
+                ask: Ok(u.host.clone()),
+                db: false,
+            }),
+    );
     crate::running::Spec {
         bos: config.running_proof.bos.clone(),
         udebug: config.running_proof.udebug.clone(),
@@ -464,5 +469,40 @@ fn heimdal_backend(c: &crate::config::AuthDbConfig, principal: String) -> Heimda
             db.with_remote(RemoteKdc::new(c.server.clone(), p.clone(), k.clone()))
         }
         _ => db,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upclient_with_a_servers_entry_is_asked_as_that_entry() {
+        let t = "[distribution]\nmethod = \"upserver\"\n\
+                 [[distribution.upclients]]\nname = \"fs1\"\nhost = \"10.0.0.1\"\n\
+                 [[distribution.upclients]]\nname = \"fs2\"\nhost = \"10.0.0.2\"\n\
+                 [[servers]]\nname = \"fs1\"\nhost = \"fs1.ssh\"\nrunning_proof = false\n\
+                 [[servers]]\nname = \"dir\"\nconfdir = \"/x\"\n";
+        let c = Config::parse(t, Path::new("afskeys.toml")).unwrap();
+        let asked: Vec<(String, Result<String, String>)> = running_spec(&c)
+            .targets
+            .into_iter()
+            .map(|t| (t.name, t.ask))
+            .collect();
+        assert_eq!(
+            asked,
+            vec![
+                ("control".into(), Ok("localhost".into())),
+                (
+                    "fs1".into(),
+                    Err("running_proof = false in afskeys.toml".into())
+                ),
+                (
+                    "dir".into(),
+                    Err("a directory server without afs_host".into())
+                ),
+                ("fs2".into(), Ok("10.0.0.2".into())),
+            ]
+        );
     }
 }

@@ -31,9 +31,8 @@ pub struct Spec {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
-    /// The host bos reaches; `None`: the proof is off for it, with `off`'s reason.
-    pub host: Option<String>,
-    pub off: Option<String>,
+    /// The host bos reaches, or why the proof is off for it.
+    pub ask: Result<String, String>,
     /// A database server (in the cell's CellServDB): its ubik services are asked too.
     pub db: bool,
 }
@@ -84,9 +83,12 @@ fn prove_one(spec: &Spec, t: &Target, kvno: i32) -> Proven {
         failed: vec![],
         not_asked: None,
     };
-    let Some(host) = &t.host else {
-        p.not_asked = Some(t.off.clone().unwrap_or_else(|| "no host to ask".into()));
-        return p;
+    let host = match &t.ask {
+        Ok(host) => host,
+        Err(why) => {
+            p.not_asked = Some(why.clone());
+            return p;
+        }
     };
     match bos_status(&spec.bos, host, spec.deadline) {
         Ok(()) => p
