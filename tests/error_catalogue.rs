@@ -72,10 +72,6 @@ const STRUCTURAL: &[(&str, &str)] = &[
          documented under the cell's machines",
     ),
     (
-        "localhost",
-        "not a message: the host the control machine's own bosserver is asked at",
-    ),
-    (
         "no answer ({})",
         "udebug's own failure line in parentheses; documented under the running-server proof",
     ),
