@@ -93,19 +93,7 @@ pub const NOBODY: &str = "10.78.0.99";
 
 /// Are the tools here? Missing ones fail when AFSKEYS_REQUIRE_INTEROP is set.
 pub fn have_all() -> bool {
-    let missing: Vec<&str> = DAEMONS
-        .iter()
-        .copied()
-        .filter(|p| !Path::new(p).exists())
-        .collect();
-    if !missing.is_empty() {
-        if std::env::var_os("AFSKEYS_REQUIRE_INTEROP").is_some() {
-            panic!("missing for the live-cell tests: {missing:?}");
-        }
-        eprintln!("skipping: missing {missing:?}");
-        return false;
-    }
-    crate::common::have(TOOLS)
+    crate::netns::have_all(DAEMONS, TOOLS, "the live-cell tests")
 }
 
 /// The cell of this test binary, started at the first call (minutes) and shared; a start that

@@ -272,3 +272,21 @@ pub fn remove_at_exit(dirs: &[&Path]) -> ChildStdin {
         .stderr(Stdio::null());
     c.spawn().expect("sh").stdin.take().unwrap()
 }
+
+/// Are these daemons (full paths) and tools (on PATH) here? Missing ones fail the tests of
+/// `what` when AFSKEYS_REQUIRE_INTEROP is set, and skip them otherwise.
+pub fn have_all(daemons: &[&str], tools: &[&str], what: &str) -> bool {
+    let missing: Vec<&str> = daemons
+        .iter()
+        .copied()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        if std::env::var_os("AFSKEYS_REQUIRE_INTEROP").is_some() {
+            panic!("missing for {what}: {missing:?}");
+        }
+        eprintln!("skipping: missing {missing:?}");
+        return false;
+    }
+    crate::common::have(tools)
+}

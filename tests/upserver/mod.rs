@@ -9,7 +9,7 @@
 pub use crate::netns::Machine;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -26,19 +26,7 @@ pub const DAEMONS: &[&str] = &["/usr/lib/openafs/upserver", "/usr/lib/openafs/up
 
 /// Are the tools here? Missing ones fail when AFSKEYS_REQUIRE_INTEROP is set.
 pub fn have_all() -> bool {
-    let missing: Vec<&str> = DAEMONS
-        .iter()
-        .copied()
-        .filter(|p| !Path::new(p).exists())
-        .collect();
-    if !missing.is_empty() {
-        if std::env::var_os("AFSKEYS_REQUIRE_INTEROP").is_some() {
-            panic!("missing for the Update Server tests: {missing:?}");
-        }
-        eprintln!("skipping: missing {missing:?}");
-        return false;
-    }
-    crate::common::have(TOOLS)
+    crate::netns::have_all(DAEMONS, TOOLS, "the Update Server tests")
 }
 
 /// ThisCell and CellServDB (the control machine only) in the client and server conf dirs,
