@@ -37,7 +37,7 @@ pub(super) fn run(
 ) -> Result<Report, RotateError> {
     let r = st.rotation.as_ref().expect("rotation in progress").clone();
     let keys = r.keys()?;
-    let mut step = reestablish(cell, &r, &keys).map_err(|e| interrupted(e, &r, r.step))?;
+    let mut step = reestablish(cell, m, &r, &keys).map_err(|e| interrupted(e, &r, r.step))?;
     loop {
         step = match step {
             Step::Planned => add(cell, &mut st, &keys),
@@ -82,14 +82,19 @@ fn interrupted(e: RotateError, r: &Rotation, step: Step) -> RotateError {
 }
 
 /// Before acting on the journal, re-establish every fact its step claims, and return the
-/// step to go on from: the control machine holds the new keys (else redo the add); after
-/// activation, the afs entry is at the new kvno (else redo the activation, whose guard
-/// checks every server again). The add step, redone on keys already there, bumps CellServDB
-/// again, so a crash between the rename and the bump still reaches running servers.
-fn reestablish(cell: &Cell, r: &Rotation, keys: &[Key]) -> Result<Step, RotateError> {
+/// step to go on from: the control machine holds the new keys (else redo the add); at
+/// "distributed", every server still holds them (else distribute again: a server whose conf
+/// dir was corrected after a stop); after activation, the afs entry is at the new kvno (else
+/// redo the activation, whose guard checks every server again). The add step, redone on keys
+/// already there, bumps CellServDB again, so a crash between the rename and the bump still
+/// reaches running servers.
+fn reestablish(cell: &Cell, m: &Machines, r: &Rotation, keys: &[Key]) -> Result<Step, RotateError> {
     let mut step = r.step;
     if step >= Step::Added && !fleet::holds(&cell.control.read()?.keys, keys) {
         step = Step::Planned;
+    }
+    if step == Step::Distributed && !fleet::lacking(&m.others(), keys).is_empty() {
+        step = Step::Added;
     }
     if step == Step::Activated && entry(cell)?.is_none_or(|e| e.kvno != r.kvno) {
         step = Step::Distributed;
@@ -103,6 +108,7 @@ fn reestablish(cell: &Cell, r: &Rotation, keys: &[Key]) -> Result<Step, RotateEr
                 r.step.name(),
                 match step {
                     Step::Planned => "the control machine lacks the new keys",
+                    Step::Added => "a server lacks the new keys",
                     _ => "the afs entry is not at the new kvno",
                 },
                 step.name()
