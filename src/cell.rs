@@ -118,7 +118,7 @@ impl Cell {
         let servers = config.servers.iter().map(|s| server(s, config)).collect();
         let inventory = inventory_spec(&control, config, &name);
         Ok(Cell {
-            running: running_spec(config),
+            running: running_spec(config, &name, control.path()),
             inventory,
             name,
             state: StateFile::new(state_dir.join(STATE_FILE)),
@@ -241,12 +241,13 @@ fn this_host() -> String {
 /// `[[servers]]` entry at its `afs_host` or `host` (a directory server without `afs_host`
 /// cannot be asked), each upclient at its host. Database servers are marked later, from
 /// the CellServDB.
-fn running_spec(config: &Config) -> crate::running::Spec {
+fn running_spec(config: &Config, cell: &str, confdir: &Path) -> crate::running::Spec {
     use crate::running::Target;
     let mut targets = vec![Target {
         name: CONTROL.into(),
         ask: Ok("localhost".into()),
-        db: false,
+        db: None,
+        fs: false,
     }];
     targets.extend(config.servers.iter().map(|s| Target {
         name: s.name.clone(),
@@ -255,7 +256,8 @@ fn running_spec(config: &Config) -> crate::running::Spec {
             (None, true) => Err("a directory server without afs_host".to_string()),
             (Some(h), true) => Ok(h.clone()),
         },
-        db: false,
+        db: None,
+        fs: false,
     }));
     // An upclient that is also a [[servers]] entry is that entry (asked once, or not at all
     // when its proof is off there).
@@ -266,12 +268,17 @@ fn running_spec(config: &Config) -> crate::running::Spec {
             .map(|u| Target {
                 name: u.name.clone(),
                 ask: Ok(u.host.clone()),
-                db: false,
+                db: None,
+                fs: false,
             }),
     );
     crate::running::Spec {
         bos: config.running_proof.bos.clone(),
         udebug: config.running_proof.udebug.clone(),
+        pts: config.running_proof.pts.clone(),
+        vos: config.running_proof.vos.clone(),
+        cell: cell.to_string(),
+        confdir: confdir.to_path_buf(),
         deadline: config.running_proof.timeout,
         skipped: None,
         targets,
@@ -484,11 +491,12 @@ mod tests {
                  [[servers]]\nname = \"fs1\"\nhost = \"fs1.ssh\"\nrunning_proof = false\n\
                  [[servers]]\nname = \"dir\"\nconfdir = \"/x\"\n";
         let c = Config::parse(t, Path::new("afskeys.toml")).unwrap();
-        let asked: Vec<(String, Result<String, String>)> = running_spec(&c)
-            .targets
-            .into_iter()
-            .map(|t| (t.name, t.ask))
-            .collect();
+        let asked: Vec<(String, Result<String, String>)> =
+            running_spec(&c, "example.org", Path::new("/nonexistent"))
+                .targets
+                .into_iter()
+                .map(|t| (t.name, t.ask))
+                .collect();
         assert_eq!(
             asked,
             vec![

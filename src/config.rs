@@ -71,6 +71,12 @@ pub struct RunningProofConfig {
     pub bos: PathBuf,
     #[serde(default = "default_udebug")]
     pub udebug: PathBuf,
+    /// `pts` and `vos`, which ask a database server's ptserver and vlserver, and a file
+    /// server's volserver.
+    #[serde(default = "default_pts")]
+    pub pts: PathBuf,
+    #[serde(default = "default_vos")]
+    pub vos: PathBuf,
     /// How long each of them may take.
     #[serde(with = "humantime_serde_shim", default = "default_vos_timeout")]
     pub timeout: Duration,
@@ -81,9 +87,15 @@ impl Default for RunningProofConfig {
         RunningProofConfig {
             bos: default_bos(),
             udebug: default_udebug(),
+            pts: default_pts(),
+            vos: default_vos(),
             timeout: default_vos_timeout(),
         }
     }
+}
+
+fn default_pts() -> PathBuf {
+    PathBuf::from("pts")
 }
 
 fn default_udebug() -> PathBuf {

@@ -1,6 +1,6 @@
 //! Proof from the running servers: before the afs entry moves, each server's running
-//! bosserver must accept a token sealed with the new kvno, and each database server's ubik
-//! services must have a sync site.
+//! bosserver must accept a token sealed with the new kvno; so must each database server's
+//! ptserver and vlserver, which must also have a sync site; and each file server's volserver.
 //!
 //! `bos status -server HOST -localauth`, run on the control machine once it holds the new
 //! kvno as its newest, authenticates with exactly that kvno: a bosserver that has not loaded
@@ -9,6 +9,15 @@
 //! happens, so it is judged by what it prints: any `bos:` line is a refusal. `udebug HOST
 //! 7002` (ptserver) and `7003` (vlserver) answer without authentication: `I am sync site`
 //! or `Sync host ADDR was set …`; `return code … from VOTE_Debug` means no answer.
+//!
+//! A ubik client asks whichever database server it likes, and a refusal for an unknown key
+//! does not make it try another: so `pts` and `vos` are pointed at one database server by a
+//! private `-config` directory (mode 0700, removed afterwards) holding ThisCell, a CellServDB
+//! naming only that server, and symlinks to the control machine's KeyFile and KeyFileExt (the
+//! keys are never copied; the two small files written there hold no secret and nothing
+//! afskeys decides from). `pts examine system:administrators` asks the ptserver, `vos
+//! listaddrs` the vlserver, and `vos partinfo -server HOST` a file server's volserver; each
+//! fails with a non-zero exit (`rxk: ticket contained unknown key version number`).
 //! What this covers and what it does not is said in docs/rotation.md.
 
 use crate::child;
@@ -21,6 +30,12 @@ use std::time::Duration;
 pub struct Spec {
     pub bos: PathBuf,
     pub udebug: PathBuf,
+    pub pts: PathBuf,
+    pub vos: PathBuf,
+    /// The cell's name, and the control machine's conf dir (its keys are what `-localauth`
+    /// seals with).
+    pub cell: String,
+    pub confdir: PathBuf,
     pub deadline: Duration,
     /// Off for the whole command (`--skip-running-proof`), with why.
     pub skipped: Option<String>,
@@ -33,8 +48,11 @@ pub struct Target {
     pub name: String,
     /// The host bos reaches, or why the proof is off for it.
     pub ask: Result<String, String>,
-    /// A database server (in the cell's CellServDB): its ubik services are asked too.
-    pub db: bool,
+    /// A database server: its address in the cell's CellServDB (its ptserver and vlserver
+    /// are asked too, there).
+    pub db: Option<String>,
+    /// A file server the VLDB lists: its volserver is asked too.
+    pub fs: bool,
 }
 
 /// One machine's result.
@@ -48,6 +66,18 @@ pub struct Proven {
     /// Not asked, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_asked: Option<String>,
+}
+
+impl Proven {
+    /// Some process refused the kvno (as opposed to not answering).
+    pub fn refused(&self) -> bool {
+        self.failed.iter().any(|f| is_refusal(f))
+    }
+}
+
+/// A failure that is a refusal of the token: an unknown kvno, or a ticket it could not open.
+pub fn is_refusal(failed: &str) -> bool {
+    failed.contains("key version") || failed.contains("ticket")
 }
 
 /// The ubik services of a database server, with their ports.
@@ -90,19 +120,25 @@ fn prove_one(spec: &Spec, t: &Target, kvno: i32) -> Proven {
             return p;
         }
     };
-    match bos_status(&spec.bos, host, spec.deadline) {
-        Ok(()) => p
-            .proven
-            .push(format!("bosserver on {host} accepted kvno {kvno}")),
-        Err(e) => p.failed.push(format!("bosserver on {host}: {e}")),
-    }
-    if t.db {
+    let mut note = |what: String, r: Result<String, String>| match r {
+        Ok(done) => p.proven.push(format!("{what} {done}")),
+        Err(e) => p.failed.push(format!("{what}: {e}")),
+    };
+    let accepted = format!("accepted kvno {kvno}");
+    let bos = bos_status(&spec.bos, host, spec.deadline).map(|()| accepted.clone());
+    note(format!("bosserver on {host}"), bos);
+    if let Some(addr) = &t.db {
         for (service, port) in UBIK {
-            match sync_site(&spec.udebug, host, port, spec.deadline) {
-                Ok(sync) => p.proven.push(format!("{service} has sync site {sync}")),
-                Err(e) => p.failed.push(format!("{service} on {host}: {e}")),
-            }
+            let r = sync_site(&spec.udebug, addr, port, spec.deadline);
+            note(service.to_string(), r.map(|s| format!("has sync site {s}")));
         }
+        for (service, r) in ask_ubik(spec, &t.name, addr) {
+            note(format!("{service} on {addr}"), r.map(|()| accepted.clone()));
+        }
+    }
+    if t.fs {
+        let r = volserver(spec, host).map(|()| accepted.clone());
+        note(format!("volserver on {host}"), r);
     }
     p
 }
@@ -111,20 +147,20 @@ fn prove_one(spec: &Spec, t: &Target, kvno: i32) -> Proven {
 /// at most once a second, so one just bumped may refuse for a moment (seen on the live cell).
 const RETRIES: u32 = 4;
 
-/// `bos status -server HOST -localauth`: accepted, or the first `bos:` line it printed
-/// (an unknown-key refusal asked again, a second apart, `RETRIES` times).
+/// `bos status -server HOST -localauth`: accepted, or the first `bos:` line it printed.
 pub fn bos_status(bos: &Path, host: &str, deadline: Duration) -> Result<(), String> {
+    retrying(|| {
+        let args = ["status", "-server", host, "-localauth"];
+        let f = child::run(bos, &args, &[], deadline, 64 * 1024).map_err(|e| e.to_string())?;
+        judge_bos(&f.text(), f.status.success())
+    })
+}
+
+/// Ask again, a second apart, `RETRIES` times, while the answer is an unknown-key refusal.
+fn retrying(mut ask: impl FnMut() -> Result<(), String>) -> Result<(), String> {
     let mut tries = 0;
     loop {
-        let f = child::run(
-            bos,
-            &["status", "-server", host, "-localauth"],
-            &[],
-            deadline,
-            64 * 1024,
-        )
-        .map_err(|e| e.to_string())?;
-        match judge_bos(&f.text(), f.status.success()) {
+        match ask() {
             Err(e) if e.contains("unknown key version") && tries < RETRIES => {
                 tries += 1;
                 std::thread::sleep(Duration::from_secs(1));
@@ -132,6 +168,97 @@ pub fn bos_status(bos: &Path, host: &str, deadline: Duration) -> Result<(), Stri
             r => return r,
         }
     }
+}
+
+/// A ptserver's and a vlserver's answer to an authenticated call, asked at `addr` alone.
+fn ask_ubik(spec: &Spec, name: &str, addr: &str) -> Vec<(&'static str, Result<(), String>)> {
+    let dir = match one_server_config(spec, name, addr) {
+        Ok(d) => d,
+        Err(e) => {
+            let why = format!("could not make a -config directory for {addr}: {e}");
+            return vec![("ptserver", Err(why.clone())), ("vlserver", Err(why))];
+        }
+    };
+    let config = dir.path().to_string_lossy().into_owned();
+    let common = ["-localauth", "-config", &config, "-cell", &spec.cell];
+    let pts = [
+        &["examine", "-nameorid", "system:administrators"][..],
+        &common,
+    ]
+    .concat();
+    let vos = [&["listaddrs", "-noresolve"][..], &common].concat();
+    vec![
+        (
+            "ptserver",
+            retrying(|| authenticated(spec, &spec.pts, &pts)),
+        ),
+        (
+            "vlserver",
+            retrying(|| authenticated(spec, &spec.vos, &vos)),
+        ),
+    ]
+}
+
+/// A file server's volserver: `vos partinfo -server HOST -localauth`.
+fn volserver(spec: &Spec, host: &str) -> Result<(), String> {
+    let config = spec.confdir.to_string_lossy().into_owned();
+    let args = [
+        "partinfo",
+        "-server",
+        host,
+        "-localauth",
+        "-noresolve",
+        "-config",
+        &config,
+        "-cell",
+        &spec.cell,
+    ];
+    retrying(|| authenticated(spec, &spec.vos, &args))
+}
+
+/// Run one pts or vos call: exit 0 is an answer; otherwise what it printed on stderr.
+fn authenticated(spec: &Spec, program: &Path, args: &[&str]) -> Result<(), String> {
+    let f = child::run(program, args, &[], spec.deadline, 64 * 1024).map_err(|e| e.to_string())?;
+    judge_exit(&f.stderr, f.status.success())
+}
+
+/// pts's and vos's verdict: their exit status, with their stderr lines as the reason.
+pub fn judge_exit(stderr: &str, exit_ok: bool) -> Result<(), String> {
+    if exit_ok {
+        return Ok(());
+    }
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut why = child::clean(&lines.join("; "));
+    if why.is_empty() {
+        why = "failed, printing nothing on stderr".into();
+    }
+    if why.chars().count() > 300 {
+        why = why.chars().take(300).collect::<String>() + "…";
+    }
+    Err(why)
+}
+
+/// A private conf dir naming one database server of the cell, for `-config`.
+fn one_server_config(spec: &Spec, name: &str, addr: &str) -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("afskeys-proof")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()?;
+    std::fs::write(dir.path().join("ThisCell"), format!("{}\n", spec.cell))?;
+    let csdb = format!(">{} #\n{addr} #{name}\n", spec.cell);
+    std::fs::write(dir.path().join("CellServDB"), csdb)?;
+    for file in ["KeyFile", "KeyFileExt"] {
+        let target = spec.confdir.join(file);
+        if target.exists() {
+            std::os::unix::fs::symlink(target, dir.path().join(file))?;
+        }
+    }
+    Ok(dir)
 }
 
 /// bos's verdict from its output: exit 0 means nothing (it exits 0 when refused).
@@ -224,5 +351,63 @@ mod tests {
             e.starts_with("no answer (return code -1 from VOTE_Debug"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn pts_and_vos_are_judged_by_exit_with_their_stderr_as_the_reason() {
+        let pts = fixture("pts_examine_unknown_kvno.stderr");
+        let e = judge_exit(&pts, false).unwrap_err();
+        assert_eq!(
+            e,
+            "pts: ticket contained unknown key version number so couldn't look up names"
+        );
+        assert!(is_refusal(&e));
+        let vos = fixture("vos_listvldb_unknown_kvno.stderr");
+        let e = judge_exit(&vos, false).unwrap_err();
+        assert_eq!(
+            e,
+            "Could not access the VLDB for attributes; rxk: ticket contained unknown key \
+             version number"
+        );
+        let gone = fixture("vos_listaddrs_unreachable.stderr");
+        let e = judge_exit(&gone, false).unwrap_err();
+        assert!(!is_refusal(&e), "{e}");
+        assert_eq!(judge_exit(&vos, true), Ok(()));
+        assert_eq!(
+            judge_exit("", false).unwrap_err(),
+            "failed, printing nothing on stderr"
+        );
+        let long = "x".repeat(1000) + "\x1b[2J";
+        assert_eq!(judge_exit(&long, false).unwrap_err().chars().count(), 301);
+    }
+
+    #[test]
+    fn the_one_server_config_names_that_server_and_links_the_keys_without_copying() {
+        let control = tempfile::tempdir().unwrap();
+        std::fs::write(control.path().join("KeyFileExt"), b"secret").unwrap();
+        let spec = Spec {
+            bos: "bos".into(),
+            udebug: "udebug".into(),
+            pts: "pts".into(),
+            vos: "vos".into(),
+            cell: "example.org".into(),
+            confdir: control.path().to_path_buf(),
+            deadline: Duration::from_secs(1),
+            skipped: None,
+            targets: vec![],
+        };
+        let dir = one_server_config(&spec, "db2", "10.0.0.2").unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert_eq!(read("CellServDB"), ">example.org #\n10.0.0.2 #db2\n");
+        assert_eq!(read("ThisCell"), "example.org\n");
+        let link = std::fs::read_link(dir.path().join("KeyFileExt")).unwrap();
+        assert_eq!(link, control.path().join("KeyFileExt"));
+        assert!(!dir.path().join("KeyFile").exists(), "no KeyFile to link");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!path.exists(), "removed after use");
     }
 }

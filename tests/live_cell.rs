@@ -8,6 +8,7 @@ mod netns;
 
 use common::*;
 use livecell::*;
+use std::path::{Path, PathBuf};
 
 /// Proves the harness: both ubik services have one sync site that every database server
 /// names, the VLDB lists the file server, every bosserver answers `-localauth` from db1 with
@@ -70,7 +71,7 @@ fn the_inventory_refuses_then_a_rotation_proven_by_the_running_servers() {
     let _g = lock();
     let c = shared();
     c.tidy();
-    c.write_config(&c.cell_toml(None, &["db3", "fs1"]));
+    c.write_config(&c.cell_toml(&[], &["db3", "fs1"]));
     let before = std::fs::read(c.db1.confdir().join("KeyFileExt")).unwrap();
     for args in [&["rotate"][..], &["rotate", "--dry-run"]] {
         let o = c.afskeys_live(args);
@@ -99,7 +100,7 @@ fn the_inventory_refuses_then_a_rotation_proven_by_the_running_servers() {
     assert_eq!(check.status.code(), Some(2), "{}", stdout(&check));
     assert!(stdout(&check).starts_with("AFSKEYS CRITICAL - not in afskeys.toml: db3"));
 
-    c.write_config(&c.cell_toml(None, &[]));
+    c.write_config(&c.cell_toml(&[], &[]));
     let servers = ok(c.afskeys_live(&["servers"]));
     assert!(
         servers.contains("  10.78.0.11 [10.78.0.11]: configured as fs1; found in VLDB"),
@@ -126,69 +127,140 @@ fn the_inventory_refuses_then_a_rotation_proven_by_the_running_servers() {
         "control: bosserver on localhost accepted kvno",
         "ptserver has sync site 10.78.0.1",
         "db2: bosserver on 10.78.0.2 accepted kvno",
+        "ptserver on 10.78.0.2 accepted kvno",
+        "vlserver on 10.78.0.2 accepted kvno",
         "db3: bosserver on 10.78.0.3 accepted kvno",
+        "vlserver on 10.78.0.3 accepted kvno",
         "fs1: bosserver on 10.78.0.11 accepted kvno",
+        "volserver on 10.78.0.11 accepted kvno",
     ] {
         assert!(asked.contains(want), "{want}: {asked}");
     }
-    assert!(
-        !asked.contains("fs1: bosserver on 10.78.0.11 accepted kvno 2, ptserver"),
-        "{asked}"
+    assert!(!asked.contains("ptserver on 10.78.0.11"), "{asked}");
+    // verify and check ask the same with the newest kvno, now the afs entry's.
+    let verify = ok(c.afskeys_live(&["verify"]));
+    eprintln!("verify:\n{verify}");
+    let kvno = asked.split("asked with kvno ").nth(1).unwrap();
+    let kvno = kvno.split(':').next().unwrap();
+    for want in [
+        format!(
+            "db2              running: kvno {kvno} accepted by bosserver, ptserver, vlserver\n"
+        ),
+        format!("fs1              running: kvno {kvno} accepted by bosserver, volserver\n"),
+        format!(
+            "control          running: kvno {kvno} accepted by bosserver, ptserver, vlserver\n"
+        ),
+    ] {
+        assert!(verify.contains(&want), "{want}: {verify}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(c.afskeys_live(&["--json", "verify"]))).unwrap();
+    assert_eq!(v["running"]["kvno"].to_string(), kvno, "{v}");
+    let fs1 = &v["running"]["servers"][3];
+    assert_eq!(fs1["server"], "fs1", "{v}");
+    assert_eq!(fs1["failed"], serde_json::json!([]), "{v}");
+    assert_eq!(
+        fs1["proven"][1],
+        format!("volserver on 10.78.0.11 accepted kvno {kvno}"),
+        "{v}"
     );
+    // check shows only the worst level's problems: OK, or the old key waiting for `prune`
+    // (token_lifetime is 1 s here), with nothing said of the running servers at either level.
+    let check = stdout(&c.afskeys_live(&["check"]));
+    assert!(
+        check.starts_with("AFSKEYS OK - kvno")
+            || check.starts_with("AFSKEYS WARNING - removable keys waiting: kvno "),
+        "{check}"
+    );
+    assert!(!check.contains("running"), "{check}");
 }
 
 /// Proves the running-server proof catches a file that is right under a process that is not:
-/// afskeys is told fs1's conf dir is a copy its bosserver never reads, so every file afskeys
-/// checks holds the new kvno, yet fs1's bosserver refuses it; the rotation stops at step
-/// "distributed" naming fs1, its bosserver and the error, with the afs entry unmoved; with
-/// the real conf dir configured, `rotate --resume` goes back to copy the key there, and the
-/// next `--resume` finishes.
+/// afskeys is told that db2's and fs1's conf dirs are copies their daemons never read, so
+/// every file afskeys checks holds the new kvno, yet db2's bosserver, ptserver and vlserver
+/// and fs1's bosserver and volserver refuse it; the rotation stops at step "distributed"
+/// naming each server, process and error, with the afs entry unmoved; `verify` says the same
+/// (exit 2) and `check` warns; with the real conf dirs configured, one `rotate --resume`
+/// copies the key there, proves it and finishes.
 #[test]
-fn a_bosserver_reading_another_conf_dir_stops_the_rotation_before_the_entry_moves() {
+fn daemons_reading_another_conf_dir_stop_the_rotation_before_the_entry_moves() {
     if !have_all() {
         return;
     }
     let _g = lock();
     let c = shared();
     c.tidy();
-    let copy = c.fs1.root.path().join("etc/server-copy");
-    c.fs1
-        .must(&format!("cp -a /etc/openafs/server/. {}", copy.display()));
-    c.write_config(&c.cell_toml(Some(&copy), &[]));
+    let copies: Vec<(&str, PathBuf)> = [&c.db2, &c.fs1]
+        .into_iter()
+        .map(|m| {
+            let copy = m.root.path().join("etc/server-copy");
+            m.must(&format!(
+                "rm -rf {0}; cp -a /etc/openafs/server/. {0}",
+                copy.display()
+            ));
+            (m.name.as_str(), copy)
+        })
+        .collect();
+    let moved: Vec<(&str, &Path)> = copies.iter().map(|(n, p)| (*n, p.as_path())).collect();
+    c.write_config(&c.cell_toml(&moved, &[]));
     let entry = |c: &LiveCell| {
         let v: serde_json::Value =
             serde_json::from_str(&ok(c.afskeys(&["--json", "status"]))).unwrap();
         v["afs_entry"]["kvno"].as_i64()
     };
+    // An afs entry to judge against (the first rotation of this cell may still be ahead).
+    if entry(c).is_none() {
+        ok(c.afskeys(&["authdb", "init"]));
+    }
     let was = entry(c);
     let o = c.afskeys_live(&["rotate"]);
     let err = stderr(&o);
     eprintln!("rotate: exit {:?}: {err}", o.status.code());
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("stopped after step \"distributed\""), "{err}");
-    assert!(
-        err.contains(
-            "fs1 (bosserver on 10.78.0.11: bos: failed to contact host's bosserver \
-                      (ticket contained unknown key version number).)"
-        ),
-        "{err}"
-    );
+    let unknown = "(ticket contained unknown key version number)";
+    for want in [
+        format!("fs1 (bosserver on 10.78.0.11: bos: failed to contact host's bosserver {unknown}.; volserver on 10.78.0.11: "),
+        format!("db2 (bosserver on 10.78.0.2: bos: failed to contact host's bosserver {unknown}.; "),
+        "ptserver on 10.78.0.2: pts: ticket contained unknown key version number".to_string(),
+        "vlserver on 10.78.0.2: ".to_string(),
+    ] {
+        assert!(err.contains(&want), "{want}: {err}");
+    }
+    assert!(!err.contains("db3 ("), "{err}");
     assert_eq!(entry(c), was, "the afs entry moved");
-    // With fs1's real conf dir configured, the first resume finds it lacking the key (the
-    // copy got it) and goes back to step "added"; the next one copies it there and proves it.
-    c.write_config(&c.cell_toml(None, &[]));
-    let o = c.afskeys_live(&["rotate", "--resume"]);
-    assert!(
-        stderr(&o).contains("stopped after step \"added\""),
-        "{}",
-        stderr(&o)
+    let v = c.afskeys_live(&["verify"]);
+    eprintln!(
+        "verify: exit {:?}\n{}{}",
+        v.status.code(),
+        stdout(&v),
+        stderr(&v)
     );
-    assert!(stderr(&o).contains("fs1 (lacks the key)"), "{}", stderr(&o));
-    assert_eq!(entry(c), was, "the afs entry moved");
+    assert_eq!(v.status.code(), Some(2));
+    assert!(stdout(&v).contains("fs1              RUNNING: REFUSED: bosserver on 10.78.0.11"));
+    assert!(
+        stderr(&v).contains("running servers refuse the control machine's newest kvno: db2, fs1")
+    );
+    // Not the afs entry's kvno yet: a warning, naming each refusing server.
+    let check = stdout(&c.afskeys_live(&["check"]));
+    eprintln!("check: {check}");
+    assert!(check.starts_with("AFSKEYS WARNING - "), "{check}");
+    assert!(check.contains("fs1 running: refuses kvno "), "{check}");
+    assert!(check.contains("db2 running: refuses kvno "), "{check}");
+    // With the real conf dirs configured, one resume finds them lacking the key (the copies
+    // got it), copies it there, proves it, and moves the entry.
+    c.write_config(&c.cell_toml(&[], &[]));
     let o = c.afskeys_live(&["rotate", "--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_ne!(entry(c), was);
-    let _ = std::fs::remove_dir_all(copy);
+    let audit = c.db1.must("cat /var/lib/openafs/afskeys-audit.log");
+    assert!(
+        audit.contains("the journal says step distributed, but a server lacks the new keys; going on from step added"),
+        "{audit}"
+    );
+    for (_, copy) in copies {
+        let _ = std::fs::remove_dir_all(copy);
+    }
 }
 
 /// A client machine calling `vos listvldb -localauth` and `pts examine -localauth` in a loop

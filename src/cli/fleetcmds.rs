@@ -153,22 +153,64 @@ pub fn verify(cli: &Cli, paths: &CellPaths) -> Result<String, Failure> {
         if r.servers.is_empty() {
             out.push_str(NO_SERVERS);
         }
-        out
+        out + &running_text(&r.running, cli.verbose)
     };
-    let (differ, unreachable) = (r.differ(), r.unreachable());
-    if !differ && !unreachable {
+    let (differ, refused, unproven) = (r.differ(), r.refused(), r.unproven());
+    let message = if differ {
+        "servers disagree with the control machine (`afskeys push` copies its files to them)"
+            .to_string()
+    } else if !refused.is_empty() {
+        format!(
+            "running servers refuse the control machine's newest kvno: {} (a server that \
+             holds the key but refuses it reads another conf dir or has not reloaded)",
+            refused.join(", ")
+        )
+    } else if r.unreachable() {
+        "some servers could not be read".into()
+    } else if !unproven.is_empty() {
+        format!("running servers not proven: {}", unproven.join(", "))
+    } else {
         return Ok(text);
-    }
+    };
+    let code = if differ || !refused.is_empty() { 2 } else { 1 };
     Err(Failure::Report {
         stdout: text,
-        message: if differ {
-            "servers disagree with the control machine (`afskeys push` copies its files to them)"
-                .into()
-        } else {
-            "some servers could not be read".into()
-        },
-        code: if differ { 2 } else { 1 },
+        message,
+        code,
     })
+}
+
+/// The running servers' part of `verify`: one line per machine (routine ones grouped past
+/// eight, as the key files' lines are), or why none was asked.
+fn running_text(r: &ops::verify::RunningView, verbose: bool) -> String {
+    let Some(kvno) = r.kvno else {
+        let why = r.not_asked.as_deref().unwrap_or("");
+        return format!("running servers not asked: {why}\n");
+    };
+    let lines: Vec<(String, String)> = r
+        .servers
+        .iter()
+        .map(|p| {
+            let state = match (&p.not_asked, p.failed.is_empty(), p.refused()) {
+                (Some(why), _, _) => format!("running: not asked ({why})"),
+                (None, true, _) => {
+                    let mut by: Vec<&str> = p
+                        .proven
+                        .iter()
+                        .filter(|l| l.contains("accepted"))
+                        .filter_map(|l| l.split_whitespace().next())
+                        .collect();
+                    by.dedup();
+                    format!("running: kvno {kvno} accepted by {}", by.join(", "))
+                }
+                (None, false, true) => format!("RUNNING: REFUSED: {}", p.failed.join("; ")),
+                (None, false, false) => format!("RUNNING: NOT PROVEN: {}", p.failed.join("; ")),
+            };
+            (p.server.clone(), state)
+        })
+        .collect();
+    let head = format!("running servers, asked with kvno {kvno} (the control machine's newest):\n");
+    head + &per_server(&lines, verbose, |st| st.starts_with("running: kvno"))
 }
 
 /// An upclient-fed server read by `bos getdate` only: what its dates say.

@@ -1,5 +1,6 @@
 //! `verify`: every other server's key checksums against the control machine's (never the
-//! keys themselves); what each was seen to hold is remembered.
+//! keys themselves); what each was seen to hold is remembered. Then the running servers are
+//! asked to accept the control machine's newest kvno (`crate::running`).
 
 use super::servers::seen_record;
 use super::status::{fetch_view, FetchView};
@@ -9,11 +10,39 @@ use crate::error::Error;
 use crate::fleet::fanout::{self, Agreement};
 use crate::fleet::upserver::FetchState;
 use crate::keys::KeyId;
+use crate::rotation::alive::Running;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
     pub servers: Vec<Verdict>,
+    /// The running servers, asked to accept the control machine's newest kvno.
+    pub running: RunningView,
+}
+
+/// What the running servers said: each machine's proof, or why none was asked.
+#[derive(Debug, Serialize)]
+pub struct RunningView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kvno: Option<i32>,
+    pub servers: Vec<crate::running::Proven>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_asked: Option<String>,
+}
+
+impl RunningView {
+    fn of(r: Running) -> RunningView {
+        let (kvno, servers, not_asked) = match r {
+            Running::Asked { kvno, results } => (Some(kvno), results, None),
+            Running::Skipped(why) => (None, vec![], Some(why)),
+            Running::Cannot(why) => (None, vec![], Some(why)),
+        };
+        RunningView {
+            kvno,
+            servers,
+            not_asked,
+        }
+    }
 }
 
 impl VerifyReport {
@@ -25,6 +54,19 @@ impl VerifyReport {
     /// Some server could not be read.
     pub fn unreachable(&self) -> bool {
         self.servers.iter().any(|v| v.state == "unreachable")
+    }
+
+    /// The running servers that refused the kvno.
+    pub fn refused(&self) -> Vec<&str> {
+        let r = self.running.servers.iter().filter(|p| p.refused());
+        r.map(|p| p.server.as_str()).collect()
+    }
+
+    /// The running servers that proved nothing for another reason (no answer, no sync site).
+    pub fn unproven(&self) -> Vec<&str> {
+        let r = self.running.servers.iter();
+        let r = r.filter(|p| !p.failed.is_empty() && !p.refused());
+        r.map(|p| p.server.as_str()).collect()
     }
 }
 
@@ -108,7 +150,9 @@ pub fn verify(paths: &CellPaths) -> Result<VerifyReport, Error> {
             row
         })
         .collect();
-    let mut report = VerifyReport { servers };
+    let inventory = crate::inventory::gather(&cell.inventory);
+    let running = RunningView::of(crate::rotation::alive::ask_newest(&cell, &inventory));
+    let mut report = VerifyReport { servers, running };
     add_fetched(&cell, &mut report);
     Ok(report)
 }

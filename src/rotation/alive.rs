@@ -1,10 +1,13 @@
 //! The rotation's proof from the running servers (`crate::running`), run once every
-//! machine holds the new kvno and before the afs entry moves: the database servers are the
-//! configured ones the cell's CellServDB names. A refusal stops the rotation at step
-//! "distributed", resumably, naming the server, the process and what it printed.
+//! machine holds the new kvno and before the afs entry moves (and by `verify` and `check`
+//! with the control machine's newest kvno): the database servers are the configured ones the
+//! cell's CellServDB names, the file servers those the VLDB lists. A refusal stops the
+//! rotation at step "distributed", resumably, naming the server, the process and what it
+//! printed.
 
 use super::error::{audit, RotateError};
 use crate::cell::Cell;
+use crate::inventory::Inventory;
 use crate::running::{self, Proven};
 
 /// The directories OpenAFS's own `bos -localauth` reads its keys from (Transarc, Debian).
@@ -20,37 +23,45 @@ pub(super) fn prove(cell: &Cell, kvno: i32) -> Result<Vec<Proven>, RotateError> 
         )?;
         return Ok(vec![]);
     }
-    let mine = std::fs::canonicalize(cell.control.path()).unwrap_or_default();
-    if !BOS_CONFDIRS.iter().any(|d| std::path::Path::new(d) == mine) {
-        return Err(RotateError::Refused(format!(
-            "the running servers cannot be asked: `bos -localauth` takes its key from {} \
-             or {}, not from {}; run afskeys with that conf dir, or go on without this proof \
-             with --skip-running-proof (recorded in the audit log)",
-            BOS_CONFDIRS[0],
-            BOS_CONFDIRS[1],
-            cell.control.path().display()
-        )));
-    }
-    let mut spec = cell.running.clone();
-    let db = db_servers(cell);
-    for t in &mut spec.targets {
-        t.db = db.contains(&t.name);
-    }
+    let spec = marked(cell, &crate::inventory::gather(&cell.inventory)).map_err(|why| {
+        RotateError::Refused(format!(
+            "the running servers cannot be asked: {why}; run afskeys with that conf dir, or \
+             go on without this proof with --skip-running-proof (recorded in the audit log)"
+        ))
+    })?;
     let results = running::prove(&spec, kvno);
     audit(cell, "rotate", &summary(&results, kvno))?;
     Ok(results)
 }
 
-/// The labels of the configured machines the cell's CellServDB lists.
-fn db_servers(cell: &Cell) -> Vec<String> {
-    let mut spec = cell.inventory.clone();
-    spec.vldb = crate::inventory::VldbAsk::NotAsked("the database servers only".into());
-    crate::inventory::gather(&spec)
-        .machines
-        .into_iter()
-        .filter(|m| m.found_in.iter().any(|f| f.starts_with("CellServDB")))
-        .filter_map(|m| m.by)
-        .collect()
+/// Whom to ask and what each machine runs, from the cell's inventory: a configured machine
+/// its CellServDB lists is a database server (asked at that address), one the VLDB lists a
+/// file server. `Err`: the proof cannot be made from this control machine, and why.
+pub(crate) fn marked(cell: &Cell, inv: &Inventory) -> Result<running::Spec, String> {
+    let mine = std::fs::canonicalize(cell.control.path()).unwrap_or_default();
+    if !BOS_CONFDIRS.iter().any(|d| std::path::Path::new(d) == mine) {
+        return Err(format!(
+            "`bos -localauth` takes its key from {} or {}, not from {}",
+            BOS_CONFDIRS[0],
+            BOS_CONFDIRS[1],
+            cell.control.path().display()
+        ));
+    }
+    let mut spec = cell.running.clone();
+    for t in &mut spec.targets {
+        let mine = inv
+            .machines
+            .iter()
+            .filter(|m| m.by.as_deref() == Some(&t.name));
+        for m in mine {
+            let listed = |what: &str| m.found_in.iter().any(|f| f.starts_with(what));
+            if listed("CellServDB") && t.db.is_none() {
+                t.db = m.addrs.first().cloned();
+            }
+            t.fs |= listed("VLDB");
+        }
+    }
+    Ok(spec)
 }
 
 /// One audit line: what each server proved, what failed, what was not asked.
@@ -76,4 +87,47 @@ pub(super) fn failures(results: &[Proven]) -> Vec<(String, String)> {
         .filter(|p| !p.failed.is_empty())
         .map(|p| (p.server.clone(), p.failed.join("; ")))
         .collect()
+}
+
+/// The running servers asked with the control machine's newest kvno (`verify`, `check`).
+#[derive(Debug, Clone)]
+pub enum Running {
+    Asked {
+        kvno: i32,
+        results: Vec<Proven>,
+    },
+    /// The operator chose not to ask (`--skip-running-proof`).
+    Skipped(String),
+    /// They cannot be asked from here, and why.
+    Cannot(String),
+}
+
+/// Ask every running server to accept the control machine's newest kvno, which is the one
+/// `-localauth` seals with: the afs entry's kvno, except during a rotation.
+pub fn ask_newest(cell: &Cell, inv: &Inventory) -> Running {
+    if let Some(why) = &cell.running.skipped {
+        return Running::Skipped(why.clone());
+    }
+    let spec = match marked(cell, inv) {
+        Ok(s) => s,
+        Err(why) => return Running::Cannot(why),
+    };
+    let newest = cell
+        .control
+        .read()
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            s.keys
+                .iter()
+                .map(|k| k.kvno())
+                .max()
+                .ok_or_else(|| "the control machine holds no key".into())
+        });
+    match newest {
+        Ok(kvno) => Running::Asked {
+            kvno,
+            results: running::prove(&spec, kvno),
+        },
+        Err(e) => Running::Cannot(format!("the newest kvno is unknown: {e}")),
+    }
 }

@@ -5,7 +5,7 @@
 //! finished by `resume` or undone by `abort`. The auth DB is never set while any server
 //! lacks the new key.
 
-mod alive;
+pub mod alive;
 mod error;
 mod fetch;
 mod machines;

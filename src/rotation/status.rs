@@ -1,6 +1,7 @@
 //! `status` and `check`: gather the cell's state (keys with their roles, the afs entry, every
 //! server, the rotation in progress) and judge it for cron and Nagios.
 
+use super::alive::Running;
 use super::proof::{prove_sets, CellProof};
 use crate::authdb::{AfsEntry, AuthDbError};
 use crate::cell::Cell;
@@ -51,6 +52,8 @@ pub struct Status {
     pub fetch: Option<Fetch>,
     /// The machines the cell names, and how each is accounted for.
     pub inventory: crate::inventory::Inventory,
+    /// The running servers asked with the control machine's newest kvno.
+    pub running: Running,
 }
 
 fn summary(keys: &crate::keys::KeySet) -> Vec<(KeyId, Option<u32>)> {
@@ -101,8 +104,10 @@ pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
     };
     let lifetime_conflict =
         lifetime_conflict(&cell.policy, entry.as_ref().ok().and_then(|e| e.as_ref()));
+    let inventory = crate::inventory::gather(&cell.inventory);
     Status {
-        inventory: crate::inventory::gather(&cell.inventory),
+        running: super::alive::ask_newest(cell, &inventory),
+        inventory,
         fetch: gather_fetch(cell),
         proof,
         lifetime_conflict,
@@ -247,6 +252,7 @@ pub fn judge(s: &Status) -> Verdict {
     judge_clock(s, &mut p);
     judge_fetch(s, &mut p);
     judge_inventory(&s.inventory, &mut p);
+    judge_running(s.current().map(|e| e.kvno), &s.running, &mut p);
     p.sort_by_key(|x| std::cmp::Reverse(x.0.severity()));
     let level = p.first().map(|x| x.0).unwrap_or(Level::Ok);
     // Report only the problems at the worst level in the one line; status shows all.
@@ -264,6 +270,9 @@ pub fn judge(s: &Status) -> Verdict {
     // What the operator chose not to check is said even when all is well.
     if s.inventory.vldb == crate::inventory::NOT_ASKED && !summary.is_empty() {
         summary.push_str("; file servers not checked (VLDB not asked)");
+    }
+    if matches!(s.running, Running::Skipped(_)) && !summary.is_empty() {
+        summary.push_str("; running servers not asked");
     }
     Verdict {
         level,
@@ -292,6 +301,35 @@ fn judge_inventory(inv: &crate::inventory::Inventory, p: &mut Vec<(Level, String
     }
     for u in inv.problems() {
         p.push((Level::Warning, format!("not checked: {u}")));
+    }
+}
+
+/// The running servers: a process refusing the afs entry's kvno is CRITICAL (it refuses
+/// every new token); refusing a newer kvno (a rotation under way), not answering, no sync
+/// site, or no way to ask from here is WARNING. Servers whose proof is off are not judged.
+fn judge_running(entry: Option<i32>, running: &Running, p: &mut Vec<(Level, String)>) {
+    match running {
+        Running::Skipped(_) => {}
+        Running::Cannot(why) => p.push((
+            Level::Warning,
+            format!("running servers not checked: {why}"),
+        )),
+        Running::Asked { kvno, results } => {
+            let current = entry == Some(*kvno);
+            for r in results.iter().filter(|r| !r.failed.is_empty()) {
+                let level = match r.refused() && current {
+                    true => Level::Critical,
+                    false => Level::Warning,
+                };
+                let what = match (r.refused(), current) {
+                    (true, true) => format!("refuses kvno {kvno}, the afs entry's"),
+                    (true, false) => format!("refuses kvno {kvno}, the newest key"),
+                    (false, _) => "not proven".to_string(),
+                };
+                let line = format!("{} running: {what}: {}", r.server, r.failed.join("; "));
+                p.push((level, line));
+            }
+        }
     }
 }
 
@@ -505,5 +543,66 @@ fn judge_proof(s: &Status, p: &mut Vec<(Level, String)>) {
     }
     if let Some(c) = &s.lifetime_conflict {
         p.push((Level::Warning, format!("grace: {c}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::running::Proven;
+
+    fn proven(server: &str, failed: &[&str]) -> Proven {
+        Proven {
+            server: server.into(),
+            proven: vec![],
+            failed: failed.iter().map(|f| f.to_string()).collect(),
+            not_asked: None,
+        }
+    }
+
+    #[test]
+    fn a_running_server_refusing_the_entrys_kvno_is_critical_and_anything_else_a_warning() {
+        let refused = "bosserver on fs1: bos: failed to contact host's bosserver (ticket \
+                       contained unknown key version number).";
+        let running = Running::Asked {
+            kvno: 3,
+            results: vec![
+                proven("fs1", &[refused]),
+                proven("db2", &["ptserver: no sync site"]),
+                proven("db3", &[]),
+            ],
+        };
+        let mut p = vec![];
+        judge_running(Some(3), &running, &mut p);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[0].0, Level::Critical);
+        assert_eq!(
+            p[0].1,
+            format!("fs1 running: refuses kvno 3, the afs entry's: {refused}")
+        );
+        assert_eq!(p[1].0, Level::Warning);
+        assert_eq!(p[1].1, "db2 running: not proven: ptserver: no sync site");
+        // A newer kvno than the entry's (a rotation under way): a warning.
+        let mut p = vec![];
+        judge_running(Some(2), &running, &mut p);
+        assert_eq!(p[0].0, Level::Warning);
+        assert!(p[0]
+            .1
+            .starts_with("fs1 running: refuses kvno 3, the newest key"));
+        let mut p = vec![];
+        judge_running(
+            Some(3),
+            &Running::Skipped("--skip-running-proof".into()),
+            &mut p,
+        );
+        assert!(p.is_empty());
+        judge_running(Some(3), &Running::Cannot("no bos conf dir".into()), &mut p);
+        assert_eq!(
+            p,
+            vec![(
+                Level::Warning,
+                "running servers not checked: no bos conf dir".into()
+            )]
+        );
     }
 }

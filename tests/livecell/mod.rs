@@ -386,7 +386,7 @@ impl LiveCell {
     /// Undo what a failed test may have left: a rotation stopped before the afs entry moved
     /// (its new key is taken back off every machine).
     pub fn tidy(&self) {
-        self.write_config(&self.cell_toml(None, &[]));
+        self.write_config(&self.cell_toml(&[], &[]));
         let _ = self.afskeys(&["rotate", "--abort"]);
     }
 
@@ -403,9 +403,9 @@ impl LiveCell {
 
     /// afskeys.toml for the whole cell: db1 is the control machine, db2, db3 and fs1 are
     /// directory servers (their conf dirs as seen from db1) known to the cell by address;
-    /// `fs1_confdir` replaces fs1's (a conf dir its bosserver does not read); `skip` leaves
-    /// those machines out of the file altogether.
-    pub fn cell_toml(&self, fs1_confdir: Option<&Path>, skip: &[&str]) -> String {
+    /// `moved` replaces a machine's conf dir (with one its bosserver does not read); `skip`
+    /// leaves those machines out of the file altogether.
+    pub fn cell_toml(&self, moved: &[(&str, &Path)], skip: &[&str]) -> String {
         let mut t = format!(
             "cell = \"{CELL}\"\ntoken_lifetime = \"1s\"\n[audit]\n\
              path = \"/var/lib/openafs/afskeys-audit.log\"\n"
@@ -414,9 +414,9 @@ impl LiveCell {
             if skip.contains(&m.name.as_str()) {
                 continue;
             }
-            let dir = match (m.name.as_str(), fs1_confdir) {
-                ("fs1", Some(d)) => d.to_path_buf(),
-                _ => m.confdir(),
+            let dir = match moved.iter().find(|(n, _)| *n == m.name) {
+                Some((_, d)) => d.to_path_buf(),
+                None => m.confdir(),
             };
             t.push_str(&format!(
                 "[[servers]]\nname = \"{}\"\nconfdir = \"{}\"\nafs_host = \"{}\"\n",
