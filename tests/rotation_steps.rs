@@ -207,6 +207,47 @@ fn a_server_down_stops_before_the_auth_db_and_resume_finishes() {
     assert_invariant(&w);
 }
 
+/// Proves the inventory is asked again at the moment the afs entry would move: a database
+/// server added to the CellServDB while the key was being distributed (after the check at
+/// the start) stops the rotation at step "distributed", naming it, with the entry unmoved;
+/// once afskeys.toml accounts for it, `--resume` finishes.
+#[test]
+fn a_machine_that_joins_the_cell_during_a_rotation_stops_it_before_the_entry_moves() {
+    use afskeys::inventory::{Accounted, How};
+    let mut w = world();
+    rotation::rotate(&w.cell, &RotateOptions::default(), &mut |_| {}).unwrap();
+    let csdb = w.cell.control.path().join("CellServDB");
+    let e = rotation::rotate(&w.cell, &RotateOptions::default(), &mut |s| {
+        if s == Step::Distributed {
+            let mut t = std::fs::read_to_string(&csdb).unwrap();
+            t.push_str("203.0.113.7\t#db9\n");
+            std::fs::write(&csdb, t).unwrap();
+        }
+    })
+    .unwrap_err();
+    assert!(matches!(e, RotateError::Stopped(_)), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains(
+            "stopped after step \"distributed\": refusing to set the afs entry: the cell names \
+             1 machine that afskeys.toml does not account for: db9 (CellServDB line 3)."
+        ),
+        "{e}"
+    );
+    assert_eq!(entry_kvno(&w), Some(1), "the afs entry moved");
+    assert_eq!(
+        w.cell.state.load().unwrap().rotation.unwrap().step,
+        Step::Distributed
+    );
+    w.cell.inventory.accounted.push(Accounted {
+        label: "203.0.113.7".into(),
+        how: How::LeftOut("test: no key files".into()),
+        hosts: vec!["203.0.113.7".into()],
+    });
+    let r = rotation::resume(&w.cell, &mut |_| assert_invariant(&w)).unwrap();
+    assert_eq!((r.kvno, entry_kvno(&w)), (2, Some(2)));
+}
+
 #[test]
 fn a_failing_auth_db_leaves_it_unchanged_and_resume_finishes() {
     let w = world();

@@ -14,7 +14,7 @@ use crate::running::{self, Proven};
 const BOS_CONFDIRS: [&str; 2] = ["/usr/afs/etc", "/etc/openafs/server"];
 
 /// Every target's result, audited; `Err` names what refused, for the stop message.
-pub(super) fn prove(cell: &Cell, kvno: i32) -> Result<Vec<Proven>, RotateError> {
+pub(super) fn prove(cell: &Cell, inv: &Inventory, kvno: i32) -> Result<Vec<Proven>, RotateError> {
     if let Some(why) = &cell.running.skipped {
         audit(
             cell,
@@ -23,7 +23,7 @@ pub(super) fn prove(cell: &Cell, kvno: i32) -> Result<Vec<Proven>, RotateError> 
         )?;
         return Ok(vec![]);
     }
-    let spec = marked(cell, &crate::inventory::gather(&cell.inventory)).map_err(|why| {
+    let spec = marked(cell, inv).map_err(|why| {
         RotateError::Refused(format!(
             "the running servers cannot be asked: {why}; run afskeys with that conf dir, or \
              go on without this proof with --skip-running-proof (recorded in the audit log)"

@@ -179,8 +179,15 @@ fn activate(
         );
         return Err(stopped(cell, st, Step::Added, lacking, why));
     }
-    // Then the running servers: each bosserver takes a token of the new kvno.
-    let refused = super::alive::failures(&super::alive::prove(cell, kvno)?);
+    // The cell's machines again, at the moment it matters: one that joined the CellServDB
+    // or the VLDB since the rotation began lacks the new key as surely as a configured one.
+    let inv = crate::inventory::gather(&cell.inventory);
+    if let Some(refusal) = inv.refusal() {
+        let why = format!("refusing to set the afs entry: {refusal}");
+        return Err(stopped(cell, st, Step::Distributed, vec![], why));
+    }
+    // Then the running servers: each process takes a token of the new kvno.
+    let refused = super::alive::failures(&super::alive::prove(cell, &inv, kvno)?);
     if !refused.is_empty() {
         let why = format!(
             "refusing to set the afs entry: running servers refused kvno {kvno}: {}",
