@@ -42,6 +42,20 @@ pub struct Spec {
     pub targets: Vec<Target>,
 }
 
+impl Spec {
+    /// What will not be asked: every server (and why), or each machine whose proof is off.
+    pub fn not_asked(&self) -> Vec<String> {
+        if let Some(why) = &self.skipped {
+            return vec![format!("every server ({why})")];
+        }
+        let off = self
+            .targets
+            .iter()
+            .filter_map(|t| t.ask.as_ref().err().map(|w| (t, w)));
+        off.map(|(t, why)| format!("{} ({why})", t.name)).collect()
+    }
+}
+
 /// One machine to ask.
 #[derive(Debug, Clone)]
 pub struct Target {

@@ -360,7 +360,7 @@ fn kvno_choice_and_refusals() {
     // a server holding a higher kvno pushes the next choice above it
     let e = rotation::rotate(&w.cell, &opts(10), &mut |_| {}).unwrap_err();
     assert!(matches!(e, RotateError::Refused(_)), "{e}");
-    let (plan, _) = rotation::dry_run(&w.cell, &RotateOptions::default()).unwrap();
+    let (plan, _, _) = rotation::dry_run(&w.cell, &RotateOptions::default()).unwrap();
     assert_eq!(plan.kvno, 11);
     assert_eq!(plan.servers, vec!["control", "fs1", "fs2", "fs3"]);
     // dry run changed nothing

@@ -93,6 +93,14 @@ pub fn rotate(cli: &Cli, paths: &CellPaths, a: &RotateArgs) -> Result<String, Fa
                     "kvno {old} is retiring: removable after {when} (`afskeys prune`)"
                 );
             }
+            if !done.running_not_asked.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "running servers not asked to accept kvno {} (their key files hold it): {}",
+                    done.kvno,
+                    done.running_not_asked.join(", ")
+                );
+            }
             out
         }
     })

@@ -51,7 +51,8 @@ pub struct Planned {
     pub steps: Vec<String>,
     /// The machines the cell names and how each is accounted for.
     pub inventory: crate::inventory::Inventory,
-    /// Why the rotation would be refused (an unaccounted machine, a VLDB not reached).
+    /// Why the rotation would be refused (an unaccounted machine, a VLDB not reached, a
+    /// running-server proof that cannot be made from here).
     pub refused: Option<String>,
 }
 
@@ -65,6 +66,9 @@ pub struct Done {
     pub activated: String,
     /// When the old key's grace ends.
     pub old_key_removable: Option<String>,
+    /// What the running-server proof did not ask: every server (and why), or each machine
+    /// whose proof is off.
+    pub running_not_asked: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,9 +125,9 @@ pub fn rotate(paths: &CellPaths, action: RotateAction, warn: Warn) -> Result<Rot
                 password: password.map(|read| read()).transpose()?,
             };
             if dry_run {
-                let (plan, inventory) = rotation::dry_run(&cell, &opts)?;
+                let (plan, inventory, refused) = rotation::dry_run(&cell, &opts)?;
                 return Ok(RotateReport::Planned(Planned {
-                    refused: inventory.refusal(),
+                    refused,
                     inventory,
                     dry_run: true,
                     kvno: plan.kvno,
@@ -159,5 +163,6 @@ pub fn rotate(paths: &CellPaths, action: RotateAction, warn: Warn) -> Result<Rot
         servers: report.servers,
         activated: fmt_time(report.activated),
         old_key_removable: report.old_kvno.map(|_| fmt_time(removable)),
+        running_not_asked: cell.running.not_asked(),
     }))
 }

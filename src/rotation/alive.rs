@@ -23,29 +23,48 @@ pub(super) fn prove(cell: &Cell, inv: &Inventory, kvno: i32) -> Result<Vec<Prove
         )?;
         return Ok(vec![]);
     }
-    let spec = marked(cell, inv).map_err(|why| {
-        RotateError::Refused(format!(
-            "the running servers cannot be asked: {why}; run afskeys with that conf dir, or \
-             go on without this proof with --skip-running-proof (recorded in the audit log)"
-        ))
-    })?;
+    let spec = marked(cell, inv).map_err(|why| RotateError::Refused(refusal(&why)))?;
     let results = running::prove(&spec, kvno);
     audit(cell, "rotate", &summary(&results, kvno))?;
     Ok(results)
+}
+
+/// Why a rotation cannot make the proof from here (checked before it changes anything); none
+/// when the operator turned the proof off.
+pub(super) fn cannot_ask(cell: &Cell) -> Option<String> {
+    if cell.running.skipped.is_some() {
+        return None;
+    }
+    not_bos_confdir(cell).map(|why| refusal(&why))
+}
+
+fn refusal(why: &str) -> String {
+    format!(
+        "the running servers cannot be asked: {why}; run afskeys with that conf dir, or go on \
+         without this proof with --skip-running-proof (recorded in the audit log)"
+    )
+}
+
+/// The control machine's conf dir is not one `bos -localauth` reads: why.
+fn not_bos_confdir(cell: &Cell) -> Option<String> {
+    let mine = std::fs::canonicalize(cell.control.path()).unwrap_or_default();
+    if BOS_CONFDIRS.iter().any(|d| std::path::Path::new(d) == mine) {
+        return None;
+    }
+    Some(format!(
+        "`bos -localauth` takes its key from {} or {}, not from {}",
+        BOS_CONFDIRS[0],
+        BOS_CONFDIRS[1],
+        cell.control.path().display()
+    ))
 }
 
 /// Whom to ask and what each machine runs, from the cell's inventory: a configured machine
 /// its CellServDB lists is a database server (asked at that address), one the VLDB lists a
 /// file server. `Err`: the proof cannot be made from this control machine, and why.
 pub(crate) fn marked(cell: &Cell, inv: &Inventory) -> Result<running::Spec, String> {
-    let mine = std::fs::canonicalize(cell.control.path()).unwrap_or_default();
-    if !BOS_CONFDIRS.iter().any(|d| std::path::Path::new(d) == mine) {
-        return Err(format!(
-            "`bos -localauth` takes its key from {} or {}, not from {}",
-            BOS_CONFDIRS[0],
-            BOS_CONFDIRS[1],
-            cell.control.path().display()
-        ));
+    if let Some(why) = not_bos_confdir(cell) {
+        return Err(why);
     }
     let mut spec = cell.running.clone();
     for t in &mut spec.targets {

@@ -27,17 +27,26 @@ use crate::keys::Key;
 use crate::time::fmt_time;
 use error::{audit, entry, load, lock, preflight, save};
 
-/// `--dry-run`: the plan, and the inventory a rotation would be judged by (its refusal
-/// included); nothing changed.
-pub fn dry_run(
-    cell: &Cell,
-    opts: &RotateOptions,
-) -> Result<(Plan, crate::inventory::Inventory), RotateError> {
+/// `--dry-run`: the plan, the inventory a rotation would be judged by, and why the rotation
+/// would be refused (an unaccounted machine, a running-server proof that cannot be made);
+/// nothing changed.
+pub fn dry_run(cell: &Cell, opts: &RotateOptions) -> Result<DryRun, RotateError> {
     if let Some(r) = load(cell)?.rotation {
         return Err(in_progress(&r));
     }
     let plan = plan::plan(cell, &cell.all_servers(), opts).map(|(p, _)| p)?;
-    Ok((plan, crate::inventory::gather(&cell.inventory)))
+    let inventory = crate::inventory::gather(&cell.inventory);
+    let refused = inventory.refusal().or_else(|| alive::cannot_ask(cell));
+    Ok((plan, inventory, refused))
+}
+
+/// The plan, the inventory, and why a rotation would be refused.
+pub type DryRun = (Plan, crate::inventory::Inventory, Option<String>);
+
+/// The running-server proof can be made from here (or was turned off), before a rotation
+/// changes anything.
+fn proof_possible(cell: &Cell) -> Result<(), RotateError> {
+    alive::cannot_ask(cell).map_or(Ok(()), |why| Err(RotateError::Refused(why)))
 }
 
 /// Every machine the cell names accounted for, before the rotation changes anything (see
@@ -68,6 +77,7 @@ pub fn rotate(cell: &Cell, opts: &RotateOptions, hook: Hook) -> Result<Report, R
         return Err(in_progress(r));
     }
     inventory(cell, "rotate")?;
+    proof_possible(cell)?;
     // One read of each server for the whole command (see `fleet::memo`).
     let machines = Machines::of(cell);
     let (plan, rotation) = plan::plan(cell, &machines.all(), opts)?;
@@ -100,6 +110,7 @@ pub fn resume(cell: &Cell, hook: Hook) -> Result<Report, RotateError> {
     };
     if r.step < Step::Activated {
         inventory(cell, "rotate --resume")?;
+        proof_possible(cell)?;
     }
     audit(
         cell,

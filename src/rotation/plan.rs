@@ -35,6 +35,9 @@ pub struct Plan {
     pub from_passphrase: bool,
     /// Update Server cells: step 3 is a wait for the upclients' fetch (its text).
     pub fetch_step: Option<String>,
+    /// What the running-server proof will not ask (every server and why, or each machine
+    /// whose proof is off).
+    pub not_asked: Vec<String>,
 }
 
 impl Plan {
@@ -61,16 +64,7 @@ impl Plan {
                     self.servers.join(", ")
                 )
             }),
-            format!(
-                "4. set the afs entry ({}) to kvno {}{}",
-                self.authdb,
-                self.kvno,
-                if self.from_passphrase {
-                    " from a generated passphrase"
-                } else {
-                    ""
-                }
-            ),
+            self.set_step(),
             match self.old_kvno {
                 Some(k) => format!(
                     "5. start kvno {k}'s grace (it stays until the token lifetime has passed)"
@@ -78,6 +72,31 @@ impl Plan {
                 None => "5. (no old key: the afs entry is new)".to_string(),
             },
         ]
+    }
+}
+
+impl Plan {
+    /// Step 4: the running servers asked (or what is not), then the afs entry set.
+    fn set_step(&self) -> String {
+        let set = format!(
+            "set the afs entry ({}) to kvno {}{}",
+            self.authdb,
+            self.kvno,
+            if self.from_passphrase {
+                " from a generated passphrase"
+            } else {
+                ""
+            }
+        );
+        let ask = format!("ask the running servers to accept kvno {}", self.kvno);
+        match self.not_asked.as_slice() {
+            [] => format!("4. {ask}, then {set}"),
+            [all] if all.starts_with("every server") => {
+                let why = all.trim_start_matches("every server ");
+                format!("4. {set}, without asking the running servers {why}")
+            }
+            some => format!("4. {ask} (not asked: {}), then {set}", some.join(", ")),
+        }
     }
 }
 
@@ -119,6 +138,7 @@ pub fn plan(
         authdb: cell.authdb.describe(),
         from_passphrase: passphrase.is_some(),
         fetch_step: super::fetch::plan_step(cell),
+        not_asked: cell.running.not_asked(),
     };
     let rotation = Rotation {
         started: now,
