@@ -107,10 +107,12 @@ fn the_inventory_refuses_then_a_rotation_proven_by_the_running_servers() {
         "{servers}"
     );
     let calls = client_loop(c);
+    let t = std::time::Instant::now();
     let o = c.afskeys_live(&["rotate"]);
+    let secs = t.elapsed().as_secs_f64();
     let (total, failed) = calls.stop();
     eprintln!(
-        "rotate: {}{}; client calls {total}, failed {failed}",
+        "rotate ({secs:.2} s): {}{}; client calls {total}, failed {failed}",
         stdout(&o),
         stderr(&o)
     );
@@ -138,8 +140,9 @@ fn the_inventory_refuses_then_a_rotation_proven_by_the_running_servers() {
     }
     assert!(!asked.contains("ptserver on 10.78.0.11"), "{asked}");
     // verify and check ask the same with the newest kvno, now the afs entry's.
+    let t = std::time::Instant::now();
     let verify = ok(c.afskeys_live(&["verify"]));
-    eprintln!("verify:\n{verify}");
+    eprintln!("verify ({:.2} s):\n{verify}", t.elapsed().as_secs_f64());
     let kvno = asked.split("asked with kvno ").nth(1).unwrap();
     let kvno = kvno.split(':').next().unwrap();
     for want in [
@@ -213,9 +216,11 @@ fn daemons_reading_another_conf_dir_stop_the_rotation_before_the_entry_moves() {
         ok(c.afskeys(&["authdb", "init"]));
     }
     let was = entry(c);
+    let t = std::time::Instant::now();
     let o = c.afskeys_live(&["rotate"]);
     let err = stderr(&o);
-    eprintln!("rotate: exit {:?}: {err}", o.status.code());
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!("rotate ({secs:.2} s): exit {:?}: {err}", o.status.code());
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("stopped after step \"distributed\""), "{err}");
     let unknown = "(ticket contained unknown key version number)";
