@@ -453,7 +453,8 @@ fn kadmin_backend(c: &crate::config::AuthDbConfig, principal: String) -> KadminA
     let db = KadminAuthDb::new(
         principal,
         c.kadmin.clone().unwrap_or_else(|| default.into()),
-    );
+    )
+    .with_deadline(c.timeout.unwrap_or(crate::authdb::DEFAULT_DEADLINE));
     match (&c.admin_principal, &c.admin_keytab) {
         (Some(p), Some(k)) => {
             db.with_remote(RemoteKdc::new(c.server.clone(), p.clone(), k.clone()))
@@ -470,7 +471,8 @@ fn heimdal_backend(c: &crate::config::AuthDbConfig, principal: String) -> Heimda
         c.kadmin
             .clone()
             .unwrap_or_else(|| DEFAULT_HEIMDAL_KADMIN.into()),
-    );
+    )
+    .with_deadline(c.timeout.unwrap_or(crate::authdb::DEFAULT_DEADLINE));
     match (&c.admin_principal, &c.admin_keytab) {
         (Some(p), Some(k)) => {
             db.with_remote(RemoteKdc::new(c.server.clone(), p.clone(), k.clone()))

@@ -1,4 +1,5 @@
-//! Running another program (vos, bos, udebug, pts) with a deadline and bounded output.
+//! Running another program (vos, bos, udebug, pts, kadmin, kinit, kvno) with a deadline and
+//! bounded output.
 //!
 //! Every child afskeys starts here: gets stdin from `/dev/null`; runs in a process group of
 //! its own and is killed with it (SIGKILL to the group) when its deadline passes; dies when
@@ -73,12 +74,29 @@ pub fn run(
     cap: usize,
 ) -> Result<Finished, ChildError> {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: setpgid and prctl are async-signal-safe and touch only the child itself.
+    cmd.args(args).envs(env.iter().copied());
+    run_command(cmd, None, deadline, cap)
+}
+
+/// Run a command built by the caller (its program, arguments, environment, and any
+/// `pre_exec` of its own such as `setsid`) the same way, writing `input` to its stdin (from a
+/// thread of its own, then closed; a child that exits without reading it is not an error) or
+/// giving it `/dev/null`.
+pub fn run_command(
+    mut cmd: Command,
+    input: Option<&[u8]>,
+    deadline: Duration,
+    cap: usize,
+) -> Result<Finished, ChildError> {
+    let program = PathBuf::from(cmd.get_program());
+    cmd.stdin(match input {
+        Some(_) => Stdio::piped(),
+        None => Stdio::null(),
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    // SAFETY: setpgid and prctl are async-signal-safe and touch only the child itself (after
+    // a caller's setsid, setpgid fails harmlessly: the child already leads its own group).
     unsafe {
         cmd.pre_exec(|| {
             libc::setpgid(0, 0);
@@ -88,10 +106,17 @@ pub fn run(
     }
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| ChildError::Spawn {
-        program: program.to_path_buf(),
+        program: program.clone(),
         source,
     })?;
     let pid = child.id() as i32;
+    if let (Some(input), Some(mut w)) = (input, child.stdin.take()) {
+        let input = zeroize::Zeroizing::new(input.to_vec());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = w.write_all(&input);
+        });
+    }
     let out = drain(child.stdout.take(), cap);
     let err = drain(child.stderr.take(), cap);
     let waited = child.wait_timeout(deadline);
@@ -106,14 +131,8 @@ pub fn run(
             let _ = child.wait();
             let _ = (out.join(), err.join());
             return Err(match waited {
-                Err(source) => ChildError::Wait {
-                    program: program.to_path_buf(),
-                    source,
-                },
-                _ => ChildError::Timeout {
-                    program: program.to_path_buf(),
-                    deadline,
-                },
+                Err(source) => ChildError::Wait { program, source },
+                _ => ChildError::Timeout { program, deadline },
             });
         }
     };

@@ -208,6 +208,9 @@ pub struct AuthDbConfig {
     pub admin_principal: Option<String>,
     /// kadmin backend: that principal's keytab (no prompt)
     pub admin_keytab: Option<PathBuf>,
+    /// How long one kadmin, kinit or kvno run may take before it is killed (default 60 s).
+    #[serde(default, with = "humantime_serde_shim_opt")]
+    pub timeout: Option<Duration>,
 }
 
 impl AuthDbConfig {
@@ -230,6 +233,9 @@ impl AuthDbConfig {
             return Err(bad(
                 "authdb.admin_principal and admin_keytab go together".into()
             ));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(bad("authdb.timeout must be more than zero".into()));
         }
         if self.server.is_some() && !admin.0 {
             return Err(bad(

@@ -42,9 +42,8 @@ use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial};
 use crate::crypto;
 use crate::keys::{Enctype, Key, KeyType};
 use chrono::{DateTime, Utc};
-use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use zeroize::Zeroizing;
 
 /// The command run when the configuration names none (Debian's name for Heimdal's kadmin).
@@ -69,6 +68,8 @@ pub struct HeimdalAuthDb {
     env: Vec<(String, String)>,
     /// kadmind and the admin identity (login and tickets); `server: None` = `kadmin -l`.
     remote: Option<RemoteKdc>,
+    /// How long one kadmin run may take before it is killed.
+    deadline: std::time::Duration,
 }
 
 /// What one kadmin run printed, and whether it exited 0.
@@ -87,7 +88,15 @@ impl HeimdalAuthDb {
             kadmin_cmd,
             env: Vec::new(),
             remote: None,
+            deadline: super::DEFAULT_DEADLINE,
         }
+    }
+
+    /// How long one kadmin (or kinit, kvno) run may take before it is killed with every
+    /// process it started.
+    pub fn with_deadline(mut self, deadline: std::time::Duration) -> HeimdalAuthDb {
+        self.deadline = deadline;
+        self
     }
 
     /// Reach the database through kadmind (when `remote.server` is set) and get tickets with
@@ -192,32 +201,24 @@ impl HeimdalAuthDb {
             })?;
             Some(s)
         };
-        let mut c = self.command(words, private.as_deref());
-        c.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().map_err(|e| {
-            AuthDbError::Backend(format!(
-                "cannot run {}: {e} (unpack Heimdal's kadmin, or name it with `kadmin` in \
-                 [authdb])",
-                self.kadmin_cmd
-            ))
-        })?;
-        if let (Some(input), Some(mut w)) = (stdin, child.stdin.take()) {
-            // kadmin may exit without reading: what it printed says what happened.
-            let _ = w.write_all(input);
-        }
-        let out = child.wait_with_output().map_err(|e| {
-            AuthDbError::Backend(format!("{}: waiting for it: {e}", self.kadmin_cmd))
-        })?;
+        let c = self.command(words, private.as_deref());
+        let out = crate::child::run_command(c, stdin, self.deadline, crate::child::OUTPUT_CAP)
+            .map_err(|e| match e {
+                crate::child::ChildError::Spawn { source, .. } => AuthDbError::Backend(format!(
+                    "cannot run {}: {source} (unpack Heimdal's kadmin, or name it with \
+                     `kadmin` in [authdb])",
+                    self.kadmin_cmd
+                )),
+                e => AuthDbError::Backend(format!(
+                    "no answer from Heimdal's kadmin for `{}`: {e} (is kadmind, or the KDC it \
+                     logs in through, reachable?)",
+                    words.join(" ")
+                )),
+            })?;
         Ok(Ran {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             ok: out.status.success(),
+            stdout: out.stdout,
+            stderr: out.stderr,
         })
     }
 
@@ -300,7 +301,7 @@ impl HeimdalAuthDb {
 
     /// How this backend gets tickets; an error when no admin keytab is configured.
     pub fn ticket_client(&self) -> Result<TicketClient, AuthDbError> {
-        mit_remote::client_of(self.remote.as_ref(), &self.env, checked)
+        mit_remote::client_of(self.remote.as_ref(), &self.env, self.deadline, checked)
     }
 
     /// The ticket proof (`mit_remote::ticket_proof`).

@@ -41,9 +41,8 @@ use crate::crypto;
 use crate::keys::{Enctype, Key, KeyType};
 use chrono::{DateTime, Utc};
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use zeroize::Zeroizing;
 
 /// The command run when the configuration names none.
@@ -83,6 +82,8 @@ pub struct KadminAuthDb {
     pub(super) env: Vec<(String, String)>,
     /// kadmind and how to log in to it, or how to get tickets (see [`RemoteKdc`]).
     pub(super) remote: Option<RemoteKdc>,
+    /// How long one kadmin run may take before it is killed.
+    pub(super) deadline: std::time::Duration,
 }
 
 /// What one kadmin.local run printed.
@@ -102,7 +103,15 @@ impl KadminAuthDb {
             args: Vec::new(),
             env: Vec::new(),
             remote: None,
+            deadline: super::DEFAULT_DEADLINE,
         }
+    }
+
+    /// How long one kadmin (or kinit, kvno) run may take before it is killed with every
+    /// process it started.
+    pub fn with_deadline(mut self, deadline: std::time::Duration) -> KadminAuthDb {
+        self.deadline = deadline;
+        self
     }
 
     /// Reach the database through kadmind (when `remote.server` is set) and get tickets with
@@ -240,55 +249,35 @@ impl KadminAuthDb {
         Ok(ran)
     }
 
-    /// One run of kadmin: what it printed and how it ended.
+    /// One run of kadmin: what it printed and how it ended, within the deadline.
     fn run_child(
         &self,
         query: &str,
         stdin: Option<&[u8]>,
     ) -> Result<(Ran, std::process::ExitStatus), AuthDbError> {
-        let mut c = self.command(query);
-        c.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                " (install krb5-admin-server, or name the command with `kadmin` in [authdb])"
-            } else {
-                ""
-            };
-            AuthDbError::Backend(format!(
-                "cannot run {}: {e}{hint}",
-                self.program().display()
-            ))
-        })?;
-        if let Some(input) = stdin {
-            if let Some(mut w) = child.stdin.take() {
-                // kadmin.local may exit without reading (e.g. the principal is missing):
-                // a broken pipe is not an error, what it printed says what happened.
-                match w.write_all(input) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                    Err(e) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err(AuthDbError::Backend(format!(
-                            "cannot write to {}: {e}",
-                            self.kadmin_cmd
-                        )));
-                    }
+        let c = self.command(query);
+        let out = crate::child::run_command(c, stdin, self.deadline, crate::child::OUTPUT_CAP)
+            .map_err(|e| match e {
+                crate::child::ChildError::Spawn { source, .. } => {
+                    let hint = if source.kind() == std::io::ErrorKind::NotFound {
+                        " (install krb5-admin-server, or name the command with `kadmin` in \
+                         [authdb])"
+                    } else {
+                        ""
+                    };
+                    AuthDbError::Backend(format!(
+                        "cannot run {}: {source}{hint}",
+                        self.program().display()
+                    ))
                 }
-            }
-        }
-        let out = child.wait_with_output().map_err(|e| {
-            AuthDbError::Backend(format!("{}: waiting for `{query}`: {e}", self.kadmin_cmd))
-        })?;
+                e => AuthDbError::Backend(format!(
+                    "no answer from kadmin for `{query}`: {e} (is kadmind, or the KDC it logs in \
+                     through, reachable?)"
+                )),
+            })?;
         let ran = Ran {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout: out.stdout,
+            stderr: out.stderr,
         };
         Ok((ran, out.status))
     }

@@ -74,8 +74,13 @@ impl RemoteKdc {
     }
 
     /// The ticket client this admin identity makes, with the backend's environment.
-    pub(super) fn ticket_client(&self, env: &[(String, String)]) -> TicketClient {
+    pub(super) fn ticket_client(
+        &self,
+        env: &[(String, String)],
+        deadline: std::time::Duration,
+    ) -> TicketClient {
         TicketClient {
+            deadline,
             admin_principal: self.admin_principal.clone(),
             admin_keytab: self.admin_keytab.clone(),
             kinit: self.kinit.clone(),
@@ -93,6 +98,7 @@ pub(super) type PrincipalCheck = fn(&str) -> Result<&str, AuthDbError>;
 pub(super) fn client_of(
     remote: Option<&RemoteKdc>,
     env: &[(String, String)],
+    deadline: std::time::Duration,
     check: PrincipalCheck,
 ) -> Result<TicketClient, AuthDbError> {
     let Some(r) = remote else {
@@ -102,7 +108,7 @@ pub(super) fn client_of(
         .into());
     };
     check(&r.admin_principal)?;
-    Ok(r.ticket_client(env))
+    Ok(r.ticket_client(env, deadline))
 }
 
 /// The afs principal as the KDC holds it; an error naming `principal` when it does not exist.
@@ -164,7 +170,12 @@ pub(super) fn ticket_opens(
 impl KadminAuthDb {
     /// How this backend gets tickets; an error when no admin keytab is configured.
     pub fn ticket_client(&self) -> Result<TicketClient, AuthDbError> {
-        client_of(self.remote.as_ref(), &self.env, checked_principal)
+        client_of(
+            self.remote.as_ref(),
+            &self.env,
+            self.deadline,
+            checked_principal,
+        )
     }
 
     /// The ticket proof (`ticket_proof` above).

@@ -14,6 +14,9 @@ pub mod mit_remote;
 mod private;
 pub mod ticket;
 
+/// How long one kadmin, kinit or kvno run may take by default (`[authdb] timeout`).
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 use crate::keys::{Key, KeyId, KeySet, KeyType};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;

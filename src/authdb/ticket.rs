@@ -30,7 +30,7 @@ use picky_krb::crypto::CipherSuite;
 use picky_krb::data_types::{EncTicketPart, Ticket};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// RFC 4120 key usage of a ticket's enc-part (AS-REP / TGS-REP ticket).
 pub const KEY_USAGE_TICKET: i32 = 2;
@@ -79,6 +79,8 @@ pub struct TicketClient {
     pub kvno: String,
     /// Extra environment for the children (they also inherit this process's).
     pub env: Vec<(String, String)>,
+    /// How long each of kinit and kvno may take before it is killed.
+    pub deadline: std::time::Duration,
 }
 
 /// A service ticket as the KDC issued it, still sealed.
@@ -181,22 +183,26 @@ impl TicketClient {
         c.args(args)
             .env("LC_ALL", "C")
             .env_remove("LANGUAGE")
-            .env_remove("KRB5CCNAME")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env_remove("KRB5CCNAME");
         for (k, v) in &self.env {
             c.env(k, v);
         }
-        let out = c.output().map_err(|source| TicketError::Spawn {
-            program: program.to_string(),
-            source,
-        })?;
+        let out = crate::child::run_command(c, None, self.deadline, crate::child::OUTPUT_CAP)
+            .map_err(|e| match e {
+                crate::child::ChildError::Spawn { source, .. } => TicketError::Spawn {
+                    program: program.to_string(),
+                    source,
+                },
+                e => TicketError::Tool {
+                    command: format!("{program} {}", args.join(" ")),
+                    message: e.to_string(),
+                },
+            })?;
         if out.status.success() {
             return Ok(());
         }
-        let err = String::from_utf8_lossy(&out.stderr);
-        let message = err
+        let message = out
+            .stderr
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
