@@ -233,9 +233,13 @@ pub fn sync_after_edit(cell: &Cell, target: &Target) -> Result<Vec<String>, Erro
     if !matches!(target, Target::Control) || cell.servers.is_empty() {
         return Ok(vec![]);
     }
+    // Under the cell lock from the read to the last commit (as `push`): a rotation that ran
+    // between the edit and this push is pushed too, never undone.
+    let _lock = cell.state.lock(true)?;
     let snap = cell.control.read()?;
     entry_kept(cell, &snap.keys)?;
     let files = KeyFiles::of(&snap.keys);
+    crate::store::atomic::pause_point("sync:read");
     let report = crate::fleet::fanout::push(
         &cell.other_servers(),
         &files,

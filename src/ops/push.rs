@@ -1,6 +1,7 @@
 //! `push`: the control machine's KeyFile and KeyFileExt to every server (or one), staged
 //! everywhere first, then renamed on all at once; refused when the files lack the afs entry's
-//! key. A full push is logged and remembered as what each server now holds.
+//! key. It holds the cell lock from its read of the control machine to its last commit. A
+//! full push is logged and remembered as what each server now holds.
 
 use super::edit::entry_kept;
 use super::servers::seen_record;
@@ -45,9 +46,13 @@ pub fn push(
         return Ok(None);
     }
     cell.audit.preflight().map_err(Error::failed_by)?;
+    // The cell lock from the read of the control machine's files to the last commit: no
+    // rotation or edit can finish in between and be undone by this older copy.
+    let _lock = cell.state.lock(true)?;
     let snap = cell.control.read()?;
     entry_kept(&cell, &snap.keys)?;
     let files = KeyFiles::of(&snap.keys);
+    crate::store::atomic::pause_point("push:read");
     let report = fleet::fanout::push(
         &targets,
         &files,

@@ -74,6 +74,33 @@ pub fn crash_point(point: &str) {
 #[cfg(not(feature = "test-hooks"))]
 pub fn crash_point(_point: &str) {}
 
+/// The test hook (`test-hooks` builds only): with `AFSKEYS_PAUSE_AT=<point>` and
+/// `AFSKEYS_PAUSE_FILE=<path>`, the process creates `<path>.reached` at that point and waits
+/// (at most a minute) until `<path>` exists, so tests can run another command in between
+/// (`push:read`, `sync:read`: the control machine's files read and checked for a push, not yet
+/// staged).
+#[cfg(feature = "test-hooks")]
+pub fn pause_point(point: &str) {
+    let (Ok(at), Ok(file)) = (
+        std::env::var("AFSKEYS_PAUSE_AT"),
+        std::env::var("AFSKEYS_PAUSE_FILE"),
+    ) else {
+        return;
+    };
+    if at != point {
+        return;
+    }
+    let _ = fs::write(format!("{file}.reached"), b"");
+    let start = std::time::Instant::now();
+    while !Path::new(&file).exists() && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Without `test-hooks`, nothing happens at a pause point.
+#[cfg(not(feature = "test-hooks"))]
+pub fn pause_point(_point: &str) {}
+
 /// Replace `path` with `bytes`: temp file in the same dir (0600), fsync, rename over.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     commit_file(stage_file(path, bytes)?, path)
