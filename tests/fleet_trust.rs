@@ -292,3 +292,71 @@ fn a_fifo_key_file_on_a_server_is_refused_at_once_over_ssh2() {
 fn a_fifo_key_file_on_a_server_is_refused_at_once_over_openssh() {
     a_fifo_key_file_on_a_server_is_refused_at_once("openssh");
 }
+
+/// A server's key file that would be endless over SFTP: a symlink to /dev/zero (KeyFile),
+/// then a 3 GB sparse file (KeyFileExt). `verify` is refused naming the server, the file and
+/// the cap (`store::trust`'s, as for a local file), within seconds and in bounded memory (the
+/// openssh transport read both to the end before: 1.9 GB and 1.3 GB resident).
+fn endless_server_key_files_cost_a_bounded_read(transport: &str) {
+    let Some(f) = Fleet::start(transport) else {
+        return;
+    };
+    ok(run(f.control.path(), &["rotate"], b""));
+    let kf = f.dir(1).join("KeyFile");
+    let kx = f.dir(1).join("KeyFileExt");
+    fs::remove_file(&kf).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &kf).unwrap();
+    let saved = fs::read(&kx).unwrap();
+    for what in ["KeyFile", "KeyFileExt"] {
+        let path = if what == "KeyFile" { &kf } else { &kx };
+        if what == "KeyFileExt" {
+            fs::remove_file(&kf).unwrap();
+            fs::write(&kf, b"\0\0\0\0").unwrap();
+            let sparse = fs::OpenOptions::new().write(true).open(&kx).unwrap();
+            sparse.set_len(3 << 30).unwrap();
+        }
+        let rss = tempfile::NamedTempFile::new().unwrap();
+        let started = std::time::Instant::now();
+        let mut c = std::process::Command::new("/usr/bin/time");
+        c.arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(rss.path())
+            .arg(env!("CARGO_BIN_EXE_afskeys"))
+            .arg("--confdir")
+            .arg(f.control.path())
+            .arg("verify");
+        let o = pipe(c, b"");
+        let took = started.elapsed();
+        let kib: u64 = fs::read_to_string(rss.path())
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let err = format!("{}{}", stdout(&o), stderr(&o));
+        eprintln!(
+            "{transport} {what}: exit {:?}, {took:.2?}, peak {kib} KiB",
+            o.status.code()
+        );
+        assert_ne!(o.status.code(), Some(0), "{err}");
+        assert!(err.contains("fs1"), "{err}");
+        assert!(err.contains(&format!("more than a {what} can be")), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+        assert!(kib < 100 * 1024, "peak {kib} KiB");
+    }
+    fs::write(&kx, saved).unwrap();
+}
+
+#[test]
+fn endless_server_key_files_cost_a_bounded_read_over_ssh2() {
+    endless_server_key_files_cost_a_bounded_read("ssh2");
+}
+
+#[test]
+fn endless_server_key_files_cost_a_bounded_read_over_openssh() {
+    endless_server_key_files_cost_a_bounded_read("openssh");
+}

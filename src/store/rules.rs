@@ -16,6 +16,10 @@ pub const LOCKFILE: &str = ".afskeys.lock";
 /// Touched (mtime to a new second) after a change, so running servers reload their keys.
 pub const CELLSERVDB: &str = "CellServDB";
 /// Where the previous versions of the key files are kept, inside the conf dir.
+/// The most names a server's directory listing is read for (its conf dir, the backup dir):
+/// a listing past it is refused, so a server that keeps sending names costs a bounded amount.
+pub const MAX_NAMES: usize = 10_000;
+
 pub const BACKUP_DIR: &str = ".afskeys-backup";
 /// Backups kept per key file; the oldest beyond this are removed.
 pub const MAX_BACKUPS: usize = 10;

@@ -31,6 +31,25 @@ pub const KEYFILEEXT: Kind = Kind {
     what: "KeyFileExt",
     max: 64 * 1024,
 };
+/// The cap of a key file read from a server, by its name (KeyFile, else KeyFileExt).
+pub fn key_file_kind(path: &Path) -> Kind {
+    match path.file_name().is_some_and(|n| n == "KeyFile") {
+        true => KEYFILE,
+        false => KEYFILEEXT,
+    }
+}
+
+/// A server's key file longer than its format allows, found after reading at most a little
+/// past the cap (its whole size is not known: the read stopped).
+pub fn too_long(path: &Path, kind: Kind) -> String {
+    format!(
+        "{}: is more than {} bytes, more than a {} can be; refusing to read it",
+        path.display(),
+        kind.max,
+        kind.what
+    )
+}
+
 /// The rotation journal and grace records.
 pub const JOURNAL: Kind = Kind {
     what: "journal",

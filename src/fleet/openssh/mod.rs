@@ -350,7 +350,9 @@ async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     .await
 }
 
-/// A whole remote file, `None` when it does not exist.
+/// A whole remote key file, `None` when it does not exist; refused, having read at most one
+/// byte past it, when it is longer than its format allows (`store::trust`'s caps, as for a
+/// local file): a symlink to /dev/zero or a huge sparse file never costs more than that.
 async fn read_optional(sftp: &Sftp, path: PathBuf) -> Result<Option<Vec<u8>>, Fail> {
     // A FIFO (or a device) would block the server's open: judged from its lstat first.
     match push::stat(sftp, &path, false).await? {
@@ -360,14 +362,31 @@ async fn read_optional(sftp: &Sftp, path: PathBuf) -> Result<Option<Vec<u8>>, Fa
         }
         Some(_) => {}
     }
-    match sftp.fs().read(&path).await {
-        Ok(b) => Ok(Some(b.to_vec())),
+    let kind = crate::store::trust::key_file_kind(&path);
+    let rerr = |e| sftp_fail(format_args!("cannot read {}", path.display()), e);
+    let mut f = match sftp.open(&path).await {
+        Ok(f) => f,
         Err(openssh_sftp_client::Error::SftpError(
             openssh_sftp_client::error::SftpErrorKind::NoSuchFile,
             _,
-        )) => Ok(None),
-        Err(e) => Err(sftp_fail(format_args!("cannot read {}", path.display()), e)),
+        )) => return Ok(None),
+        Err(e) => return Err(rerr(e)),
+    };
+    let mut kept: Vec<u8> = Vec::new();
+    let limit = kind.max as usize + 1;
+    while kept.len() < limit {
+        let want = (limit - kept.len()).min(64 * 1024) as u32;
+        let buf = bytes::BytesMut::with_capacity(want as usize);
+        match f.read(want, buf).await.map_err(rerr)? {
+            Some(b) => kept.extend_from_slice(&b),
+            None => break,
+        }
     }
+    let _ = f.close().await;
+    if kept.len() > kind.max as usize {
+        return Err(op(crate::store::trust::too_long(&path, kind)));
+    }
+    Ok(Some(kept))
 }
 
 /// CellServDB's mtime to a new whole second (at least this machine's now): a stat, then the

@@ -266,7 +266,9 @@ impl OpensshServer {
             if sftp.support_hardlink() {
                 fs.hard_link(&live, &b).await.map_err(berr)?;
             } else {
-                let old = fs.read(&live).await.map_err(berr)?;
+                let old = super::read_optional(sftp, live.clone())
+                    .await?
+                    .unwrap_or_default();
                 let mut f = sftp
                     .options()
                     .write(true)
@@ -378,6 +380,9 @@ async fn list_dir(sftp: &Sftp, dir: &Path) -> Option<Vec<(String, Option<u64>)>>
     let mut rd = Box::pin(d.read_dir());
     let mut entries = Vec::new();
     while let Some(e) = std::future::poll_fn(|cx| rd.as_mut().poll_next(cx)).await {
+        if entries.len() > rules::MAX_NAMES {
+            return None;
+        }
         let e = e.ok()?;
         let mtime = e.metadata().modified().map(|t| u64::from(t.into_raw()));
         entries.push((e.filename().to_string_lossy().into_owned(), mtime));

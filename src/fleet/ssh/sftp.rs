@@ -10,7 +10,7 @@
 
 use super::wire::{self, Attrs, Extensions, Reply, Req, FX_EOF, FX_NO_SUCH_FILE};
 use super::Fail;
-use crate::store::rules::{self, FileKind};
+use crate::store::rules::{self, FileKind, MAX_NAMES};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +28,14 @@ pub fn round_trips() -> u64 {
 /// so a short read means end of file.
 pub const READ_CHUNK: u32 = 64 * 1024;
 const WRITE_CHUNK: usize = 32 * 1024;
+
+/// A listing that went past `rules::MAX_NAMES` (a server that keeps sending names).
+pub(super) fn too_many_names() -> String {
+    format!(
+        "more than {MAX_NAMES} names: not listed (a directory afskeys lists holds a few \
+         files)"
+    )
+}
 
 /// A reply that says an operation failed (the connection itself is fine).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,9 +205,17 @@ pub fn contents(
         let (Some(a), Some(b)) = (replies.get(j), replies.get(j + 1)) else {
             return Err(Fail::Broken("too few replies to the reads".into()));
         };
-        out.push(Some(read_reply(a, b).map_err(|e| {
-            Fail::Op(format!("cannot read {}: {e}", p.display()))
-        })?));
+        // A key file past its format's cap (as a local one): refused by the same words.
+        let kind = crate::store::trust::key_file_kind(p);
+        let too_long = || Fail::Op(crate::store::trust::too_long(p, kind));
+        let bytes = read_reply(a, b).map_err(|e| match e {
+            ReplyError::TooLarge => too_long(),
+            e => Fail::Op(format!("cannot read {}: {e}", p.display())),
+        })?;
+        if bytes.len() as u64 > kind.max {
+            return Err(too_long());
+        }
+        out.push(Some(bytes));
         j += 3;
     }
     Ok(out)
@@ -419,6 +435,11 @@ impl Sftp {
                         }
                         _ => ended = true,
                     }
+                }
+                let slot = &mut out[open[k].0];
+                if slot.as_ref().is_ok_and(|n| n.len() > MAX_NAMES) {
+                    *slot = Err(too_many_names());
+                    ended = true;
                 }
                 if !ended {
                     still.push(k);

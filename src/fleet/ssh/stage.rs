@@ -631,6 +631,9 @@ fn read_names(sftp: &mut Sftp, h: &[u8], r: &[Reply]) -> Result<Vec<String>, Fai
         }
     }
     while !ended {
+        if names.len() > rules::MAX_NAMES {
+            return Err(op(sftp::too_many_names()));
+        }
         match sftp.batch(&[Req::Readdir(h.to_vec())])?.pop() {
             Some(Reply::Name(v)) => names.extend(v.into_iter().map(|(n, _)| n)),
             _ => ended = true,
