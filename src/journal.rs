@@ -367,6 +367,19 @@ impl StateFile {
         Ok(CellLock(held))
     }
 
+    /// A rotation's process is running now (it holds the rotation lock). False when no
+    /// rotation ever ran here (no lock file) or the lock cannot be looked at.
+    pub fn rotation_running(&self) -> bool {
+        let p = self.rotation_lock_path();
+        if !p.exists() {
+            return false;
+        }
+        match atomic::open_lock_file(&p) {
+            Ok(f) => f.try_lock_exclusive().is_err(),
+            Err(_) => false,
+        }
+    }
+
     fn rotation_lock_path(&self) -> PathBuf {
         let mut p = self.path.as_os_str().to_owned();
         p.push(".rotate.lock");

@@ -276,4 +276,26 @@ fn afskeys_rotate_through_kadmind() {
         "{status}"
     );
     assert!(run(&["check"]).starts_with("AFSKEYS OK - kvno 3 current"));
+
+    // The KDC applies the change and afskeys dies before it records it (killed right after
+    // kadmin's cpw): the resume finds the afs entry at the journal's kvno, proves with a
+    // ticket that the KDC seals with the journal's keys, and finishes, where it used to ask
+    // for kvno 4 again forever ("a new key needs a higher kvno") with --abort refused.
+    let mut c = common::afskeys();
+    c.envs(realm.env())
+        .env("AFSKEYS_CRASH_AT", "after-authdb-set")
+        .arg("--confdir")
+        .arg(dir)
+        .arg("rotate");
+    let o = common::pipe(c, b"");
+    assert_eq!(o.status.code(), None, "not killed: {}", common::stderr(&o));
+    assert_eq!(realm.kvno(&principal), Some(4), "the KDC did not apply it");
+    let journal = fs::read_to_string(dir.join("afskeys-state.json")).unwrap();
+    assert!(journal.contains("\"step\": \"distributed\""), "{journal}");
+    let out = run(&["rotate", "--resume"]);
+    assert!(out.starts_with("kvno 4 is on every server"), "{out}");
+    assert_eq!(realm.kvno(&principal), Some(4), "the KDC was changed again");
+    let journal = fs::read_to_string(dir.join("afskeys-state.json")).unwrap();
+    assert!(!journal.contains("passphrase"), "{journal}");
+    assert!(run(&["check"]).starts_with("AFSKEYS OK - kvno 4 current"));
 }

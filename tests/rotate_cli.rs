@@ -364,14 +364,33 @@ fn check_lines_and_exit_codes() {
         .arg(c.dir())
         .arg("rotate");
     let _ = pipe(cmd, b"");
+    // WARNING at once: no process runs it (killed), so it is stopped.
     let (code, line) = check(&c, None);
-    assert_eq!(code, 0, "fresh rotation in progress is fine: {line}");
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.contains("rotation to kvno 3 stopped at step added since"),
+        "{line}"
+    );
+    // Running (a process holds the rotation lock): fine while fresh, stuck after an hour.
+    let lock = c.dir().join("afskeys-state.json.rotate.lock");
+    // flock -o: the lock stays with flock itself, so killing it releases the lock.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, line) = check(&c, None);
+    assert_eq!(code, 0, "a fresh rotation that runs is fine: {line}");
     let (code, line) = check(&c, Some("+2h"));
     assert_eq!(code, 1, "{line}");
     assert!(
         line.contains("rotation to kvno 3 stuck at step added since"),
         "{line}"
     );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
     ok(c.run(&["rotate", "--resume"]));
     // CRITICAL: a server lacks the afs entry's kvno (an operator edited it directly)
     let fs1 = c.servers[0].path();

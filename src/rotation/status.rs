@@ -54,6 +54,9 @@ pub struct Status {
     pub inventory: crate::inventory::Inventory,
     /// The running servers asked with the control machine's newest kvno.
     pub running: Running,
+    /// A rotation's process holds the rotation lock now (one in progress is running, not
+    /// stopped).
+    pub rotation_running: bool,
 }
 
 fn summary(keys: &crate::keys::KeySet) -> Vec<(KeyId, Option<u32>)> {
@@ -106,6 +109,7 @@ pub fn gather(cell: &Cell, now: DateTime<Utc>) -> Status {
         lifetime_conflict(&cell.policy, entry.as_ref().ok().and_then(|e| e.as_ref()));
     let inventory = crate::inventory::gather(&cell.inventory);
     Status {
+        rotation_running: cell.state.rotation_running(),
         running: super::alive::ask_newest(cell, &inventory),
         inventory,
         fetch: gather_fetch(cell),
@@ -513,19 +517,24 @@ fn judge_clock(s: &Status, p: &mut Vec<(Level, String)>) {
 
 /// A rotation left unfinished for too long (WARNING).
 fn judge_rotation(s: &Status, p: &mut Vec<(Level, String)>) {
-    if let Some(r) = s.rotation() {
-        if s.now > r.updated + stuck_after() {
-            p.push((
-                Level::Warning,
-                format!(
-                    "rotation to kvno {} stuck at step {} since {} (run `afskeys rotate --resume`)",
-                    r.kvno,
-                    r.step.name(),
-                    fmt_time(r.updated)
-                ),
-            ));
-        }
-    }
+    let Some(r) = s.rotation() else {
+        return;
+    };
+    // Stopped (no process runs it): said at once. Running: only when it runs for too long.
+    let how = match (s.rotation_running, s.now > r.updated + stuck_after()) {
+        (false, _) => "stopped",
+        (true, true) => "stuck",
+        (true, false) => return,
+    };
+    p.push((
+        Level::Warning,
+        format!(
+            "rotation to kvno {} {how} at step {} since {} (run `afskeys rotate --resume`)",
+            r.kvno,
+            r.step.name(),
+            fmt_time(r.updated)
+        ),
+    ));
 }
 
 /// The ticket proof: a ticket that does not open, or enctype sets that disagree, is CRITICAL

@@ -196,9 +196,10 @@ fn activate(
         return Err(stopped(cell, st, Step::Distributed, refused, why));
     }
     let cur = entry(cell)?;
-    let already = cur
-        .as_ref()
-        .is_some_and(|e| e.kvno == kvno && crate::authdb::verify_entry(e, kvno, keys).is_ok());
+    let already = match &cur {
+        Some(e) if e.kvno == kvno => entry_holds(cell, e, keys),
+        _ => false,
+    };
     let now = recorded_now(st, cur.as_ref());
     if !already {
         let pp = r
@@ -212,6 +213,7 @@ fn activate(
             let why = format!("setting the afs entry failed: {e}");
             return Err(stopped(cell, st, Step::Distributed, vec![], why));
         }
+        crate::store::atomic::crash_point("after-authdb-set");
     }
     audit(
         cell,
@@ -225,6 +227,25 @@ fn activate(
         r.activated = Some(now);
         r.passphrase = None;
     })
+}
+
+/// The afs entry, already at this rotation's kvno, holds the rotation's keys: read back where
+/// the backend gives key bytes; where it gives none (a KDC over kadmind), proven by a ticket
+/// the KDC seals now, opened with them. A change the KDC applied while afskeys did not record
+/// it (killed, or kadmin failing after the change) is then done, not a dead end: setting it
+/// again would need the next kvno. Anything unproven is not ours: the set goes ahead and the
+/// KDC refuses it, saying why.
+fn entry_holds(cell: &Cell, e: &crate::authdb::AfsEntry, keys: &[Key]) -> bool {
+    if crate::authdb::verify_entry(e, e.kvno, keys).is_ok() {
+        return true;
+    }
+    if !e.keys.is_empty() {
+        return false;
+    }
+    matches!(
+        cell.authdb.prove_tickets(&[("the rotation's keys", keys)]),
+        Ok(Some(p)) if p.kvno == e.kvno && p.all_opened()
+    )
 }
 
 /// Now, or the latest time the journal or the afs entry records if the clock is behind it:
