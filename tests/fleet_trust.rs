@@ -360,3 +360,62 @@ fn endless_server_key_files_cost_a_bounded_read_over_ssh2() {
 fn endless_server_key_files_cost_a_bounded_read_over_openssh() {
     endless_server_key_files_cost_a_bounded_read("openssh");
 }
+
+/// A symlink named like an abandoned stage dir, pointing at another conf dir: tidying after a
+/// push removes the real stale stage dir beside it (proving the tidy ran) and never follows
+/// the link (the other conf dir's KeyFile and KeyFileExt stay; before, both were deleted).
+fn tidying_never_follows_a_symlinked_stage_dir(transport: &str) {
+    let Some(f) = Fleet::start(transport) else {
+        return;
+    };
+    ok(run(f.control.path(), &["rotate"], b""));
+    let victim = confdir(CELL);
+    fs::write(victim.path().join("KeyFile"), b"victim-kf").unwrap();
+    fs::write(victim.path().join("KeyFileExt"), b"victim-kx").unwrap();
+    let link = f.dir(1).join(".afskeys-stage.0123456789abcdef");
+    std::os::unix::fs::symlink(victim.path(), &link).unwrap();
+    let real = f.dir(1).join(".afskeys-stage.fedcba9876543210");
+    fs::create_dir(&real).unwrap();
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(real.join("KeyFile"), b"x").unwrap();
+    for p in [&link, &real] {
+        let o = std::process::Command::new("touch")
+            .args(["-h", "-d", "3 days ago"])
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+    }
+    ok(run(
+        f.control.path(),
+        &["add", "--kvno", "11", "--random"],
+        b"",
+    ));
+    // The tidying rides after the commit; it is done when the command ends (settle).
+    assert!(
+        !real.exists(),
+        "the real stale stage dir was not removed: the tidy did not run"
+    );
+    assert_eq!(
+        fs::read(victim.path().join("KeyFile")).unwrap(),
+        b"victim-kf"
+    );
+    assert_eq!(
+        fs::read(victim.path().join("KeyFileExt")).unwrap(),
+        b"victim-kx"
+    );
+    assert!(
+        fs::symlink_metadata(&link).is_ok(),
+        "the link itself is left"
+    );
+}
+
+#[test]
+fn tidying_never_follows_a_symlinked_stage_dir_over_ssh2() {
+    tidying_never_follows_a_symlinked_stage_dir("ssh2");
+}
+
+#[test]
+fn tidying_never_follows_a_symlinked_stage_dir_over_openssh() {
+    tidying_never_follows_a_symlinked_stage_dir("openssh");
+}

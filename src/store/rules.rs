@@ -217,8 +217,12 @@ pub fn backups_to_trim<'a>(names: impl IntoIterator<Item = &'a str>, file: &str)
 }
 
 /// Is `name` (in the conf dir, with mtime `mtime`) a stage dir abandoned long before `now`?
-pub fn is_stale_stage(name: &str, mtime: Option<u64>, now: u64) -> bool {
-    name.starts_with(STAGE_PREFIX) && mtime.is_some_and(|m| m + STALE_STAGE.as_secs() < now)
+/// Only a real directory (by its lstat `mode`): a symlink named like a stage dir is never
+/// followed into, so tidying cannot remove another directory's key files.
+pub fn is_stale_stage(name: &str, mode: Option<u32>, mtime: Option<u64>, now: u64) -> bool {
+    name.starts_with(STAGE_PREFIX)
+        && mode.is_some_and(|m| FileKind::of_mode(m) == FileKind::Dir)
+        && mtime.is_some_and(|m| m + STALE_STAGE.as_secs() < now)
 }
 
 /// CellServDB's new mtime (seconds): a whole second later than `old` (servers compare whole
@@ -403,10 +407,14 @@ mod tests {
         assert_eq!(cellservdb_mtime(100, 50), 101);
         assert_eq!(cellservdb_mtime(100, 500), 500);
         let day = STALE_STAGE.as_secs();
-        assert!(is_stale_stage(".afskeys-stage.00", Some(1), day + 2));
-        assert!(!is_stale_stage(".afskeys-stage.00", Some(1), day));
-        assert!(!is_stale_stage(".afskeys-stage.00", None, day * 9));
-        assert!(!is_stale_stage("other", Some(1), day * 9));
+        let dir = Some(S_IFDIR | 0o700);
+        assert!(is_stale_stage(".afskeys-stage.00", dir, Some(1), day + 2));
+        assert!(!is_stale_stage(".afskeys-stage.00", dir, Some(1), day));
+        assert!(!is_stale_stage(".afskeys-stage.00", dir, None, day * 9));
+        assert!(!is_stale_stage("other", dir, Some(1), day * 9));
+        let link = Some(S_IFLNK | 0o777);
+        assert!(!is_stale_stage(".afskeys-stage.00", link, Some(1), day + 2));
+        assert!(!is_stale_stage(".afskeys-stage.00", None, Some(1), day + 2));
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl OpensshServer {
                 .await
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(n, _)| n)
+                .map(|(n, _, _)| n)
                 .collect(),
             None => vec![],
         };
@@ -373,8 +373,9 @@ impl OpensshStaged<'_> {
     }
 }
 
-/// The names in a remote directory with their mtimes; `None` when it cannot be listed.
-async fn list_dir(sftp: &Sftp, dir: &Path) -> Option<Vec<(String, Option<u64>)>> {
+/// The names in a remote directory with their mtimes and lstat modes (a symlink is a
+/// symlink); `None` when it cannot be listed.
+async fn list_dir(sftp: &Sftp, dir: &Path) -> Option<Vec<(String, Option<u64>, Option<u32>)>> {
     use futures_core::Stream;
     let d = sftp.fs().open_dir(dir).await.ok()?;
     let mut rd = Box::pin(d.read_dir());
@@ -385,7 +386,8 @@ async fn list_dir(sftp: &Sftp, dir: &Path) -> Option<Vec<(String, Option<u64>)>>
         }
         let e = e.ok()?;
         let mtime = e.metadata().modified().map(|t| u64::from(t.into_raw()));
-        entries.push((e.filename().to_string_lossy().into_owned(), mtime));
+        let kind = e.metadata().permissions().map(|_| mode(&e.metadata()));
+        entries.push((e.filename().to_string_lossy().into_owned(), mtime, kind));
     }
     Some(entries)
 }
@@ -397,7 +399,7 @@ async fn trim_backups(sftp: &Sftp, bdir: &Path) {
     };
     let mut fs = sftp.fs();
     for name in NAMES {
-        for old in rules::backups_to_trim(entries.iter().map(|(n, _)| n.as_str()), name) {
+        for old in rules::backups_to_trim(entries.iter().map(|(n, _, _)| n.as_str()), name) {
             let _ = fs.remove_file(bdir.join(old)).await;
         }
     }
@@ -409,8 +411,8 @@ async fn remove_stale_stages(sftp: &Sftp, confdir: &Path, now: u64) {
     let Some(entries) = list_dir(sftp, confdir).await else {
         return;
     };
-    for (name, mtime) in entries {
-        if rules::is_stale_stage(&name, mtime, now) {
+    for (name, mtime, kind) in entries {
+        if rules::is_stale_stage(&name, kind, mtime, now) {
             let _ = remove_stage(sftp, &confdir.join(name), &[]).await;
         }
     }

@@ -96,7 +96,7 @@ impl SshServer {
 
     fn remove_stale_stages(&self, names: &[(String, Attrs)], now: u64, reqs: &mut Vec<Req>) {
         for (n, a) in names {
-            if rules::is_stale_stage(n, a.mtime.map(u64::from), now) {
+            if rules::is_stale_stage(n, a.perm, a.mtime.map(u64::from), now) {
                 let d = self.path(n);
                 reqs.push(Req::Remove(d.join(KEYFILEEXT)));
                 reqs.push(Req::Remove(d.join(KEYFILE)));
