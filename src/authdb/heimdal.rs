@@ -201,6 +201,9 @@ impl HeimdalAuthDb {
             })?;
             Some(s)
         };
+        if let Some(r) = self.remote.as_ref().filter(|r| r.server.is_some()) {
+            r.check_keytab()?;
+        }
         let c = self.command(words, private.as_deref());
         let out = crate::child::run_command(c, stdin, self.deadline, crate::child::OUTPUT_CAP)
             .map_err(|e| match e {

@@ -255,6 +255,9 @@ impl KadminAuthDb {
         query: &str,
         stdin: Option<&[u8]>,
     ) -> Result<(Ran, std::process::ExitStatus), AuthDbError> {
+        if let Some(r) = self.remote.as_ref().filter(|r| r.server.is_some()) {
+            r.check_keytab()?;
+        }
         let c = self.command(query);
         let out = crate::child::run_command(c, stdin, self.deadline, crate::child::OUTPUT_CAP)
             .map_err(|e| match e {

@@ -58,6 +58,12 @@ impl RemoteKdc {
 
     /// The arguments before `-q` that make kadmin log in to kadmind with the keytab (none
     /// without a server). Names and paths only, never a secret.
+    /// The admin keytab, checked as every secret afskeys hands on (`trust::check_secret`)
+    /// before kadmin or kinit is given its path.
+    pub(super) fn check_keytab(&self) -> Result<(), AuthDbError> {
+        Ok(crate::store::trust::check_secret(&self.admin_keytab)?)
+    }
+
     pub(super) fn login_args(&self) -> Vec<std::ffi::OsString> {
         match &self.server {
             None => Vec::new(),

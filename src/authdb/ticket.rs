@@ -160,6 +160,7 @@ impl TicketClient {
         )?;
         let (cc_path, cc) = dir.file("cc")?;
         let cc = format!("FILE:{cc}");
+        crate::store::trust::check_secret(&self.admin_keytab)?;
         let keytab = self.admin_keytab.to_string_lossy().into_owned();
         self.run(
             &self.kinit,

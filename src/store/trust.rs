@@ -109,6 +109,12 @@ pub enum TrustError {
     )]
     Writable { path: PathBuf, mode: u32 },
     #[error(
+        "{}: has mode {:04o}: other users can read the secret in it; refusing it (chmod \
+         go= it, and change that secret: it may have been read)",
+        path.display(), mode & 0o7777
+    )]
+    Readable { path: PathBuf, mode: u32 },
+    #[error(
         "{}: its directory {} has mode {:04o}: other users could replace the file; \
          refusing it (chmod o-w the directory)",
         path.display(), dir.display(), mode & 0o7777
@@ -146,6 +152,7 @@ impl TrustError {
             | TrustError::NotRegular { path, .. }
             | TrustError::Owner { path, .. }
             | TrustError::Writable { path, .. }
+            | TrustError::Readable { path, .. }
             | TrustError::DirWritable { path, .. }
             | TrustError::TooBig { path, .. }
             | TrustError::Io { path, .. } => path,
@@ -299,6 +306,27 @@ pub fn read_meta(path: &Path, kind: Kind) -> Result<Option<FileRead>, TrustError
         return Err(too_big(bytes.len() as u64));
     }
     Ok(Some((bytes, md)))
+}
+
+/// A secret another program will read by its path (the admin keytab kadmin and kinit use):
+/// it must exist, and pass `open`'s checks — a regular file reached without a symlink (a
+/// FIFO is refused, never waited on), owned by root or us, in a directory others cannot
+/// replace it in — and no one else may read it.
+pub fn check_secret(path: &Path) -> Result<(), TrustError> {
+    let Some((_f, md)) = open(path)? else {
+        return Err(TrustError::io(
+            path,
+            "cannot open",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    };
+    if md.mode() & 0o077 != 0 {
+        return Err(TrustError::Readable {
+            path: path.to_path_buf(),
+            mode: md.mode(),
+        });
+    }
+    Ok(())
 }
 
 /// Check, without opening it, a file that is about to be read or replaced: absent is fine;
