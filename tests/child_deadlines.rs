@@ -133,3 +133,31 @@ fn a_killed_afskeys_takes_its_kadmin_child_with_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Proves text from outside reaches the terminal clean: a kadmin whose error output carries
+/// a clipboard write (OSC 52), a window title change and a screen clear has each control
+/// character shown as U+FFFD by `status`, `check` and `authdb show`, in stdout and stderr.
+#[test]
+fn a_kdcs_error_text_reaches_the_terminal_without_control_characters() {
+    let (d, script, _) = hanging_cell("3");
+    fs::write(
+        &script,
+        "#!/bin/sh\nprintf 'kadmin: \\033]52;c;ZXZpbA==\\007\\033]0;pwned\\007\\033[2Jbad\\r\\n' >&2\n\
+         exit 1\n",
+    )
+    .unwrap();
+    for args in [&["status"][..], &["check"], &["authdb", "show"]] {
+        let (o, _) = bounded(d.path(), args);
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            text.contains("kadmin: \u{fffd}]52;c;ZXZpbA=="),
+            "{args:?}: {text:?}"
+        );
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{args:?}: {text:?}"
+        );
+    }
+}

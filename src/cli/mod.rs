@@ -63,27 +63,27 @@ pub fn main() -> i32 {
     let normalized = match bosargs::normalize(raw, &command) {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("afskeys: {e}");
+            eprintln!("afskeys: {}", clean(&e.to_string()));
             return 2;
         }
     };
     for n in &normalized.notes {
-        eprintln!("afskeys: note: {n}");
+        eprintln!("afskeys: note: {}", clean(n));
     }
     let mut matches = command.get_matches_from(normalized.args);
     let cli = <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut matches)
         .unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     match run(&cli) {
         Ok(out) => {
-            print!("{out}");
+            print!("{}", clean(&out));
             0
         }
         Err(Failure::Usage(m)) => {
-            eprintln!("afskeys: {m}");
+            eprintln!("afskeys: {}", clean(&m));
             2
         }
         Err(Failure::Lib(e)) => {
-            eprintln!("afskeys: {e}");
+            eprintln!("afskeys: {}", clean(&e.to_string()));
             exit_code(e.kind())
         }
         Err(Failure::Report {
@@ -91,13 +91,21 @@ pub fn main() -> i32 {
             message,
             code,
         }) => {
-            print!("{stdout}");
+            print!("{}", clean(&stdout));
             if !message.is_empty() {
-                eprintln!("afskeys: {message}");
+                eprintln!("afskeys: {}", clean(&message));
             }
             code
         }
     }
+}
+
+/// Everything afskeys prints passes here: text from outside (kadmin's, kinit's, bos's and
+/// ssh's errors, names read from a server or the servers cache) reaches the terminal without
+/// control characters (newlines and tabs kept), so it cannot write the clipboard, retitle the
+/// window or clear the screen.
+pub(crate) fn clean(text: &str) -> String {
+    crate::child::clean(text)
 }
 
 /// A failed automatic push after an edit names every server with `--verbose` or `--json`
@@ -117,7 +125,7 @@ pub(crate) fn whole_list(cli: &Cli) -> impl Fn(Error) -> Failure + '_ {
 
 /// Print warnings on stderr as the use case finds them.
 pub(crate) fn warnings() -> impl FnMut(&str) {
-    |m: &str| eprintln!("afskeys: warning: {m}")
+    |m: &str| eprintln!("afskeys: warning: {}", clean(m))
 }
 
 pub(crate) fn json_line<T: serde::Serialize>(report: &T) -> String {

@@ -152,9 +152,9 @@ impl ListView {
 /// `prune` and `remove`: what the operator must do next, on stderr (stdout stays the list).
 pub fn after_removal(a: &Option<crate::ops::prune::AfterRemoval>) {
     if let Some(a) = a {
-        eprintln!("afskeys: next: {}", a.note);
+        eprintln!("afskeys: next: {}", super::clean(&a.note));
         for c in &a.restart {
-            eprintln!("  {c}");
+            eprintln!("  {}", super::clean(c));
         }
     }
 }
