@@ -67,6 +67,37 @@ pub enum Material<'a> {
     Raw(&'a [u8]),
 }
 
+/// Why a passphrase would be read differently by other tools than by afskeys, if it would:
+/// kadmin, kinit and every C tool stop at a NUL; kadmin reads a passphrase as one line, so a
+/// CR or LF splits or changes it; a terminal acts on other control characters (erase,
+/// interrupt) rather than typing them; and a terminal types UTF-8 only.
+pub fn passphrase_problem(pw: &[u8]) -> Option<String> {
+    if pw.contains(&0) {
+        return Some(
+            "holds a NUL byte: kadmin, kinit and every C tool would read only what comes \
+             before it"
+                .into(),
+        );
+    }
+    if pw.iter().any(|&b| b == b'\r' || b == b'\n') {
+        return Some(
+            "holds a line break (CR or LF): kadmin reads a password as one line and would \
+             read another one"
+                .into(),
+        );
+    }
+    if let Some(&b) = pw.iter().find(|&&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Some(format!(
+            "holds the control character 0x{b:02x}: a terminal would act on it (erase, \
+             interrupt) instead of typing it"
+        ));
+    }
+    if std::str::from_utf8(pw).is_err() {
+        return Some("is not UTF-8: a terminal could not type it".into());
+    }
+    None
+}
+
 /// The default enctypes of a typed key: what the afs principal gets in the KDC.
 pub fn default_enctypes() -> Vec<Enctype> {
     vec![Enctype::AES256_SHA1, Enctype::AES128_SHA1]

@@ -26,8 +26,10 @@ pub fn stdin_line(what: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
             "no {what} on stdin (give it as the first line of standard input)"
         )));
     }
+    // Only the newline ends the line: a CR before it stays, to be judged (kadmin would keep
+    // it in a password; hex ignores it).
     let ended = line.last() == Some(&b'\n');
-    while matches!(line.last(), Some(b'\n') | Some(b'\r')) {
+    if ended {
         line.pop();
     }
     if line.len() > MAX_LINE || (!ended && got > MAX_LINE) {

@@ -414,7 +414,7 @@ fn make_keys<'a>(
             keygen::make_keys(o.kvno, o.key_type, &o.enctypes, m, &cell, &principal)?
         }
         AddSource::Password(secret) => {
-            let pw = secret()?;
+            let pw = super::passphrase(secret)?;
             let m = Material::Password(&pw);
             keygen::make_keys(o.kvno, o.key_type, &o.enctypes, m, &cell, &principal)?
         }

@@ -45,7 +45,7 @@ pub fn string_to_key(
     password: Secret,
 ) -> Result<Derived, Error> {
     let cell = paths.cell_name(cell)?;
-    let password = password()?;
+    let password = super::passphrase(password)?;
     let principal = principal.map_or_else(|| crate::keys::default_principal(&cell), str::to_string);
     let key = keygen::derive_unchecked(enctype, &password, &cell, &principal)?;
     Ok(Derived {

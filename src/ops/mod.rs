@@ -32,6 +32,19 @@ pub type Warn<'a> = &'a mut dyn FnMut(&str);
 /// wherever the caller reads secrets: stdin, the terminal, the kernel keyring.
 pub type Secret<'a> = Box<dyn FnOnce() -> Result<Zeroizing<Vec<u8>>, Error> + 'a>;
 
+/// Read a passphrase and refuse one that other tools would read differently from afskeys
+/// (`keygen::passphrase_problem`): every way a passphrase comes in (stdin, the terminal, the
+/// kernel keyring) goes through here.
+pub(crate) fn passphrase(read: Secret) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let pw = read()?;
+    match crate::keygen::passphrase_problem(&pw) {
+        Some(why) => Err(Error::refused(format!(
+            "the password {why}; refusing it (nothing changed)"
+        ))),
+        None => Ok(pw),
+    }
+}
+
 /// The cell a command acts on: its control machine's conf dir and its configuration file.
 #[derive(Clone)]
 pub struct CellPaths {

@@ -122,7 +122,7 @@ pub fn rotate(paths: &CellPaths, action: RotateAction, warn: Warn) -> Result<Rot
             let opts = RotateOptions {
                 kvno,
                 key_type,
-                password: password.map(|read| read()).transpose()?,
+                password: password.map(super::passphrase).transpose()?,
             };
             if dry_run {
                 let (plan, inventory, refused) = rotation::dry_run(&cell, &opts)?;
