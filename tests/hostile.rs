@@ -306,8 +306,8 @@ const INPUTS: &[(&[&str], &[u8], i32, &str)] = &[
     (
         &["add", "--kvno", "7", "--password-stdin"],
         b"\r\n",
-        1,
-        "the password on stdin is empty",
+        3,
+        "the password holds a line break (CR or LF)",
     ),
     (
         &["rotate", "--kvno", "2147483647"],
