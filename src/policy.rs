@@ -67,6 +67,10 @@ pub enum GraceSource {
         max_ticket_life: Duration,
         clock_skew: Duration,
     },
+    /// A KDC that sets no maximum ticket life of the afs principal's own (MIT's 0, Heimdal's
+    /// unlimited): the realm's limit applies, which afskeys cannot read. Never guessed: the
+    /// grace does not end until `token_lifetime` is set.
+    Unknown { principal: String },
 }
 
 /// The grace an old key keeps after the afs entry moves off it, and where it comes from.
@@ -94,9 +98,19 @@ impl Grace {
                 fmt_hms(*max_ticket_life),
                 fmt_hms(*clock_skew)
             ),
+            GraceSource::Unknown { principal } => return unknown_grace(principal),
         };
         format!("{} ({why})", fmt_hms(self.duration))
     }
+}
+
+/// Why the grace cannot be known (`GraceSource::Unknown`), and what to do.
+fn unknown_grace(principal: &str) -> String {
+    format!(
+        "unknown: the KDC gives {principal} no maximum ticket life of its own (0 or \
+         unlimited), so the realm's limit applies, which afskeys cannot read; set \
+         token_lifetime in afskeys.toml to the longest token life your realm gives"
+    )
 }
 
 /// Hours, minutes and seconds: "25h", "10h5m", "90s" (a grace, as `status` shows it).
@@ -140,6 +154,12 @@ pub fn grace_for(policy: &Policy, entry: Option<&AfsEntry>) -> Grace {
                 clock_skew: policy.clock_skew,
             },
         },
+        (false, None, Some(e)) if e.kdc.is_some() => Grace {
+            duration: Duration::MAX,
+            source: GraceSource::Unknown {
+                principal: e.principal.clone(),
+            },
+        },
         _ => Grace {
             duration: policy.token_lifetime,
             source: GraceSource::Default,
@@ -150,6 +170,9 @@ pub fn grace_for(policy: &Policy, entry: Option<&AfsEntry>) -> Grace {
 /// Why afskeys.toml's `token_lifetime` cannot be used: it is below the maximum ticket life
 /// the KDC gives the afs principal, so keys would go while tokens sealed with them live.
 pub fn lifetime_conflict(policy: &Policy, entry: Option<&AfsEntry>) -> Option<String> {
+    if let GraceSource::Unknown { principal } = grace_for(policy, entry).source {
+        return Some(format!("the grace is {}", unknown_grace(&principal)));
+    }
     let max = kdc_max_life(entry)?;
     if !policy.lifetime_configured || policy.token_lifetime >= max {
         return None;
@@ -218,6 +241,9 @@ impl Role {
         match self {
             Role::Current => "current".into(),
             Role::Incoming => "incoming (rotation in progress)".into(),
+            Role::Retiring { until } if *until == DateTime::<Utc>::MAX_UTC => {
+                "retiring (until token_lifetime is set: the grace is unknown)".into()
+            }
             Role::Retiring { until } => format!("retiring until {}", fmt_time(*until)),
             Role::Removable => "removable".into(),
             Role::Unused => "not yet used (above the current kvno)".into(),

@@ -137,3 +137,83 @@ fn the_kdc_max_ticket_life_plus_skew_is_the_grace() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("token_lifetime 5h"), "{}", stderr(&o));
 }
+
+/// Never guess short: with the afs principal's maximum ticket life at 0 (MIT falls back to
+/// the realm's limit, which can be days and which kadmin does not show) and no
+/// `token_lifetime`, the grace is unknown: `status` says so, `check` warns, and `prune` and
+/// `remove` of the old key are refused even 30 days on, naming what to set. Before, the
+/// built-in 25 h was used (a realm with a 7-day limit gave 7-day tokens while afskeys let
+/// the key go after 25 h). With `token_lifetime` set, the key goes after it.
+#[test]
+fn a_kdc_with_no_max_life_of_the_principals_own_never_has_its_grace_guessed() {
+    if !have(&["faketime"]) {
+        return;
+    }
+    let Some(realm) = kdc::Realm::create("NOLIFE.TEST") else {
+        return;
+    };
+    let principal = format!("afs/{CELL}@{}", realm.name());
+    let d = confdir(CELL);
+    let dir = d.path();
+    let toml = format!(
+        "[authdb]\nbackend = \"kadmin\"\nprincipal = \"{principal}\"\nkadmin = \"{}\"\n",
+        realm.kadmin_local().display()
+    );
+    fs::write(dir.join("afskeys.toml"), &toml).unwrap();
+    let afskeys_at = |offset: Option<&str>, args: &[&str]| {
+        let mut c = match offset {
+            Some(o) => {
+                let mut c = Command::new("faketime");
+                c.args(["-f", o, env!("CARGO_BIN_EXE_afskeys")]);
+                c
+            }
+            None => afskeys(),
+        };
+        c.envs(realm.env()).arg("--confdir").arg(dir).args(args);
+        pipe(c, b"")
+    };
+    ok(afskeys_at(None, &["rotate"]));
+    ok(afskeys_at(None, &["rotate"]));
+    let o = realm.kadmin(&format!("modprinc -maxlife 0 {principal}"));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("modified"),
+        "{o:?}"
+    );
+    let v: Value = serde_json::from_str(&ok(afskeys_at(None, &["--json", "status"]))).unwrap();
+    assert_eq!(v["grace"]["source"], "unknown", "{v}");
+    assert_eq!(v["grace"]["seconds"], Value::Null, "{v}");
+    let text = ok(afskeys_at(None, &["status"]));
+    assert!(
+        text.contains(&format!(
+            "unknown: the KDC gives {principal} no maximum ticket life of its own"
+        )),
+        "{text}"
+    );
+    let o = afskeys_at(None, &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("grace: the grace is unknown"),
+        "{}",
+        stdout(&o)
+    );
+    for args in [&["prune"][..], &["remove", "--kvno", "1"]] {
+        let o = afskeys_at(Some("+30d"), args);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("set token_lifetime in afskeys.toml"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    fs::write(
+        dir.join("afskeys.toml"),
+        format!("token_lifetime = \"8d\"\n{toml}"),
+    )
+    .unwrap();
+    let o = afskeys_at(Some("+7d"), &["prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("removed"), "{}", stdout(&o));
+    let o = afskeys_at(Some("+9d"), &["prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("removed"), "{}", stdout(&o));
+}

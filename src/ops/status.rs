@@ -67,8 +67,10 @@ pub(crate) fn fetch_view(name: &str, f: &FetchState) -> FetchView {
 /// The grace before a retiring key becomes removable.
 #[derive(Debug, Serialize)]
 pub struct GraceView {
-    pub seconds: i64,
-    /// `config` (token_lifetime in afskeys.toml), `default`, or `kdc`.
+    /// `None` when the grace is unknown (it does not end until token_lifetime is set).
+    pub seconds: Option<i64>,
+    /// `config` (token_lifetime in afskeys.toml), `default`, `kdc`, or `unknown` (a KDC that
+    /// sets no maximum ticket life of the afs principal's own).
     pub source: &'static str,
     /// The KDC's principal, maximum ticket life and clock skew (seconds), for `kdc`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,9 +98,10 @@ impl GraceView {
                 Some(max_ticket_life.num_seconds()),
                 Some(clock_skew.num_seconds()),
             ),
+            GraceSource::Unknown { principal } => ("unknown", Some(principal.clone()), None, None),
         };
         GraceView {
-            seconds: g.duration.num_seconds(),
+            seconds: (source != "unknown").then(|| g.duration.num_seconds()),
             source,
             principal,
             max_ticket_life: max,
@@ -203,7 +206,9 @@ fn role_key(k: &crate::keys::Key, r: &Role) -> RoleKey {
         key: KeyView::of(k, false),
         role: r.name(),
         removable_after: match r {
-            Role::Retiring { until } => Some(fmt_time(*until)),
+            Role::Retiring { until } if *until < chrono::DateTime::<chrono::Utc>::MAX_UTC => {
+                Some(fmt_time(*until))
+            }
             _ => None,
         },
         role_text: r.describe(),
