@@ -243,13 +243,16 @@ fn this_host() -> String {
 /// the CellServDB.
 fn running_spec(config: &Config, cell: &str, confdir: &Path) -> crate::running::Spec {
     use crate::running::Target;
+    let fed = |name: &str| config.distribution.upclients.iter().any(|u| u.name == name);
     let mut targets = vec![Target {
         name: CONTROL.into(),
         ask: Ok("localhost".into()),
         db: None,
         fs: false,
+        upclient: false,
     }];
     targets.extend(config.servers.iter().map(|s| Target {
+        upclient: fed(&s.name),
         name: s.name.clone(),
         ask: match (s.afs_host.as_ref().or(s.host.as_ref()), s.running_proof) {
             (_, false) => Err("running_proof = false in afskeys.toml".to_string()),
@@ -270,6 +273,7 @@ fn running_spec(config: &Config, cell: &str, confdir: &Path) -> crate::running::
                 ask: Ok(u.host.clone()),
                 db: None,
                 fs: false,
+                upclient: true,
             }),
     );
     crate::running::Spec {

@@ -45,14 +45,26 @@ pub struct Spec {
 impl Spec {
     /// What will not be asked: every server (and why), or each machine whose proof is off.
     pub fn not_asked(&self) -> Vec<String> {
+        const DATES: &str = "its fetch is confirmed only by unauthenticated bos getdate dates";
         if let Some(why) = &self.skipped {
-            return vec![format!("every server ({why})")];
+            let also = match self.targets.iter().any(|t| t.upclient) {
+                true => {
+                    "; the Update Server fetches are confirmed only by unauthenticated bos \
+                     getdate dates"
+                }
+                false => "",
+            };
+            return vec![format!("every server ({why}{also})")];
         }
         let off = self
             .targets
             .iter()
             .filter_map(|t| t.ask.as_ref().err().map(|w| (t, w)));
-        off.map(|(t, why)| format!("{} ({why})", t.name)).collect()
+        off.map(|(t, why)| match t.upclient {
+            true => format!("{} ({why}; {DATES})", t.name),
+            false => format!("{} ({why})", t.name),
+        })
+        .collect()
     }
 }
 
@@ -67,6 +79,9 @@ pub struct Target {
     pub db: Option<String>,
     /// A file server the VLDB lists: its volserver is asked too.
     pub fs: bool,
+    /// Fed by the Update Server: whether it fetched is otherwise known only from
+    /// unauthenticated `bos getdate -noauth` dates.
+    pub upclient: bool,
 }
 
 /// One machine's result.

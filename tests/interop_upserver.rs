@@ -83,6 +83,16 @@ fn rotate_waits_for_every_upclient_before_the_afs_entry_moves() {
         out.contains("kvno 2 is on every server (control, fs1, fs2, fs3)"),
         "{out}"
     );
+    // This cell runs with the running-server proof off: the output says that the fetches
+    // were then confirmed by unauthenticated dates only.
+    assert!(
+        out.contains(
+            "running servers not asked to accept kvno 2 (their key files hold it): every \
+             server (--skip-running-proof; the Update Server fetches are confirmed only by \
+             unauthenticated bos getdate dates)"
+        ),
+        "{out}"
+    );
     for s in &c.servers {
         assert!(c.same_files(s), "{} differs", s.ip);
         let names: Vec<String> = fs::read_dir(s.confdir())
@@ -105,6 +115,14 @@ fn rotate_waits_for_every_upclient_before_the_afs_entry_moves() {
         "{log}"
     );
     assert!(log.contains("bytes not compared (no SSH)"), "{log}");
+    assert!(
+        log.contains("(unauthenticated bos getdate -noauth;"),
+        "{log}"
+    );
+    assert!(
+        log.contains("running servers not asked before kvno 2 was set (--skip-running-proof)"),
+        "{log}"
+    );
     assert_eq!(entry_kvno(&c), Some(2));
     // verify and servers account for the upclient-fed servers, by their fetch state.
     let o = c.afskeys(&["verify"]);
@@ -758,7 +776,11 @@ fn over_real_ssh_an_upclient_fed_server_is_confirmed_by_checksum() {
         "{text}"
     );
     assert!(
-        log.contains("fs2 (KeyFile and KeyFileExt dates equal the control machine's; bytes not compared (no SSH))"),
+        log.contains(
+            "fs2 (KeyFile and KeyFileExt dates equal the control machine's (unauthenticated bos \
+             getdate -noauth; the running-server proof, when on, then asks it with the new \
+             kvno); bytes not compared (no SSH))"
+        ),
         "{log}"
     );
     with_ssh("6s");

@@ -70,8 +70,9 @@ fn confirmed(cell: &Cell, up: &Upserver) -> String {
                     "KeyFile and KeyFileExt dates equal the control machine's; checksums \
                      confirmed over SSH"
                 } else {
-                    "KeyFile and KeyFileExt dates equal the control machine's; bytes not \
-                     compared (no SSH)"
+                    "KeyFile and KeyFileExt dates equal the control machine's (unauthenticated \
+                     bos getdate -noauth; the running-server proof, when on, then asks it with \
+                     the new kvno); bytes not compared (no SSH)"
                 }
             )
         })
