@@ -187,6 +187,13 @@ fn a_first_key_above_kvno_1_and_a_key_changed_behind_afskeys_back() {
         !String::from_utf8_lossy(&out.stdout).contains("keytab entry valid"),
         "{out:?}"
     );
+    // Refused for the key itself, not for any other reason (a KDC down would also fail).
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("keytab entry invalid"), "{said}");
 }
 
 #[test]
@@ -233,6 +240,8 @@ fn no_secret_on_any_argv_environment_log_or_message() {
         ("the KDC's log", realm.kdc_log().into_bytes()),
         ("the error message", messages.into_bytes()),
     ] {
+        // A scan of nothing proves nothing: each text holds what was logged.
+        assert!(!text.is_empty(), "{what} is empty: nothing to scan");
         assert_no_secret(what, &text, &secrets);
     }
     let pid = realm.kdc_pid().unwrap();

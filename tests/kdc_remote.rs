@@ -160,6 +160,13 @@ fn a_key_changed_behind_afskeys_back_at_the_same_kvno_does_not_open() {
         !String::from_utf8_lossy(&out.stdout).contains("keytab entry valid"),
         "{out:?}"
     );
+    // Refused for the key itself, not for any other reason (a KDC down would also fail).
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("keytab entry invalid"), "{said}");
 }
 
 #[test]
@@ -210,6 +217,8 @@ fn no_secret_on_any_argv_environment_log_or_message() {
         ("kadmind's log", realm.kadmind_log().into_bytes()),
         ("the error message", messages.into_bytes()),
     ] {
+        // A scan of nothing proves nothing: each text holds what was logged.
+        assert!(!text.is_empty(), "{what} is empty: nothing to scan");
         assert_no_secret(what, &text, &secrets);
     }
     // The daemons themselves never saw a secret on their command line either.
