@@ -340,18 +340,24 @@ fn a_connection_cut_leaves_the_old_files_or_the_new_ones() {
     );
     // cuts at several moments during an install: every file is old or new, never torn
     let newer = KeyFiles::of(&set(&[(1, 1), (2, 9), (3, 4)]));
+    let mut landed = 0;
     for (round, delay_ms) in [0u64, 5, 15, 30, 60, 120].into_iter().enumerate() {
         let target = if round % 2 == 0 { &files } else { &newer };
         let other = if round % 2 == 0 { &newer } else { &files };
         let s = OpensshServer::new(cell.target(1));
         let sshd = &cell.sshds.sshds[1];
-        std::thread::scope(|sc| {
-            sc.spawn(|| {
+        let (killed, outcome) = std::thread::scope(|sc| {
+            let cut = sc.spawn(|| {
                 std::thread::sleep(Duration::from_millis(delay_ms));
-                sshd.cut_connections();
+                sshd.cut_connections()
             });
-            let _ = s.install(target);
+            let outcome = s.install(target);
+            (cut.join().unwrap(), outcome)
         });
+        // A cut that killed the install's session while it ran, and made it fail.
+        if killed > 0 && outcome.is_err() {
+            landed += 1;
+        }
         let kf = cell.read(1, "KeyFile");
         let kx = cell.read(1, "KeyFileExt");
         let fine = [target, other, &old_files()]
@@ -362,6 +368,10 @@ fn a_connection_cut_leaves_the_old_files_or_the_new_ones() {
                 .any(|f| *f.keyfileext == kx);
         assert!(fine, "round {round}: a torn or foreign key file");
     }
+    assert!(
+        landed > 0,
+        "no cut landed while an install ran: nothing was tested"
+    );
 }
 
 /// An ssh_config with a bastion (sshd 0) and a server alias behind it (sshd 1).

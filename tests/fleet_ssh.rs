@@ -533,7 +533,7 @@ fn a_kept_connection_that_died_is_replaced() {
 fn connections_cut_at_any_moment_never_tear_a_keyfile() {
     let Some(cell) = Cell::new(1, 1) else { return };
     let sshd = &cell.sshds.sshds[0];
-    let (mut olds, mut news) = (0, 0);
+    let (mut olds, mut news, mut landed) = (0, 0, 0);
     // Time a whole install first, then cut at moments spread over it (and past it).
     let t = std::time::Instant::now();
     let s = ssh_server(&cell.config(0), &cell.ssh);
@@ -545,12 +545,16 @@ fn connections_cut_at_any_moment_never_tear_a_keyfile() {
         let files = KeyFiles::of(&new_set(trial as u8));
         let delay = whole * trial / 10;
         let s = ssh_server(&cell.config(0), &cell.ssh);
-        let outcome = std::thread::scope(|sc| {
+        let (outcome, killed) = std::thread::scope(|sc| {
             let h = sc.spawn(|| s.install(&files));
             std::thread::sleep(delay);
-            sshd.cut_connections();
-            h.join().unwrap()
+            let killed = sshd.cut_connections();
+            (h.join().unwrap(), killed)
         });
+        // A cut that killed the install's session while it ran, and made it fail.
+        if killed > 0 && outcome.is_err() {
+            landed += 1;
+        }
         drop(s);
         let kf = cell.read(0, "KeyFile");
         let kx = cell.read(0, "KeyFileExt");
@@ -570,7 +574,14 @@ fn connections_cut_at_any_moment_never_tear_a_keyfile() {
             olds += 1;
         }
     }
-    eprintln!("cut at 12 moments over {whole:?}: {olds} left the old KeyFile, {news} the new");
+    eprintln!(
+        "cut at 12 moments over {whole:?}: {olds} left the old KeyFile, {news} the new; \
+         {landed} cuts landed mid-install"
+    );
+    assert!(
+        landed > 0,
+        "no cut landed while an install ran: nothing was tested"
+    );
 }
 
 #[test]
