@@ -43,6 +43,8 @@ pub enum CellError {
     /// A machine the cell names is not accounted for, or could not be checked.
     #[error("refused: {0}")]
     Inventory(String),
+    #[error("{}: {problem}", path.display())]
+    ThisCell { path: PathBuf, problem: String },
 }
 
 impl crate::error::Kinded for CellError {
@@ -102,9 +104,17 @@ impl Cell {
     /// directories on this machine.
     pub fn open(control: ConfDir, config: &Config) -> Result<Cell, CellError> {
         // Without ThisCell or `cell`, key edits still work; only what needs the name fails.
+        // Without ThisCell the name is unknown; a ThisCell that does not hold a cell name
+        // (a path or principal separator, say) is refused, naming the file.
         let name = match &config.cell {
             Some(c) => c.clone(),
-            None => control.this_cell().unwrap_or_default(),
+            None => match control.this_cell() {
+                Ok(c) => c,
+                Err(crate::store::StoreError::Invalid { path, problem }) => {
+                    return Err(CellError::ThisCell { path, problem })
+                }
+                Err(_) => String::new(),
+            },
         };
         let principal = afs_principal(&control, config, &name)?;
         let upserver = upserver(&config.distribution);

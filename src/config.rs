@@ -159,10 +159,10 @@ impl InventoryConfig {
             .iter()
             .chain(self.left_out.iter().map(|l| &l.host))
         {
-            if not_a_word(h) {
+            if not_a_word(h) || !host_or_user(h) {
                 return Err(bad(format!(
                     "inventory: host {h:?} must be one plain word (no spaces, control \
-                     characters or leading '-')"
+                     characters or leading '-'), a host name or address"
                 )));
             }
         }
@@ -430,9 +430,41 @@ impl ServerConfig {
                     ),
                 });
             }
+            if what != "name" && v.is_some_and(|v| !host_or_user(v)) {
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "server {:?}: its {what} {:?} holds characters a shell or ssh would \
+                         interpret (letters, digits, '.', '-' and '_' only; a host may also \
+                         hold ':', '%', '[' and ']')",
+                        self.name,
+                        v.unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        if RESERVED.iter().any(|r| self.name.eq_ignore_ascii_case(r)) {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!(
+                    "server {:?}: afskeys calls the control machine that (`--server control` or \
+                     `localhost`, and every report); give this server another name",
+                    self.name
+                ),
+            });
         }
         Ok(())
     }
+}
+
+/// The names reports and `--server` give the control machine: no other server may take them.
+const RESERVED: [&str; 2] = ["control", "localhost"];
+
+/// A host name or address (IPv6 in brackets, a zone after '%'), or a user name: nothing a
+/// shell or ssh would interpret (`$(…)`, `;`, `${IFS}`, quotes, '/').
+fn host_or_user(v: &str) -> bool {
+    v.chars()
+        .all(|c| c.is_ascii_alphanumeric() || ".-_:%[]".contains(c))
 }
 
 fn default_lifetime() -> Duration {

@@ -608,6 +608,25 @@ fn leftover_temp_files_of_state_files_are_cleaned() {
     }
 }
 
+/// A ThisCell holding a path or principal separator is refused, naming the file.
+#[test]
+fn a_this_cell_that_holds_no_cell_name_is_refused() {
+    for bad in ["a/b", "a@B", "../etc"] {
+        let d = confdir(CELL);
+        fs::write(d.path().join("ThisCell"), format!("{bad}\n")).unwrap();
+        let (o, _) = bounded(d.path(), &["status"], Stdio::null());
+        assert_eq!(o.status.code(), Some(1), "{bad}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!(
+                "{}: does not hold a cell name",
+                d.path().join("ThisCell").display()
+            )),
+            "{bad}: {}",
+            stderr(&o)
+        );
+    }
+}
+
 #[test]
 fn hostile_config_values_are_refused() {
     for (toml, message) in [
@@ -620,6 +639,30 @@ fn hostile_config_values_are_refused() {
             "its name must be one plain word",
         ),
         ("cell = \"bad cell\"\n", "is not a cell name"),
+        (
+            "[[servers]]\nname = \"fs1\"\nhost = \"$(id)\"\n",
+            "its host \"$(id)\" holds characters a shell or ssh would interpret",
+        ),
+        (
+            "[[servers]]\nname = \"fs1\"\nhost = \"fs1;id\"\n",
+            "its host \"fs1;id\" holds characters a shell or ssh would interpret",
+        ),
+        (
+            "[[servers]]\nname = \"fs1\"\nhost = \"fs1\"\nuser = \"${IFS}root\"\n",
+            "its user \"${IFS}root\" holds characters a shell or ssh would interpret",
+        ),
+        (
+            "[[servers]]\nname = \"control\"\nconfdir = \"/nonexistent\"\n",
+            "server \"control\": afskeys calls the control machine that",
+        ),
+        (
+            "[[servers]]\nname = \"LOCALHOST\"\nconfdir = \"/nonexistent\"\n",
+            "server \"LOCALHOST\": afskeys calls the control machine that",
+        ),
+        (
+            "[inventory]\nalso = [\"db9;id\"]\n",
+            "inventory: host \"db9;id\" must be one plain word",
+        ),
     ] {
         let d = confdir(CELL);
         fs::write(d.path().join("afskeys.toml"), toml).unwrap();
