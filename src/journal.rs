@@ -323,7 +323,7 @@ impl StateFile {
     /// Check, before anything is written, that the journal, its lock and its dir pass the
     /// checks a save and a lock will need.
     pub fn check_writable(&self) -> Result<(), JournalError> {
-        trust::check_existing(&self.path)?;
+        trust::check_writable_path(&self.path)?;
         trust::check_existing(&atomic::lock_path_for(&self.path))?;
         trust::check_existing(&self.rotation_lock_path())?;
         Ok(())

@@ -721,3 +721,69 @@ fn kills_inside_writes_are_finished_by_resume() {
         ok(run(d.path(), &["list"], b""));
     }
 }
+
+/// Every path a command will write is checked before it writes anything: a file auth DB
+/// (`[authdb] path`, not there yet) in a directory others can write refuses `rotate` before
+/// the key files or the journal change (before, both had changed when the auth DB write was
+/// refused).
+#[test]
+fn an_auth_db_in_a_directory_others_can_write_refuses_before_any_change() {
+    let d = confdir(CELL);
+    let open = tempfile::tempdir().unwrap();
+    fs::set_permissions(open.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let db = open.path().join("authdb.json");
+    fs::write(
+        d.path().join("afskeys.toml"),
+        format!(
+            "token_lifetime = \"25h\"\n[authdb]\npath = \"{}\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let before = listing(d.path());
+    let (o, _) = bounded(d.path(), &["rotate"], Stdio::null());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "{}: its directory {} has mode 0777",
+            db.display(),
+            open.path().display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(listing(d.path()), before, "the control machine changed");
+    assert!(!db.exists());
+}
+
+/// A keytab export never goes into a directory others can write, unless it is sticky; there
+/// it is created exclusively (mode 0600), and never over a name already taken.
+#[test]
+fn a_keytab_export_goes_only_where_others_cannot_replace_it() {
+    let d = cell();
+    let open = tempfile::tempdir().unwrap();
+    fs::set_permissions(open.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let kt = open.path().join("afs.keytab");
+    let kt_arg = kt.display().to_string();
+    let o = run(d.path(), &["keytab", "export", "--keytab", &kt_arg], b"");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has mode 0777: other users could replace the file"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!kt.exists());
+    fs::set_permissions(open.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    ok(run(
+        d.path(),
+        &["keytab", "export", "--keytab", &kt_arg],
+        b"",
+    ));
+    assert_eq!(
+        fs::metadata(&kt).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let o = run(d.path(), &["keytab", "export", "--keytab", &kt_arg], b"");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+}

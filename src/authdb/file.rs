@@ -241,6 +241,11 @@ impl AuthDb for FileAuthDb {
         format!("file {}", self.path.display())
     }
 
+    fn check_writable(&self) -> Result<(), AuthDbError> {
+        crate::store::trust::check_writable_path(&self.path)?;
+        Ok(())
+    }
+
     fn get(&self) -> Result<Option<AfsEntry>, AuthDbError> {
         match self.read()? {
             Some(e) => Ok(Some(e)),

@@ -192,6 +192,12 @@ pub trait AuthDb: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<AfsEntry, AuthDbError>;
 
+    /// Before a command changes anything: the files `set` or `init` would write pass the
+    /// checked open (the file backend's entry and its directory). KDC backends write no file.
+    fn check_writable(&self) -> Result<(), AuthDbError> {
+        Ok(())
+    }
+
     /// The only kvno the next `set` can use, when the backend decides it (a KDC bumps the
     /// kvno by one per change); `None` when any kvno above the current one will do.
     fn next_kvno(&self) -> Result<Option<i32>, AuthDbError> {

@@ -146,6 +146,7 @@ fn raw_backend(cell: &Cell) -> Result<(), Error> {
 pub fn init(cell: &Cell, kvno: Option<i32>, now: DateTime<Utc>) -> Result<AfsEntry, Error> {
     raw_backend(cell)?;
     preflight(cell)?;
+    cell.authdb.check_writable()?;
     let _lock = cell.state.lock(true)?;
     cell.inventory_for_change("authdb init")?;
     let keys = keys_at(cell, kvno)?;
@@ -174,6 +175,7 @@ fn record_adoption(cell: &Cell, at: DateTime<Utc>) -> Result<(), Error> {
 pub fn set(cell: &Cell, kvno: i32, now: DateTime<Utc>) -> Result<AfsEntry, Error> {
     raw_backend(cell)?;
     preflight(cell)?;
+    cell.authdb.check_writable()?;
     let _lock = cell.state.lock(true)?;
     cell.inventory_for_change("authdb set")?;
     let mut state = cell.state.load()?;

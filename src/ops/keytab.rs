@@ -94,6 +94,9 @@ pub fn export(
             keytab.display()
         )));
     }
+    // Never into a directory others can write unless it is sticky (then created exclusively,
+    // below): checked before anything is read or written.
+    crate::store::trust::check_parent(keytab).map_err(crate::store::StoreError::from)?;
     cell.audit.preflight().map_err(Error::failed_by)?;
     let snap = cell.control.read()?;
     let keys: Vec<&Key> = snap
@@ -110,7 +113,11 @@ pub fn export(
     }
     let now = u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX);
     let bytes = crate::keytabs::export(&keys, &p, now)?;
-    crate::store::atomic::replace_file(keytab, &bytes)?;
+    if shared_sticky(keytab) {
+        crate::store::atomic::create_exclusive(keytab, &bytes)?;
+    } else {
+        crate::store::atomic::replace_file(keytab, &bytes)?;
+    }
     cell.audit
         .record(
             "keytab export",
@@ -122,4 +129,14 @@ pub fn export(
         principal: p,
         keys: keys.into_iter().map(|k| KeyView::of(k, false)).collect(),
     })
+}
+
+/// The keytab's directory is one others can write, but sticky (like /tmp).
+fn shared_sticky(keytab: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match keytab.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o002 != 0 && m.mode() & 0o1000 != 0)
 }

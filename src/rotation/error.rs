@@ -111,6 +111,9 @@ pub fn audit(cell: &Cell, command: &str, detail: &str) -> Result<(), RotateError
 pub fn preflight(cell: &Cell) -> Result<(), RotateError> {
     cell.control.check_writable()?;
     cell.state.check_writable()?;
+    cell.authdb
+        .check_writable()
+        .map_err(|e| RotateError::authdb(cell, e))?;
     cell.audit.preflight()?;
     Ok(())
 }

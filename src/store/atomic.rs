@@ -101,6 +101,25 @@ pub fn pause_point(point: &str) {
 #[cfg(not(feature = "test-hooks"))]
 pub fn pause_point(_point: &str) {}
 
+/// Create `path` holding `bytes` (0600), only if nothing is there (not even a symlink), and
+/// fsync it and its directory: the way to write into a sticky directory others can write
+/// (/tmp), where a rename could land on a name someone else chose.
+pub fn create_exclusive(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| StoreError::io(path, "cannot create", e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| StoreError::io(path, "cannot write", e))?;
+    fsync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 /// Replace `path` with `bytes`: temp file in the same dir (0600), fsync, rename over.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     commit_file(stage_file(path, bytes)?, path)

@@ -342,6 +342,14 @@ pub fn check_existing(path: &Path) -> Result<(), TrustError> {
     }
 }
 
+/// A file about to be written (replaced, or created when absent): what is there passes
+/// `open`'s checks, and so does its directory even when the file is absent (a first write
+/// into a directory others can write is refused before the command changes anything).
+pub fn check_writable_path(path: &Path) -> Result<(), TrustError> {
+    check_existing(path)?;
+    check_parent(path)
+}
+
 /// Open (creating it 0600 when absent) a file afskeys appends to or locks: never through a
 /// symlink, never blocking on a FIFO, then checked as `open` checks.
 pub fn open_rw(path: &Path, append: bool) -> Result<File, TrustError> {
