@@ -787,3 +787,31 @@ fn a_keytab_export_goes_only_where_others_cannot_replace_it() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
 }
+
+/// A kvno's range depends on its type and on what must follow it: `add` refuses an afs key
+/// (rxkad_krb5 here) at a kvno no rotation could go above, and accepts one below; an rxgk key
+/// at a high kvno does not push the next rxkad_krb5 rotation's kvno above it.
+#[test]
+fn kvnos_leave_room_for_the_next_rotation_and_rxgk_numbers_apart() {
+    let d = cell(); // kvno 1, rotated
+    let before = listing(d.path());
+    let o = run(
+        d.path(),
+        &["add", "--kvno", "65534", "--type", "rxkad_krb5", "--random"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("kvno 65534 would leave no kvno for the next rotation"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(listing(d.path()), before);
+    ok(run(
+        d.path(),
+        &["add", "--kvno", "60000", "--type", "rxgk", "--random"],
+        b"",
+    ));
+    let out = ok(run(d.path(), &["rotate"], b""));
+    assert!(out.starts_with("kvno 2 is on every server"), "{out}");
+}

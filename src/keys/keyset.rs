@@ -158,6 +158,18 @@ impl KeySet {
         self.keys.is_empty()
     }
 
+    /// The highest kvno of the afs principal's key types, rxkad and rxkad_krb5 (excluding the
+    /// kvno 999 password entry): what a rotation must go above. An rxgk key numbers its
+    /// kvnos apart and does not count.
+    pub fn max_afs_kvno(&self) -> Option<i32> {
+        self.keys
+            .iter()
+            .filter(|k| k.id.key_type != KeyType::Rxgk)
+            .filter(|k| !(k.id.key_type == KeyType::Rxkad && k.id.kvno == BCRYPT_KVNO))
+            .map(|k| k.id.kvno)
+            .max()
+    }
+
     /// The highest kvno of any type (excluding the kvno 999 password entry).
     pub fn max_kvno(&self) -> Option<i32> {
         self.keys

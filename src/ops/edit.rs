@@ -110,6 +110,7 @@ pub fn add_keys(
     now: DateTime<Utc>,
 ) -> Result<(Vec<Key>, EditReport), Error> {
     preflight(cell)?;
+    past_the_last_rotation(&keys)?;
     let _lock = cell.state.lock(true)?;
     // A key the cell's machines must all get: every machine the cell names accounted for.
     // (An emergency edit of one server's own files is exempt: it changes only that server.)
@@ -225,6 +226,25 @@ pub fn remove_keys(
     };
     audit(cell, &command, &detail)?;
     Ok((removed, report, refusals))
+}
+
+/// An afs key (rxkad, rxkad_krb5) at a kvno no rotation could go above is refused: the next
+/// rotation needs a higher kvno, and a KDC keeps kvnos in 16 bits. rxgk keys number their
+/// kvnos apart.
+fn past_the_last_rotation(keys: &[Key]) -> Result<(), Error> {
+    use crate::rotation::MAX_ROTATION_KVNO;
+    let last = keys
+        .iter()
+        .find(|k| k.key_type() != crate::keys::KeyType::Rxgk && k.kvno() >= MAX_ROTATION_KVNO);
+    match last {
+        Some(k) => Err(Error::refused(format!(
+            "kvno {} would leave no kvno for the next rotation: a rotation needs one above \
+             every rxkad and rxkad_krb5 kvno in use, and a KDC keeps kvnos in 16 bits (a \
+             rotation may use at most {MAX_ROTATION_KVNO}); add the key at a lower kvno",
+            k.kvno()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// After a change on the control machine, copy its files to every other server (one

@@ -16,7 +16,7 @@ mod steps;
 
 pub use error::RotateError;
 pub(crate) use machines::Machines;
-pub use plan::{Plan, RotateOptions};
+pub use plan::{Plan, RotateOptions, MAX_ROTATION_KVNO};
 pub use steps::{Hook, Report};
 
 use crate::cell::Cell;

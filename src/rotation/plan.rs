@@ -194,7 +194,7 @@ fn highest_in_use(
     }
     for (_, r) in crate::fleet::fanout::read_all(servers, cell.parallel) {
         if let Ok(set) = r {
-            highest = highest.max(set.max_kvno());
+            highest = highest.max(set.max_afs_kvno());
         }
     }
     Ok(highest)
