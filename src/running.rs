@@ -154,19 +154,28 @@ fn prove_one(spec: &Spec, t: &Target, kvno: i32) -> Proven {
         Err(e) => p.failed.push(format!("{what}: {e}")),
     };
     let accepted = format!("accepted kvno {kvno}");
-    let bos = bos_status(&spec.bos, host, spec.deadline).map(|()| accepted.clone());
-    note(format!("bosserver on {host}"), bos);
+    let bos = bos_status(&spec.bos, host, spec.deadline);
+    // A bosserver that still refused after its retries has not reloaded: its machine's
+    // other processes are asked once each, not retried for as long again.
+    let tries = match &bos {
+        Err(e) if is_refusal(e) => 0,
+        _ => RETRIES,
+    };
+    note(
+        format!("bosserver on {host}"),
+        bos.map(|()| accepted.clone()),
+    );
     if let Some(addr) = &t.db {
         for (service, port) in UBIK {
             let r = sync_site(&spec.udebug, addr, port, spec.deadline);
             note(service.to_string(), r.map(|s| format!("has sync site {s}")));
         }
-        for (service, r) in ask_ubik(spec, &t.name, addr) {
+        for (service, r) in ask_ubik(spec, &t.name, addr, tries) {
             note(format!("{service} on {addr}"), r.map(|()| accepted.clone()));
         }
     }
     if t.fs {
-        let r = volserver(spec, host).map(|()| accepted.clone());
+        let r = volserver(spec, host, tries).map(|()| accepted.clone());
         note(format!("volserver on {host}"), r);
     }
     p
@@ -178,19 +187,20 @@ const RETRIES: u32 = 4;
 
 /// `bos status -server HOST -localauth`: accepted, or the first `bos:` line it printed.
 pub fn bos_status(bos: &Path, host: &str, deadline: Duration) -> Result<(), String> {
-    retrying(|| {
+    retrying(RETRIES, || {
         let args = ["status", "-server", host, "-localauth"];
         let f = child::run(bos, &args, &[], deadline, 64 * 1024).map_err(|e| e.to_string())?;
         judge_bos(&f.text(), f.status.success())
     })
 }
 
-/// Ask again, a second apart, `RETRIES` times, while the answer is an unknown-key refusal.
-fn retrying(mut ask: impl FnMut() -> Result<(), String>) -> Result<(), String> {
+/// Ask again, a second apart, up to `again` times, while the answer is an unknown-key
+/// refusal.
+fn retrying(again: u32, mut ask: impl FnMut() -> Result<(), String>) -> Result<(), String> {
     let mut tries = 0;
     loop {
         match ask() {
-            Err(e) if e.contains("unknown key version") && tries < RETRIES => {
+            Err(e) if e.contains("unknown key version") && tries < again => {
                 tries += 1;
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -200,7 +210,12 @@ fn retrying(mut ask: impl FnMut() -> Result<(), String>) -> Result<(), String> {
 }
 
 /// A ptserver's and a vlserver's answer to an authenticated call, asked at `addr` alone.
-fn ask_ubik(spec: &Spec, name: &str, addr: &str) -> Vec<(&'static str, Result<(), String>)> {
+fn ask_ubik(
+    spec: &Spec,
+    name: &str,
+    addr: &str,
+    tries: u32,
+) -> Vec<(&'static str, Result<(), String>)> {
     let dir = match one_server_config(spec, name, addr) {
         Ok(d) => d,
         Err(e) => {
@@ -219,17 +234,17 @@ fn ask_ubik(spec: &Spec, name: &str, addr: &str) -> Vec<(&'static str, Result<()
     vec![
         (
             "ptserver",
-            retrying(|| authenticated(spec, &spec.pts, &pts)),
+            retrying(tries, || authenticated(spec, &spec.pts, &pts)),
         ),
         (
             "vlserver",
-            retrying(|| authenticated(spec, &spec.vos, &vos)),
+            retrying(tries, || authenticated(spec, &spec.vos, &vos)),
         ),
     ]
 }
 
 /// A file server's volserver: `vos partinfo -server HOST -localauth`.
-fn volserver(spec: &Spec, host: &str) -> Result<(), String> {
+fn volserver(spec: &Spec, host: &str, tries: u32) -> Result<(), String> {
     let config = spec.confdir.to_string_lossy().into_owned();
     let args = [
         "partinfo",
@@ -242,7 +257,7 @@ fn volserver(spec: &Spec, host: &str) -> Result<(), String> {
         "-cell",
         &spec.cell,
     ];
-    retrying(|| authenticated(spec, &spec.vos, &args))
+    retrying(tries, || authenticated(spec, &spec.vos, &args))
 }
 
 /// Run one pts or vos call: exit 0 is an answer; otherwise what it printed on stderr.
