@@ -12,9 +12,36 @@ use chrono::{DateTime, Utc};
 use common::*;
 use serde_json::Value;
 use std::fs;
-use std::process::Command;
+use std::process::{Command, Output};
 
 const CELL: &str = "grace.test";
+
+/// A conf dir whose auth DB is the realm's afs principal through kadmin.local: (principal,
+/// conf dir, afskeys.toml's text).
+fn cell(realm: &kdc::Realm) -> (String, tempfile::TempDir, String) {
+    let principal = format!("afs/{CELL}@{}", realm.name());
+    let d = confdir(CELL);
+    let toml = format!(
+        "[authdb]\nbackend = \"kadmin\"\nprincipal = \"{principal}\"\nkadmin = \"{}\"\n",
+        realm.kadmin_local().display()
+    );
+    fs::write(d.path().join("afskeys.toml"), &toml).unwrap();
+    (principal, d, toml)
+}
+
+/// afskeys on `dir` with the realm's environment, the clock moved by `offset` (libfaketime).
+fn at(realm: &kdc::Realm, dir: &std::path::Path, offset: Option<&str>, args: &[&str]) -> Output {
+    let mut c = match offset {
+        Some(o) => {
+            let mut c = Command::new("faketime");
+            c.args(["-f", o, env!("CARGO_BIN_EXE_afskeys")]);
+            c
+        }
+        None => afskeys(),
+    };
+    c.envs(realm.env()).arg("--confdir").arg(dir).args(args);
+    pipe(c, b"")
+}
 
 #[test]
 fn the_kdc_max_ticket_life_plus_skew_is_the_grace() {
@@ -24,26 +51,9 @@ fn the_kdc_max_ticket_life_plus_skew_is_the_grace() {
     let Some(realm) = kdc::Realm::create("GRACE.TEST") else {
         return;
     };
-    let principal = format!("afs/{CELL}@{}", realm.name());
-    let d = confdir(CELL);
+    let (principal, d, toml) = cell(&realm);
     let dir = d.path();
-    let toml = format!(
-        "[authdb]\nbackend = \"kadmin\"\nprincipal = \"{principal}\"\nkadmin = \"{}\"\n",
-        realm.kadmin_local().display()
-    );
-    fs::write(dir.join("afskeys.toml"), &toml).unwrap();
-    let afskeys_at = |offset: Option<&str>, args: &[&str]| {
-        let mut c = match offset {
-            Some(o) => {
-                let mut c = Command::new("faketime");
-                c.args(["-f", o, env!("CARGO_BIN_EXE_afskeys")]);
-                c
-            }
-            None => afskeys(),
-        };
-        c.envs(realm.env()).arg("--confdir").arg(dir).args(args);
-        pipe(c, b"")
-    };
+    let afskeys_at = |offset: Option<&str>, args: &[&str]| at(&realm, dir, offset, args);
     ok(afskeys_at(None, &["rotate"]));
     ok(afskeys_at(None, &["rotate"]));
     let o = realm.kadmin(&format!("modprinc -maxlife \"10 hours\" {principal}"));
@@ -152,26 +162,9 @@ fn a_kdc_with_no_max_life_of_the_principals_own_never_has_its_grace_guessed() {
     let Some(realm) = kdc::Realm::create("NOLIFE.TEST") else {
         return;
     };
-    let principal = format!("afs/{CELL}@{}", realm.name());
-    let d = confdir(CELL);
+    let (principal, d, toml) = cell(&realm);
     let dir = d.path();
-    let toml = format!(
-        "[authdb]\nbackend = \"kadmin\"\nprincipal = \"{principal}\"\nkadmin = \"{}\"\n",
-        realm.kadmin_local().display()
-    );
-    fs::write(dir.join("afskeys.toml"), &toml).unwrap();
-    let afskeys_at = |offset: Option<&str>, args: &[&str]| {
-        let mut c = match offset {
-            Some(o) => {
-                let mut c = Command::new("faketime");
-                c.args(["-f", o, env!("CARGO_BIN_EXE_afskeys")]);
-                c
-            }
-            None => afskeys(),
-        };
-        c.envs(realm.env()).arg("--confdir").arg(dir).args(args);
-        pipe(c, b"")
-    };
+    let afskeys_at = |offset: Option<&str>, args: &[&str]| at(&realm, dir, offset, args);
     ok(afskeys_at(None, &["rotate"]));
     ok(afskeys_at(None, &["rotate"]));
     let o = realm.kadmin(&format!("modprinc -maxlife 0 {principal}"));

@@ -9,21 +9,24 @@ use std::fs;
 
 const CELL: &str = "pw.example.com";
 
+/// Every file of a dir but the lock files, with its bytes.
+fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && !p.to_string_lossy().ends_with(".lock"))
+        .map(|p| (p.display().to_string(), fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn passphrases_other_tools_would_read_differently_are_refused() {
     let d = confdir(CELL);
     fs::write(d.path().join("afskeys.toml"), "token_lifetime = \"25h\"\n").unwrap();
     ok(run(d.path(), &["rotate"], b""));
-    let before: Vec<(String, Vec<u8>)> = {
-        let mut v: Vec<_> = fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.is_file() && !p.to_string_lossy().ends_with(".lock"))
-            .map(|p| (p.display().to_string(), fs::read(&p).unwrap()))
-            .collect();
-        v.sort();
-        v
-    };
+    let before = files(d.path());
     let cases: [(&[u8], &str); 5] = [
         (b"ab\0cd\n", "holds a NUL byte"),
         (b"secret\r\n", "holds a line break (CR or LF)"),
@@ -46,16 +49,7 @@ fn passphrases_other_tools_would_read_differently_are_refused() {
             );
         }
     }
-    let after: Vec<(String, Vec<u8>)> = {
-        let mut v: Vec<_> = fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.is_file() && !p.to_string_lossy().ends_with(".lock"))
-            .map(|p| (p.display().to_string(), fs::read(&p).unwrap()))
-            .collect();
-        v.sort();
-        v
-    };
+    let after = files(d.path());
     assert_eq!(before, after, "something changed");
     // A plain one (a tab and non-ASCII letters are fine) still works.
     let o = run(
