@@ -815,3 +815,37 @@ fn kvnos_leave_room_for_the_next_rotation_and_rxgk_numbers_apart() {
     let out = ok(run(d.path(), &["rotate"], b""));
     assert!(out.starts_with("kvno 2 is on every server"), "{out}");
 }
+
+/// When ssh never runs, or dies before it writes its log, the operator gets ssh's situation,
+/// not "No such file or directory (os error 2)" (the openssh transport's missing log or
+/// control socket): with no ssh in PATH, and with an ssh that prints to stderr and exits.
+#[test]
+fn an_ssh_that_never_ran_or_died_early_is_said_as_such() {
+    let d = confdir(CELL);
+    fs::write(
+        d.path().join("afskeys.toml"),
+        "[ssh]\ntransport = \"openssh\"\ntimeout = \"5s\"\n\
+         [[servers]]\nname = \"fs1\"\nhost = \"127.0.0.1\"\nconfdir = \"/x\"\n",
+    )
+    .unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("ssh");
+    fs::write(&fake, "#!/bin/sh\necho 'ssh: early death' >&2\nexit 255\n").unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let with_fake = format!("{}:/usr/bin:/bin", bin.path().display());
+    for (path, want) in [
+        ("/nonexistent", "ssh (OpenSSH's client) is not in PATH"),
+        (with_fake.as_str(), "ssh exited before it said why"),
+    ] {
+        let mut c = afskeys();
+        c.env("PATH", path)
+            .arg("--confdir")
+            .arg(d.path())
+            .arg("verify");
+        let o = pipe(c, b"");
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(1), "{out}{}", stderr(&o));
+        assert!(out.contains(want), "{path}: {out}");
+        assert!(!out.contains("connect: No such file"), "{out}");
+    }
+}

@@ -429,10 +429,27 @@ async fn bump(sftp: &Sftp, path: &Path) -> Result<(), Fail> {
 /// named as such, with what to check.
 fn connect_message(e: &openssh::Error) -> String {
     let mut said = String::new();
+    let mut not_found = false;
     let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(s) = src {
         said = s.to_string();
+        not_found |= s
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound);
         src = s.source();
+    }
+    // ssh that never ran, or ran and died before it wrote its log: the crate then reports
+    // only a missing file (its log or its control socket), which names nothing.
+    if not_found {
+        return match ssh_in_path() {
+            false => "ssh (OpenSSH's client) is not in PATH: the openssh transport runs it \
+                      (install openssh-client, or set [ssh] transport = \"ssh2\")"
+                .into(),
+            true => format!(
+                "ssh exited before it said why (it left no log or control socket: {said}); \
+                 run `ssh -v` to the host by hand to see its reason"
+            ),
+        };
     }
     let lines: Vec<&str> = said
         .lines()
@@ -462,6 +479,12 @@ fn connect_message(e: &openssh::Error) -> String {
         );
     }
     format!("ssh could not connect: {}", lines.join(" / "))
+}
+
+/// An `ssh` program in PATH, as the openssh crate runs it.
+fn ssh_in_path() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ssh").is_file()))
 }
 
 impl Drop for OpensshServer {
@@ -533,6 +556,22 @@ mod tests {
         assert!(m.starts_with("HOST KEY CHANGED:"), "{m}");
         assert!(m.contains("SHA256:abcDEF123"), "{m}");
         assert!(m.contains("/root/.ssh/known_hosts:3"), "{m}");
+    }
+
+    #[test]
+    fn a_missing_file_is_said_as_what_it_means() {
+        let m = connect_message(&openssh::Error::Connect(std::io::Error::from(
+            std::io::ErrorKind::NotFound,
+        )));
+        if super::ssh_in_path() {
+            assert!(m.starts_with("ssh exited before it said why"), "{m}");
+        } else {
+            assert!(
+                m.starts_with("ssh (OpenSSH's client) is not in PATH"),
+                "{m}"
+            );
+        }
+        assert!(!m.starts_with("ssh could not connect: No such file"), "{m}");
     }
 
     #[test]
