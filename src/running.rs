@@ -42,9 +42,28 @@ pub struct Spec {
     pub targets: Vec<Target>,
 }
 
+/// What the proof will not ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotAsked {
+    /// No server: the proof is off for the whole command, and why.
+    Every(String),
+    /// These machines, each with why (empty: every machine is asked).
+    These(Vec<String>),
+}
+
+impl NotAsked {
+    /// As reports list it: `every server (why)`, or each machine with why.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            NotAsked::Every(why) => vec![format!("every server ({why})")],
+            NotAsked::These(v) => v.clone(),
+        }
+    }
+}
+
 impl Spec {
     /// What will not be asked: every server (and why), or each machine whose proof is off.
-    pub fn not_asked(&self) -> Vec<String> {
+    pub fn not_asked(&self) -> NotAsked {
         const DATES: &str = "its fetch is confirmed only by unauthenticated bos getdate dates";
         if let Some(why) = &self.skipped {
             let also = match self.targets.iter().any(|t| t.upclient) {
@@ -54,17 +73,17 @@ impl Spec {
                 }
                 false => "",
             };
-            return vec![format!("every server ({why}{also})")];
+            return NotAsked::Every(format!("{why}{also}"));
         }
         let off = self
             .targets
             .iter()
             .filter_map(|t| t.ask.as_ref().err().map(|w| (t, w)));
-        off.map(|(t, why)| match t.upclient {
+        let these = off.map(|(t, why)| match t.upclient {
             true => format!("{} ({why}; {DATES})", t.name),
             false => format!("{} ({why})", t.name),
-        })
-        .collect()
+        });
+        NotAsked::These(these.collect())
     }
 }
 

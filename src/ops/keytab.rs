@@ -113,7 +113,7 @@ pub fn export(
     }
     let now = u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX);
     let bytes = crate::keytabs::export(&keys, &p, now)?;
-    if shared_sticky(keytab) {
+    if crate::store::trust::in_shared_sticky_dir(keytab) {
         crate::store::atomic::create_exclusive(keytab, &bytes)?;
     } else {
         crate::store::atomic::replace_file(keytab, &bytes)?;
@@ -129,14 +129,4 @@ pub fn export(
         principal: p,
         keys: keys.into_iter().map(|k| KeyView::of(k, false)).collect(),
     })
-}
-
-/// The keytab's directory is one others can write, but sticky (like /tmp).
-fn shared_sticky(keytab: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let dir = match keytab.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o002 != 0 && m.mode() & 0o1000 != 0)
 }

@@ -163,6 +163,6 @@ pub fn rotate(paths: &CellPaths, action: RotateAction, warn: Warn) -> Result<Rot
         servers: report.servers,
         activated: fmt_time(report.activated),
         old_key_removable: report.old_kvno.map(|_| fmt_time(removable)),
-        running_not_asked: cell.running.not_asked(),
+        running_not_asked: cell.running.not_asked().lines(),
     }))
 }

@@ -34,8 +34,7 @@ impl RunningView {
     fn of(r: Running) -> RunningView {
         let (kvno, servers, not_asked) = match r {
             Running::Asked { kvno, results } => (Some(kvno), results, None),
-            Running::Skipped(why) => (None, vec![], Some(why)),
-            Running::Cannot(why) => (None, vec![], Some(why)),
+            Running::Skipped(why) | Running::Cannot(why) => (None, vec![], Some(why)),
         };
         RunningView {
             kvno,

@@ -37,7 +37,7 @@ pub struct Plan {
     pub fetch_step: Option<String>,
     /// What the running-server proof will not ask (every server and why, or each machine
     /// whose proof is off).
-    pub not_asked: Vec<String>,
+    pub not_asked: crate::running::NotAsked,
 }
 
 impl Plan {
@@ -89,13 +89,13 @@ impl Plan {
             }
         );
         let ask = format!("ask the running servers to accept kvno {}", self.kvno);
-        match self.not_asked.as_slice() {
-            [] => format!("4. {ask}, then {set}"),
-            [all] if all.starts_with("every server") => {
-                let why = all.trim_start_matches("every server ");
-                format!("4. {set}, without asking the running servers {why}")
+        use crate::running::NotAsked;
+        match &self.not_asked {
+            NotAsked::Every(why) => format!("4. {set}, without asking the running servers ({why})"),
+            NotAsked::These(none) if none.is_empty() => format!("4. {ask}, then {set}"),
+            NotAsked::These(some) => {
+                format!("4. {ask} (not asked: {}), then {set}", some.join(", "))
             }
-            some => format!("4. {ask} (not asked: {}), then {set}", some.join(", ")),
         }
     }
 }

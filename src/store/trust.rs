@@ -225,10 +225,7 @@ pub fn check_meta(path: &Path, md: &Metadata, me: u32) -> Result<(), TrustError>
 /// The file's directory must not be writable by others, unless sticky (like /tmp: others
 /// cannot replace a file they do not own there).
 pub fn check_parent(path: &Path) -> Result<(), TrustError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = dir_of(path);
     let md = std::fs::metadata(dir).map_err(|e| TrustError::io(dir, "cannot stat", e))?;
     let mode = md.mode();
     if mode & 0o002 != 0 && mode & 0o1000 == 0 {
@@ -239,6 +236,20 @@ pub fn check_parent(path: &Path) -> Result<(), TrustError> {
         });
     }
     Ok(())
+}
+
+/// The directory `path` is in ("." for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// `path`'s directory is one others can write, but sticky (like /tmp): `check_parent` lets
+/// it pass, and a file is created there exclusively rather than renamed into place.
+pub fn in_shared_sticky_dir(path: &Path) -> bool {
+    std::fs::metadata(dir_of(path)).is_ok_and(|m| m.mode() & 0o002 != 0 && m.mode() & 0o1000 != 0)
 }
 
 /// Map an open's failure: a symlink met by `O_NOFOLLOW` (ELOOP) is named as one, and so is
