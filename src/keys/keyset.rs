@@ -209,6 +209,22 @@ mod tests {
     }
 
     #[test]
+    fn the_afs_kvno_leaves_out_rxgk_keys_and_the_bcrypt_slot() {
+        let mut s = KeySet::new();
+        s.insert(typed(5, 18, 32)).unwrap();
+        s.insert(Key::rxkad(BCRYPT_KVNO, &[1; 8])).unwrap();
+        let rxgk = KeyId {
+            key_type: KeyType::Rxgk,
+            kvno: 60000,
+            subtype: 18,
+        };
+        s.insert(Key::new(rxgk, Zeroizing::new(vec![7u8; 32])))
+            .unwrap();
+        assert_eq!(s.max_kvno(), Some(60000));
+        assert_eq!(s.max_afs_kvno(), Some(5));
+    }
+
+    #[test]
     fn ninth_rxkad_key_refused() {
         let mut s = KeySet::new();
         for kvno in 0..8 {

@@ -68,7 +68,7 @@ fn keys_at(cell: &Cell, kvno: Option<i32>) -> Result<Vec<Key>, Error> {
     let snap = cell.control.read()?;
     let kvno = match kvno {
         Some(k) => k,
-        None => snap.keys.max_kvno().ok_or_else(|| {
+        None => snap.keys.max_afs_kvno().ok_or_else(|| {
             Error::failed(format!("{}: no keys to use", cell.control.path().display()))
         })?,
     };

@@ -137,10 +137,8 @@ pub fn ask_newest(cell: &Cell, inv: &Inventory) -> Running {
         .map_err(|e| e.to_string())
         .and_then(|s| {
             s.keys
-                .iter()
-                .map(|k| k.kvno())
-                .max()
-                .ok_or_else(|| "the control machine holds no key".into())
+                .max_afs_kvno()
+                .ok_or_else(|| "the control machine holds no rxkad or rxkad_krb5 key".into())
         });
     match newest {
         Ok(kvno) => Running::Asked {
