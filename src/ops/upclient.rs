@@ -115,8 +115,13 @@ fn newest_unknown(cell: &Cell, target: &Target) -> Option<i32> {
     };
     let theirs = s.read_keys().ok()?;
     let mine = cell.control.read().ok()?.keys;
-    let top = theirs.iter().map(|k| k.kvno()).max()?;
-    let newest: Vec<_> = theirs.iter().filter(|k| k.kvno() == top).cloned().collect();
+    // The kvno its upclient authenticates with: the newest of the afs key types.
+    let top = theirs.max_afs_kvno()?;
+    let newest: Vec<_> = theirs
+        .iter()
+        .filter(|k| k.kvno() == top && k.key_type() != crate::keys::KeyType::Rxgk)
+        .cloned()
+        .collect();
     (!crate::fleet::holds(&mine, &newest)).then_some(top)
 }
 
