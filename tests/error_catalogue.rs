@@ -35,6 +35,15 @@ const MIN_RUN: usize = 10;
 /// own. The test fails when the scanner finds a short template that is not listed here.
 const STRUCTURAL: &[(&str, &str)] = &[
     (
+        "{name} appeared",
+        "Found::changes: which key file changed behind a command's back; only ever the start \
+         of the refusal `… on the server while this command was replacing its key files`",
+    ),
+    (
+        "{name} changed",
+        "Found::changes: the same (`KeyFile changed`), inside that refusal",
+    ),
+    (
         "{}: {op}: {source}",
         "StoreError::Io, JournalError::Io: a path, the operation and the OS error; each \
          operation (`cannot read`, `cannot lock`, …) is a template of its own",

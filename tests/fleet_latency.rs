@@ -271,10 +271,11 @@ fn bench_latency() {
 
 /// Not a bench: `rotate` reads each server's keys once per command (the kvno survey,
 /// distribute, the activation guard and the proof share it; the confirmation after the
-/// commit rides with it), so its SFTP round trips per server stay at 7 or fewer (it was 18
+/// commit rides with it), so its SFTP round trips per server stay at 8 or fewer (it was 18
 /// when each step read again, 13 without the memo, 9 before the stage's survey rode with
-/// its opens and its backups with its writes): SFTP start 1, the read 2, stage 2, commit
-/// with the read-back and the tidying 2.
+/// its opens and its backups with its writes): SFTP start 1, the read 2, stage 2, the
+/// compare-and-swap's recheck 1 (since issue "Races, hangs and lies"), commit with the
+/// read-back and the tidying 2.
 #[test]
 fn rotate_reads_each_server_once_per_command() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -289,11 +290,11 @@ fn rotate_reads_each_server_once_per_command() {
     // A counter that read 0 would pass every upper bound: a rotate does at least SFTP start,
     // a read, a stage and a commit on each server.
     assert!(
-        (4.0..=7.0).contains(&first),
+        (4.0..=8.0).contains(&first),
         "the first rotate: {first} round trips per server"
     );
     assert!(
-        (4.0..=7.0).contains(&again),
+        (4.0..=8.0).contains(&again),
         "a second rotate: {again} round trips per server"
     );
     let verify = round_trips(f.control.path(), &["verify"], 2);
@@ -304,9 +305,10 @@ fn rotate_reads_each_server_once_per_command() {
 }
 
 /// Not a bench: the ssh2 stage surveys the conf dir and opens the stage in one exchange,
-/// then writes, reads and backs up in the next, so a push costs 5 SFTP round trips per
-/// server, whether it changes files or not (SFTP start 1, stage 2, commit 1, tidy 2 — was
-/// 7), and `add` with its automatic push 5 (was 7).
+/// then writes, reads and backs up in the next, so a push that changes nothing costs 5 SFTP
+/// round trips per server (SFTP start 1, stage 2, commit 1, tidy 2 — was 7); one that
+/// changes files 6, as does `add` with its automatic push: the compare-and-swap rereads the
+/// live files through the stage's open handles in one round trip before the renames.
 #[test]
 fn push_and_add_round_trips_per_server() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -329,7 +331,7 @@ fn push_and_add_round_trips_per_server() {
     let same = round_trips(f.control.path(), &["push"], 2);
     eprintln!("add + push {add}, push of the same keys {same} SFTP round trips per server");
     assert!(
-        (3.0..=5.0).contains(&add),
+        (3.0..=6.0).contains(&add),
         "add with its push: {add} round trips per server"
     );
     assert!(
@@ -344,7 +346,7 @@ fn push_and_add_round_trips_per_server() {
     let push = round_trips(f.control.path(), &["push"], 2);
     eprintln!("push that changes KeyFileExt: {push} SFTP round trips per server");
     assert!(
-        (3.0..=5.0).contains(&push),
+        (3.0..=6.0).contains(&push),
         "a push that changes files: {push} round trips per server"
     );
     for d in &f._dirs {
@@ -415,7 +417,7 @@ fn backup_named_after_a_backup_from_the_future() {
         1,
     );
     assert!(
-        (3.0..=6.0).contains(&add),
+        (3.0..=7.0).contains(&add),
         "add with its push: {add} round trips"
     );
     let mut ext: Vec<String> = fs::read_dir(&bdir)

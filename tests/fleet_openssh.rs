@@ -589,3 +589,85 @@ fn backups_are_trimmed_and_abandoned_stage_dirs_removed() {
     assert_eq!(b.len(), 10, "{b:?}");
     assert!(b.iter().all(|n| n.starts_with("KeyFileExt.")), "{b:?}");
 }
+
+/// The compare-and-swap of a commit, over both transports: a stage says what it found; a
+/// key file changed in place after the stage (as asetkey and bos addkey write: O_TRUNC, no
+/// rename) or replaced by a rename (as another control machine's afskeys does) makes the
+/// recheck before the commit refuse, and the discard leaves that change as it is; an
+/// install over keys the caller read earlier is refused when the server no longer holds
+/// them.
+fn a_changed_server_is_refused(s: &dyn Server, dir: &Path) {
+    let write = |name: &str, bytes: &[u8], in_place: bool| {
+        let p = dir.join(name);
+        if in_place {
+            fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&p)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+                .unwrap();
+        } else {
+            let tmp = dir.join(format!("{name}.new"));
+            write_0600(&tmp, bytes);
+            fs::rename(&tmp, &p).unwrap();
+        }
+    };
+    let by_hand = KeyFiles::of(&set(&[(1, 1), (7, 7)]));
+    for (i, in_place) in [true, false].into_iter().enumerate() {
+        write("KeyFileExt", &old_files().keyfileext, true);
+        let st = s.stage(&new_files()).unwrap();
+        assert_eq!(
+            st.found().and_then(|f| f.keys()),
+            Some(set(&[(1, 1)])),
+            "{}: the stage did not say what it found",
+            s.name()
+        );
+        assert!(st.recheck().is_ok(), "{}: nothing changed yet", s.name());
+        write("KeyFileExt", &by_hand.keyfileext, in_place);
+        let e = st.recheck().unwrap_err().to_string();
+        assert!(
+            e.contains("KeyFileExt changed on the server") && e.contains(s.name()),
+            "{} (trial {i}): {e}",
+            s.name()
+        );
+        st.discard();
+        assert_eq!(
+            fs::read(dir.join("KeyFileExt")).unwrap(),
+            *by_hand.keyfileext
+        );
+        assert!(no_stage_left(dir), "{}: a stage dir left", s.name());
+    }
+    let e = s
+        .install_over(&new_files(), &set(&[(1, 1)]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("its keys changed on the server"), "{e}");
+    assert_eq!(
+        fs::read(dir.join("KeyFileExt")).unwrap(),
+        *by_hand.keyfileext
+    );
+    s.install_over(&new_files(), &set(&[(1, 1), (7, 7)]))
+        .unwrap();
+    assert_eq!(
+        fs::read(dir.join("KeyFileExt")).unwrap(),
+        *new_files().keyfileext
+    );
+}
+
+#[test]
+fn a_server_changed_after_its_stage_is_refused_over_both_transports() {
+    let Some(cell) = Cell::new(2) else { return };
+    let o = OpensshServer::new(cell.target(0));
+    a_changed_server_is_refused(&o, cell.dirs[0].path());
+    let s = SshServer::new(SshTarget {
+        name: "fs1".into(),
+        host: "127.0.0.1".into(),
+        port: cell.sshds.sshds[1].port,
+        user: sshd::user(),
+        confdir: cell.dirs[1].path().to_path_buf(),
+        identity: Some(cell.sshds.identity.clone()),
+        known_hosts: Some(cell.sshds.known_hosts.clone()),
+        timeout: Duration::from_secs(20),
+    });
+    a_changed_server_is_refused(&s, cell.dirs[1].path());
+}

@@ -9,7 +9,7 @@
 //! each is one short command on a connection staging already opened.
 
 use super::progress::Progress;
-use super::server::{FleetError, KeyFiles, Server, Staged};
+use super::server::{FleetError, Found, KeyFiles, Server, Staged};
 use crate::checksum::key_checksum;
 use crate::keys::{KeyId, KeySet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,14 +64,19 @@ pub fn bump_all(servers: &[&dyn Server], parallel: usize) -> Vec<(String, Result
 }
 
 /// Install `files` on each server independently (`Server::install`, not a two-phase push:
-/// each one that can be changed is), at most `parallel` at once, in input order.
+/// each one that can be changed is) if it still holds what `read` says this command read
+/// there (one per server), at most `parallel` at once, in input order.
 pub fn install_each(
     servers: &[&dyn Server],
     files: &KeyFiles,
+    read: &[KeySet],
     parallel: usize,
 ) -> Vec<(String, Result<(), FleetError>)> {
     let r = bounded(servers.len(), parallel, |i| {
-        (servers[i].name().to_string(), servers[i].install(files))
+        (
+            servers[i].name().to_string(),
+            servers[i].install_over(files, &read[i]),
+        )
     });
     bounded(servers.len(), parallel, |i| servers[i].settle());
     r
@@ -155,19 +160,22 @@ pub fn push(
     parallel: usize,
     progress: &dyn Progress,
 ) -> PushReport {
-    push_with(servers, files, parallel, progress, false)
+    push_with(servers, files, parallel, progress, None)
 }
 
 /// `push`, each commit reading the server's keys back on its connection right after the
 /// renames (`Staged::commit_with`, `ServerPush::read_back`): a confirmation that costs
-/// no round trip of its own where the transport can.
+/// no round trip of its own where the transport can. `read` holds the keys this command
+/// read on each server before (one per server): a server whose stage finds other keys is
+/// refused, and no server is changed.
 pub fn push_confirming(
     servers: &[&dyn Server],
     files: &KeyFiles,
     parallel: usize,
     progress: &dyn Progress,
+    read: &[KeySet],
 ) -> PushReport {
-    push_with(servers, files, parallel, progress, true)
+    push_with(servers, files, parallel, progress, Some(read))
 }
 
 fn push_with(
@@ -175,12 +183,21 @@ fn push_with(
     files: &KeyFiles,
     parallel: usize,
     progress: &dyn Progress,
-    read_back: bool,
+    read: Option<&[KeySet]>,
 ) -> PushReport {
     let start = Instant::now();
     let n = servers.len();
+    let read_back = read.is_some();
     progress.start(n);
-    let (stage_results, staged) = stage_all(servers, files, parallel, progress);
+    let (mut stage_results, mut staged) = stage_all(servers, files, parallel, progress);
+    if stage_results.iter().all(|(r, _)| r.is_ok()) {
+        crate::store::atomic::pause_point("push:staged");
+        let (changed, back) = recheck_all(servers, staged, read, parallel);
+        staged = back;
+        for (i, r) in changed {
+            stage_results[i].0 = Err(r);
+        }
+    }
     let all_staged = stage_results.iter().all(|(r, _)| r.is_ok());
     let stage_phase = start.elapsed();
     let commits: Vec<Option<Commit>> = if !all_staged {
@@ -239,6 +256,43 @@ fn stage_all<'a>(
         .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
         .collect();
     (results, staged)
+}
+
+/// The compare-and-swap's compare, just before the commit: each staged server's live files
+/// still what its stage found (`Staged::recheck`, at most `parallel` at once), and what the
+/// stage found the keys this command read there before (`read`). The servers that fail,
+/// by index.
+fn recheck_all<'a>(
+    servers: &[&dyn Server],
+    staged: StagedAll<'a>,
+    read: Option<&[KeySet]>,
+    parallel: usize,
+) -> (Vec<(usize, FleetError)>, StagedAll<'a>) {
+    let n = staged.len();
+    let boxes: Vec<Mutex<Option<Box<dyn Staged + 'a>>>> =
+        staged.into_iter().map(Mutex::new).collect();
+    let results = bounded(n, parallel, |i| {
+        let guard = boxes[i].lock().unwrap_or_else(|e| e.into_inner());
+        let Some(st) = guard.as_ref() else {
+            return Ok(());
+        };
+        if let (Some(read), Some(found)) = (read.and_then(|r| r.get(i)), st.found()) {
+            if found.keys().as_ref() != Some(read) {
+                return Err(Found::refusal(servers[i].name(), "its keys changed"));
+            }
+        }
+        st.recheck()
+    });
+    let failed = results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.err().map(|e| (i, e)))
+        .collect();
+    let staged = boxes
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    (failed, staged)
 }
 
 /// Some server failed to stage: remove every staged upload (at most `parallel` at once).

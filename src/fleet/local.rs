@@ -1,7 +1,7 @@
 //! A server whose conf dir is a directory on this machine (the control machine itself, or a
 //! test's stand-in for another machine).
 
-use super::{FleetError, KeyFiles, Server, Staged};
+use super::{FleetError, Found, KeyFiles, Server, Staged};
 use crate::keys::KeySet;
 use crate::store::ConfDir;
 
@@ -45,8 +45,10 @@ impl Server for LocalServer {
             .dir
             .stage(&files.keyfile, &files.keyfileext)
             .map_err(|e| FleetError::new(&self.name, e.to_string()))?;
+        let [kx, kf] = staged.found();
         Ok(Box::new(LocalStaged {
             name: &self.name,
+            found: Found::new(kf.map(<[u8]>::to_vec), kx.map(<[u8]>::to_vec)),
             staged,
         }))
     }
@@ -54,6 +56,7 @@ impl Server for LocalServer {
 
 struct LocalStaged<'a> {
     name: &'a str,
+    found: Found,
     staged: crate::store::Staged,
 }
 
@@ -67,5 +70,21 @@ impl Staged for LocalStaged<'_> {
 
     fn discard(self: Box<Self>) {
         self.staged.discard()
+    }
+
+    fn found(&self) -> Option<&Found> {
+        Some(&self.found)
+    }
+
+    fn recheck(&self) -> Result<(), FleetError> {
+        match self.staged.recheck() {
+            Ok(None) => Ok(()),
+            Ok(Some(p)) => {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                let what = format!("{} changed", name.unwrap_or_default());
+                Err(Found::refusal(self.name, &what))
+            }
+            Err(e) => Err(FleetError::new(self.name, e.to_string())),
+        }
     }
 }

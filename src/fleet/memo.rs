@@ -25,7 +25,7 @@
 //!   through `Server`, and its reads cost no round trip), nor are the servers of an Update
 //!   Server cell (their upclients change them on their own).
 
-use super::{FleetError, KeyFiles, Server, Staged};
+use super::{FleetError, Found, KeyFiles, Server, Staged};
 use crate::keys::KeySet;
 use std::sync::{Mutex, MutexGuard};
 
@@ -120,6 +120,14 @@ impl Staged for RememberedStaged<'_> {
 
     fn discard(self: Box<Self>) {
         self.inner.discard()
+    }
+
+    fn found(&self) -> Option<&Found> {
+        self.inner.found()
+    }
+
+    fn recheck(&self) -> Result<(), FleetError> {
+        self.inner.recheck()
     }
 }
 

@@ -17,7 +17,7 @@ pub mod upserver;
 
 pub use memo::Remembered;
 pub use progress::{NoProgress, Progress};
-pub use server::{FleetError, KeyFiles, Server, Staged};
+pub use server::{FleetError, Found, KeyFiles, Server, Staged};
 
 use crate::keys::{Key, KeySet};
 
@@ -55,12 +55,16 @@ pub fn distribute(
 ) -> Distribution {
     let mut d = Distribution::default();
     let mut lacking: Vec<&dyn Server> = Vec::new();
+    let mut read: Vec<KeySet> = Vec::new();
     let mut unconfirmed: Vec<&dyn Server> = Vec::new();
     for (s, (name, r)) in servers.iter().zip(fanout::read_all(servers, parallel)) {
         match r {
             Ok(set) if holds(&set, keys) && confirmed.contains(&name) => d.confirmed.push(name),
             Ok(set) if holds(&set, keys) => unconfirmed.push(*s),
-            Ok(_) => lacking.push(*s),
+            Ok(set) => {
+                lacking.push(*s);
+                read.push(set);
+            }
             Err(e) => d.missing.push((name, e.message)),
         }
     }
@@ -84,7 +88,8 @@ pub fn distribute(
         }
         return d;
     }
-    let report = fanout::push_confirming(&lacking, files, parallel, progress);
+    crate::store::atomic::pause_point("distribute:read");
+    let report = fanout::push_confirming(&lacking, files, parallel, progress, &read);
     if !report.ok() {
         for p in &report.servers {
             let why = match (&p.staged, &p.committed) {

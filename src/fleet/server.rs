@@ -43,6 +43,70 @@ impl KeyFiles {
     }
 }
 
+/// A server's live key files as a stage found them (`None`: absent): what a commit must still
+/// find there, or refuse (`Staged::recheck`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    pub keyfile: Option<Vec<u8>>,
+    pub keyfileext: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+impl Found {
+    pub fn new(keyfile: Option<Vec<u8>>, keyfileext: Option<Vec<u8>>) -> Found {
+        Found {
+            keyfile,
+            keyfileext: keyfileext.map(zeroize::Zeroizing::new),
+        }
+    }
+
+    /// The keys these files hold (`None`: they are not key files).
+    pub fn keys(&self) -> Option<KeySet> {
+        let ext = self.keyfileext.as_ref().map(|v| &v[..]);
+        crate::store::rules::merge(self.keyfile.as_deref(), ext).ok()
+    }
+
+    /// What differs between these files (as found) and `now` (as read again), in words:
+    /// "KeyFile changed", "KeyFileExt appeared"…; `None` when both are the same.
+    pub fn changes(&self, now: &Found) -> Option<String> {
+        fn one(name: &str, was: Option<&[u8]>, is: Option<&[u8]>) -> Option<String> {
+            match (was, is) {
+                (a, b) if a == b => None,
+                (None, Some(_)) => Some(format!("{name} appeared")),
+                (Some(_), None) => Some(format!("{name} was removed")),
+                _ => Some(format!("{name} changed")),
+            }
+        }
+        let v: Vec<String> = [
+            one(
+                crate::store::KEYFILE,
+                self.keyfile.as_deref(),
+                now.keyfile.as_deref(),
+            ),
+            one(
+                crate::store::KEYFILEEXT,
+                self.keyfileext.as_ref().map(|v| &v[..]),
+                now.keyfileext.as_ref().map(|v| &v[..]),
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!v.is_empty()).then(|| v.join(" and "))
+    }
+
+    /// The refusal of a server whose files changed after this command read them.
+    pub fn refusal(server: &str, what: &str) -> FleetError {
+        FleetError::new(
+            server,
+            format!(
+                "{what} on the server while this command was replacing its key files (a hand \
+                 edit, or another control machine?): not replaced, and no server was changed; \
+                 run the command again once that change is done"
+            ),
+        )
+    }
+}
+
 /// One server machine's keys.
 pub trait Server: Send + Sync {
     /// The name reports and `--server` use.
@@ -68,9 +132,39 @@ pub trait Server: Send + Sync {
     fn bump_cellservdb(&self) -> Result<(), FleetError> {
         Ok(())
     }
-    /// Replace the server's KeyFile and KeyFileExt with these, atomically, keeping a backup.
+    /// Replace the server's KeyFile and KeyFileExt with these, atomically, keeping a backup,
+    /// unless the live files changed between the stage's read and the commit
+    /// (`Staged::recheck`).
     fn install(&self, files: &KeyFiles) -> Result<(), FleetError> {
-        self.stage(files)?.commit()
+        install_if(self, files, None)
+    }
+    /// `install`, refused (`Found::refusal`, the server unchanged) unless the server still
+    /// holds `read`, the keys the caller read there, when staged.
+    fn install_over(&self, files: &KeyFiles, read: &KeySet) -> Result<(), FleetError> {
+        install_if(self, files, Some(read))
+    }
+}
+
+/// `Server::install` and `install_over`: stage, compare, commit or discard.
+fn install_if<S: Server + ?Sized>(
+    s: &S,
+    files: &KeyFiles,
+    read: Option<&KeySet>,
+) -> Result<(), FleetError> {
+    let staged = s.stage(files)?;
+    let found = staged.found().map(Found::keys);
+    let r = match (read, found) {
+        (Some(read), Some(keys)) if keys.as_ref() != Some(read) => {
+            Err(Found::refusal(s.name(), "its keys changed"))
+        }
+        _ => staged.recheck(),
+    };
+    match r {
+        Ok(()) => staged.commit(),
+        Err(e) => {
+            staged.discard();
+            Err(e)
+        }
     }
 }
 
@@ -96,4 +190,42 @@ pub trait Staged: Send {
     }
     /// Remove the staged files; the server is unchanged.
     fn discard(self: Box<Self>);
+    /// The live key files as this stage read them (`None`: the transport does not say).
+    fn found(&self) -> Option<&Found> {
+        None
+    }
+    /// Read the live key files again: an error (`Found::refusal`) when they are no longer
+    /// what the stage found. The fan-out asks every staged server just before the commit,
+    /// and commits nowhere if one changed. A transport that does not read at stage (a test's
+    /// stand-in) need not implement it.
+    fn recheck(&self) -> Result<(), FleetError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_name_each_file_and_how() {
+        let f = |kf: Option<&[u8]>, kx: Option<&[u8]>| {
+            Found::new(kf.map(<[u8]>::to_vec), kx.map(<[u8]>::to_vec))
+        };
+        let was = f(Some(b"a"), None);
+        assert_eq!(was.changes(&was.clone()), None);
+        assert_eq!(
+            was.changes(&f(Some(b"b"), None)).as_deref(),
+            Some("KeyFile changed")
+        );
+        assert_eq!(
+            was.changes(&f(None, Some(b"x"))).as_deref(),
+            Some("KeyFile was removed and KeyFileExt appeared")
+        );
+        let e = Found::refusal("fs1", "KeyFile changed").to_string();
+        assert!(
+            e.starts_with("server fs1: KeyFile changed on the server while"),
+            "{e}"
+        );
+    }
 }

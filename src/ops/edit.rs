@@ -82,9 +82,11 @@ impl<'a> Target<'a> {
                 Ok(cell.control.edit(|set| change(set, &place))?)
             }
             Target::Server(s) => {
-                let mut set = s.read_keys()?;
+                let read = s.read_keys()?;
+                let mut set = read.clone();
                 let out = change(&mut set, &format!("server {}", s.name()))?;
-                s.install(&KeyFiles::of(&set))?;
+                crate::store::atomic::pause_point("edit:read");
+                s.install_over(&KeyFiles::of(&set), &read)?;
                 Ok((out, EditReport::default()))
             }
         }

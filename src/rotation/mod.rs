@@ -178,6 +178,7 @@ fn remove_from_servers(cell: &Cell, keys: &[Key], kvno: i32) -> Result<Vec<Strin
     // (server index, warning): reported in server order, as when done one after another.
     let mut warnings = Vec::new();
     let mut holders = Vec::new();
+    let mut held = Vec::new();
     let mut at = Vec::new();
     let read = fanout::read_all(&others, cell.parallel);
     for (i, (s, (name, r))) in others.iter().zip(read).enumerate() {
@@ -188,6 +189,7 @@ fn remove_from_servers(cell: &Cell, keys: &[Key], kvno: i32) -> Result<Vec<Strin
                     .any(|k| set.get(&k.id).is_some_and(|h| h.bytes() == k.bytes())) =>
             {
                 holders.push(*s);
+                held.push(set);
                 at.push(i);
             }
             Ok(_) => {}
@@ -200,7 +202,7 @@ fn remove_from_servers(cell: &Cell, keys: &[Key], kvno: i32) -> Result<Vec<Strin
             )),
         }
     }
-    let installed = fanout::install_each(&holders, &files, cell.parallel);
+    let installed = fanout::install_each(&holders, &files, &held, cell.parallel);
     for (i, (name, r)) in at.into_iter().zip(installed) {
         if let Err(e) = r {
             warnings.push((i, format!("{name}: still holds kvno {kvno}: {}", e.message)));

@@ -211,8 +211,13 @@ impl ConfDir {
             path: self.path.clone(),
             problem: e.to_string(),
         })?;
+        let found = [
+            read_file(&self.keyfileext_path(), trust::KEYFILEEXT)?.bytes,
+            read_file(&self.keyfile_path(), trust::KEYFILE)?.bytes,
+        ];
         Ok(Staged {
             dir: self.clone(),
+            found,
             keyfileext: (
                 atomic::stage_file(&self.keyfileext_path(), keyfileext)?,
                 keyfileext.to_vec().into(),
@@ -268,6 +273,9 @@ impl ConfDir {
 /// Key files staged beside the live ones (see `ConfDir::stage`).
 pub struct Staged {
     dir: ConfDir,
+    /// [KeyFileExt, KeyFile] as the stage found them (`None`: absent): the commit refuses
+    /// if they are no longer so.
+    found: [Option<zeroize::Zeroizing<Vec<u8>>>; 2],
     keyfile: (tempfile::NamedTempFile, zeroize::Zeroizing<Vec<u8>>),
     keyfileext: (tempfile::NamedTempFile, zeroize::Zeroizing<Vec<u8>>),
 }
@@ -279,17 +287,22 @@ impl Staged {
     pub fn commit(self) -> Result<EditReport, StoreError> {
         let d = &self.dir;
         let _lock = atomic::lock_dir(&d.path)?;
+        let live = self.live()?;
+        if let Some(path) = self.changed(&live) {
+            return Err(StoreError::Refused(format!(
+                "{} changed while this command was replacing it (a hand edit, or another \
+                 control machine?): not replaced",
+                path.display()
+            )));
+        }
         let mut report = EditReport::default();
-        for ((tmp, bytes), path) in [
+        for (((tmp, bytes), path), raw) in [
             (self.keyfileext, d.keyfileext_path()),
             (self.keyfile, d.keyfile_path()),
-        ] {
-            let kind = if path == d.keyfile_path() {
-                trust::KEYFILE
-            } else {
-                trust::KEYFILEEXT
-            };
-            let raw = read_file(&path, kind)?;
+        ]
+        .into_iter()
+        .zip(live)
+        {
             if raw.bytes() == Some(&bytes[..]) {
                 continue;
             }
@@ -308,6 +321,34 @@ impl Staged {
 
     /// Remove the staged files; the conf dir is as it was.
     pub fn discard(self) {}
+
+    /// [KeyFileExt, KeyFile] as the stage found them (`None`: absent).
+    pub fn found(&self) -> [Option<&[u8]>; 2] {
+        self.found.each_ref().map(|b| b.as_ref().map(|b| &b[..]))
+    }
+
+    /// The live files read again: [KeyFileExt, KeyFile].
+    fn live(&self) -> Result<[Raw; 2], StoreError> {
+        let d = &self.dir;
+        Ok([
+            read_file(&d.keyfileext_path(), trust::KEYFILEEXT)?,
+            read_file(&d.keyfile_path(), trust::KEYFILE)?,
+        ])
+    }
+
+    /// The first live file no longer as the stage found it.
+    fn changed<'r>(&self, live: &'r [Raw; 2]) -> Option<&'r Path> {
+        live.iter()
+            .zip(self.found())
+            .find(|(raw, found)| raw.bytes() != *found)
+            .map(|(raw, _)| raw.path.as_path())
+    }
+
+    /// Are the live files still as the stage found them? `Some(path)` of one that is not.
+    pub fn recheck(&self) -> Result<Option<PathBuf>, StoreError> {
+        let live = self.live()?;
+        Ok(self.changed(&live).map(Path::to_path_buf))
+    }
 }
 
 /// Read a key file through the one checked open (never through a symlink, never blocking on

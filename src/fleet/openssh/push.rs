@@ -6,7 +6,7 @@
 //! the conf dir; `discard` removes what `stage` made.
 
 use super::{lock, op, sftp_fail, Conn, Fail, OpensshServer};
-use crate::fleet::{FleetError, KeyFiles, Staged};
+use crate::fleet::{FleetError, Found, KeyFiles, Staged};
 use crate::store::rules::{self, BACKUP_DIR, CELLSERVDB, STAGE_PREFIX};
 use crate::store::{KEYFILE, KEYFILEEXT};
 use openssh_sftp_client::metadata::{MetaData, MetaDataBuilder, Permissions};
@@ -73,6 +73,8 @@ pub(super) struct OpensshStaged<'a> {
     cellservdb: Option<u64>,
     /// The server's clock (a staged file's mtime) and when it was read.
     remote_now: Option<(u64, Instant)>,
+    /// The live files as the stage read them.
+    found: Found,
 }
 
 impl OpensshServer {
@@ -88,8 +90,9 @@ impl OpensshServer {
         if matches!(&r, Err(e) if !e.is_lost()) {
             let _ = self.run(remove_stage(&c.sftp, &stage_dir, &[]));
         }
-        let (changed, backups, remote_now) = r?;
+        let (changed, backups, remote_now, found) = r?;
         Ok(OpensshStaged {
+            found,
             server: self,
             gen: c.gen,
             stage_dir,
@@ -183,7 +186,7 @@ impl OpensshServer {
         stage_dir: &Path,
         bytes: [&[u8]; 2],
         survey: &Survey,
-    ) -> Result<([bool; 2], Vec<PathBuf>, Option<u64>), Fail> {
+    ) -> Result<([bool; 2], Vec<PathBuf>, Option<u64>, Found), Fail> {
         let mut fs = sftp.fs();
         fs.dir_builder()
             .permissions(Permissions::from(0o700))
@@ -193,6 +196,7 @@ impl OpensshServer {
         self.judge_owners(sftp, stage_dir, survey).await?;
         let mut remote_now = None;
         let mut changed = [false; 2];
+        let mut found = [None, None];
         for (i, name) in NAMES.into_iter().enumerate() {
             let staged = stage_dir.join(name);
             let werr = |e| sftp_fail(format_args!("cannot write {}", staged.display()), e);
@@ -219,9 +223,11 @@ impl OpensshServer {
             if !changed[i] {
                 fs.remove_file(&staged).await.map_err(werr)?;
             }
+            found[i] = live;
         }
         let backups = self.back_up(sftp, survey, changed).await?;
-        Ok((changed, backups, remote_now))
+        let [kx, kf] = found;
+        Ok((changed, backups, remote_now, Found::new(kf, kx)))
     }
 
     /// Hard-link each live file that changes into the backup dir (a copy when the server
@@ -432,6 +438,36 @@ impl Staged for OpensshStaged<'_> {
             Err(lost) => {
                 guard.take();
                 Err(s.err(lost))
+            }
+        }
+    }
+
+    fn found(&self) -> Option<&Found> {
+        Some(&self.found)
+    }
+
+    fn recheck(&self) -> Result<(), FleetError> {
+        if !self.changed.iter().any(|c| *c) {
+            return Ok(()); // the commit renames nothing: nothing to compare against
+        }
+        let s = self.server;
+        let mut guard = lock(&s.conn);
+        let c = match guard.as_mut() {
+            Some(c) if c.gen == self.gen => c,
+            _ => return Err(s.err("the connection that staged the files was lost")),
+        };
+        match s.read_pair(c) {
+            Ok([kf, kx]) => match self.found.changes(&Found::new(kf, kx)) {
+                None => Ok(()),
+                Some(what) => Err(Found::refusal(&s.t.name, &what)),
+            },
+            Err(e) => {
+                if e.is_lost() {
+                    guard.take();
+                }
+                Err(s.err(format_args!(
+                    "cannot read the key files again before the commit: {e}"
+                )))
             }
         }
     }

@@ -12,7 +12,7 @@ use super::stage::NAMES;
 use super::tidy::Tidy;
 use super::wire::{self, Attrs, Reply, Req};
 use super::{lock, op, sftp, Conn, Fail, ReplaceMethod, SshServer};
-use crate::fleet::{FleetError, Staged};
+use crate::fleet::{FleetError, Found, Staged};
 use crate::keys::KeySet;
 use crate::store::rules::{self, CELLSERVDB};
 use crate::store::{KEYFILE, KEYFILEEXT};
@@ -40,6 +40,11 @@ pub(super) struct SshStaged<'a> {
     pub(super) cellservdb: Option<u64>,
     /// The server's clock at staging (a staged file's mtime) and our instant then.
     pub(super) remote_now: Option<(u64, Instant)>,
+    /// The live files as the stage read them.
+    pub(super) found: Found,
+    /// (index in `NAMES`, handle) of each live file the stage read, kept open for the
+    /// recheck (closed by the commit or the discard).
+    pub(super) live: Vec<(usize, Vec<u8>)>,
     /// Committed or discarded.
     pub(super) done: bool,
 }
@@ -214,6 +219,7 @@ impl SshStaged<'_> {
         if let Some(h) = self.dir_handle.take() {
             reqs.push(Req::Close(h));
         }
+        reqs.extend(self.live.drain(..).map(|(_, h)| Req::Close(h)));
         if c.sftp.batch(&reqs).is_err() {
             *guard = None;
         }
@@ -272,6 +278,44 @@ pub fn sh_quote(s: &[u8]) -> Vec<u8> {
 }
 
 impl SshStaged<'_> {
+    /// The recheck's read, in one round trip: each live file read again through the handle
+    /// the stage opened (an in-place write, as asetkey's, shows in its bytes), its FSTAT and
+    /// its path's LSTAT (a file renamed over it, as another afskeys commits, is another file:
+    /// other size, mtime, owner or mode), and an LSTAT of a file the stage found absent.
+    /// `Ok(Err(what))`: what changed.
+    fn reread(&self, c: &mut Conn) -> Result<Result<(), String>, Fail> {
+        let mut reqs = Vec::new();
+        for (_, h) in &self.live {
+            let [first, second, _close] = sftp::read_whole(h);
+            reqs.extend([first, second, Req::Fstat(h.clone())]);
+        }
+        reqs.extend(NAMES.map(|n| Req::Lstat(self.server.path(n))));
+        let r = c.sftp.batch(&reqs)?;
+        let lstats = &r[3 * self.live.len()..];
+        let mut now: [Option<Vec<u8>>; 2] = [None, None];
+        for (i, name) in NAMES.into_iter().enumerate() {
+            let path = self.server.path(name);
+            let lstat = sftp::optional_attrs(&lstats[i])
+                .map_err(|e| op(format!("cannot stat {}: {e}", path.display())))?;
+            let Some(lstat) = lstat else { continue };
+            let Some(j) = self.live.iter().position(|(k, _)| *k == i) else {
+                now[i] = Some(Vec::new()); // appeared since the stage
+                continue;
+            };
+            let at = 3 * j;
+            let same_file = matches!(&r[at + 2], Reply::Attrs(a) if same_attrs(a, &lstat));
+            if !same_file {
+                return Ok(Err(format!("{name} changed")));
+            }
+            now[i] = Some(
+                sftp::read_reply(&r[at], &r[at + 1])
+                    .map_err(|e| op(format!("cannot read {}: {e}", path.display())))?,
+            );
+        }
+        let [kx, kf] = now;
+        Ok(self.found.changes(&Found::new(kf, kx)).map_or(Ok(()), Err))
+    }
+
     /// Commit (see `Staged::commit_with`), reading the keys back when asked.
     fn finish(
         &mut self,
@@ -282,7 +326,13 @@ impl SshStaged<'_> {
         let s = self.server;
         let mut guard = lock(&s.conn);
         let r = match guard.as_mut() {
-            Some(c) if c.gen == self.gen => self.commit_on(c, read_back, committed),
+            Some(c) if c.gen == self.gen => {
+                let close: Vec<Req> = self.live.drain(..).map(|(_, h)| Req::Close(h)).collect();
+                match c.sftp.send_only(&close) {
+                    Ok(()) => self.commit_on(c, read_back, committed),
+                    Err(e) => Err(e),
+                }
+            }
             _ => {
                 committed();
                 Err(Fail::Broken(
@@ -304,6 +354,11 @@ impl SshStaged<'_> {
     }
 }
 
+/// Do an FSTAT and an LSTAT describe the same file (as far as SFTP v3 attributes tell)?
+fn same_attrs(a: &Attrs, b: &Attrs) -> bool {
+    (a.size, a.perm, a.uid, a.mtime) == (b.size, b.perm, b.uid, b.mtime)
+}
+
 impl Staged for SshStaged<'_> {
     fn commit(mut self: Box<Self>) -> Result<(), FleetError> {
         self.finish(false, &|| {}).map(|_| ())
@@ -319,6 +374,35 @@ impl Staged for SshStaged<'_> {
 
     fn discard(mut self: Box<Self>) {
         self.discard_now();
+    }
+
+    fn found(&self) -> Option<&Found> {
+        Some(&self.found)
+    }
+
+    fn recheck(&self) -> Result<(), FleetError> {
+        if !self.changed.iter().any(|c| *c) {
+            return Ok(()); // the commit renames nothing: nothing to compare against
+        }
+        let s = self.server;
+        let mut guard = lock(&s.conn);
+        let now = match guard.as_mut() {
+            Some(c) if c.gen == self.gen => self.reread(c),
+            _ => return Err(s.err("the connection that staged the files was lost")),
+        };
+        match now {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(what)) => Err(Found::refusal(&s.name, &what)),
+            Err(Fail::Op(m)) => Err(s.err(format!(
+                "cannot read the key files again before the commit: {m}"
+            ))),
+            Err(broken) => {
+                *guard = None;
+                Err(s.err(format!(
+                    "cannot read the key files again before the commit: {broken}"
+                )))
+            }
+        }
     }
 }
 

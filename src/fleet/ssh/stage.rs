@@ -14,7 +14,7 @@ use super::commit::SshStaged;
 use super::sftp::{self, Sftp};
 use super::wire::{self, Attrs, Reply, Req};
 use super::{op, Conn, Fail, SshServer};
-use crate::fleet::KeyFiles;
+use crate::fleet::{Found, KeyFiles};
 use crate::store::rules::{self, BACKUP_DIR, CELLSERVDB, STAGE_PREFIX};
 use crate::store::{KEYFILE, KEYFILEEXT};
 use std::path::{Path, PathBuf};
@@ -113,6 +113,7 @@ impl SshServer {
         let new_paths = NAMES.map(|n| stage_dir.join(n));
         let (survey, h) = self.open_stage(&mut c.sftp, &stage_dir, &new_paths)?;
         let dir_handle = h.dir.clone();
+        let live_handles = h.live.clone();
         let spec = self.early_backups(&c.sftp, &survey);
         let staged = (|| {
             let bytes: [&[u8]; 2] = [&files.keyfileext, &files.keyfile];
@@ -121,6 +122,7 @@ impl SshServer {
             let w =
                 self.write_and_read(&mut c.sftp, &h, &stage_dir, bytes, bdir_handle, spec_reqs)?;
             let (names, remote_now, mut live) = (w.names, w.remote_now, w.live);
+            let found = Found::new(live[1].clone(), live[0].clone());
             let changed = [0, 1].map(|i| live[i].as_deref() != Some(bytes[i]));
             let settled = match &spec {
                 Some(e) => {
@@ -143,6 +145,8 @@ impl SshServer {
                 backups,
                 cellservdb: survey.cellservdb,
                 remote_now: remote_now.map(|t| (t, Instant::now())),
+                found,
+                live: h.live.clone(),
                 done: false,
             })
         })();
@@ -155,6 +159,7 @@ impl SshServer {
                 Req::Rmdir(stage_dir),
             ];
             undo.extend(dir_handle.map(Req::Close));
+            undo.extend(live_handles.into_iter().map(|(_, l)| Req::Close(l)));
             undo.extend(spec.map(|e| e.undo()).unwrap_or_default());
             let _ = c.sftp.batch(&undo);
         }
@@ -386,7 +391,9 @@ impl SshServer {
         let (fsync_at, fstat_at) = write_reqs(&mut reqs, &h.new, bytes, sftp.has_fsync);
         let read_from = reqs.len();
         for (_, h) in &h.live {
-            reqs.extend(sftp::read_whole(h));
+            // Read, and kept open: the recheck before the commit reads through them again.
+            let [first, second, _close] = sftp::read_whole(h);
+            reqs.extend([first, second]);
         }
         let r = sftp.batch(&reqs)?;
         let names = match bdir {
@@ -415,7 +422,7 @@ impl SshServer {
         };
         let mut live: LiveFiles = [None, None];
         for (j, (i, _)) in h.live.iter().enumerate() {
-            let at = read_from + 3 * j;
+            let at = read_from + 2 * j;
             live[*i] = Some(sftp::read_reply(&r[at], &r[at + 1]).map_err(|e| {
                 op(format!(
                     "cannot read {}: {e}",
