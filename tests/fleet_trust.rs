@@ -419,3 +419,61 @@ fn tidying_never_follows_a_symlinked_stage_dir_over_ssh2() {
 fn tidying_never_follows_a_symlinked_stage_dir_over_openssh() {
     tidying_never_follows_a_symlinked_stage_dir("openssh");
 }
+
+/// Directory listings stop past `MAX_NAMES` (10,000) names, over both transports: a
+/// server's conf dir holding 10,050 other names and a stage dir abandoned three days ago.
+/// The push still goes through, and the tidy that lists the conf dir gives up past the cap
+/// instead of reading on, so the abandoned stage dir stays; with the extra names gone, the
+/// next push's tidy removes it. (A real directory is finite; the cap is what stops a server
+/// that keeps sending names, and it is the same count.)
+fn a_listing_stops_past_the_cap(transport: &str) {
+    let Some(f) = Fleet::start(transport) else {
+        return;
+    };
+    ok(run(f.control.path(), &["rotate"], b""));
+    let stale = f.dir(1).join(".afskeys-stage.0123456789abcdef");
+    fs::create_dir(&stale).unwrap();
+    fs::set_permissions(&stale, fs::Permissions::from_mode(0o700)).unwrap();
+    let o = std::process::Command::new("touch")
+        .args(["-d", "3 days ago"])
+        .arg(&stale)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    for i in 0..10_050 {
+        fs::write(f.dir(1).join(format!("crowd.{i:05}")), b"").unwrap();
+    }
+    let t = std::time::Instant::now();
+    ok(run(
+        f.control.path(),
+        &["add", "--kvno", "12", "--random"],
+        b"",
+    ));
+    eprintln!(
+        "{transport}: push past a 10,050-name conf dir: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        stale.exists(),
+        "the tidy read the whole 10,050-name listing and removed the stale stage dir"
+    );
+    for i in 0..10_050 {
+        fs::remove_file(f.dir(1).join(format!("crowd.{i:05}"))).unwrap();
+    }
+    ok(run(
+        f.control.path(),
+        &["add", "--kvno", "13", "--random"],
+        b"",
+    ));
+    assert!(!stale.exists(), "with the names gone, the tidy did not run");
+}
+
+#[test]
+fn a_listing_stops_past_the_cap_over_ssh2() {
+    a_listing_stops_past_the_cap("ssh2");
+}
+
+#[test]
+fn a_listing_stops_past_the_cap_over_openssh() {
+    a_listing_stops_past_the_cap("openssh");
+}
