@@ -294,6 +294,7 @@ fn running_spec(config: &Config, cell: &str, confdir: &Path) -> crate::running::
         cell: cell.to_string(),
         confdir: confdir.to_path_buf(),
         deadline: config.running_proof.timeout,
+        restart_wait: config.running_proof.restart_wait,
         skipped: None,
         targets,
     }

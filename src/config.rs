@@ -80,6 +80,14 @@ pub struct RunningProofConfig {
     /// How long each of them may take.
     #[serde(with = "humantime_serde_shim", default = "default_vos_timeout")]
     pub timeout: Duration,
+    /// How long a machine restarted before a removal may take to come back, its ubik
+    /// quorum whole again (an election takes about 75 s).
+    #[serde(with = "humantime_serde_shim", default = "default_restart_wait")]
+    pub restart_wait: Duration,
+}
+
+fn default_restart_wait() -> Duration {
+    Duration::from_secs(240)
 }
 
 impl Default for RunningProofConfig {
@@ -90,6 +98,7 @@ impl Default for RunningProofConfig {
             pts: default_pts(),
             vos: default_vos(),
             timeout: default_vos_timeout(),
+            restart_wait: default_restart_wait(),
         }
     }
 }

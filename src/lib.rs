@@ -16,6 +16,7 @@
 //!             (transport targets), the auth DB backend, the policy
 //! config      afskeys.toml (read only by `cell`)
 //! inventory/  the machines the cell names (CellServDB, the VLDB) matched to afskeys.toml
+//! restarts    restarts that keep ubik quorum before a removal: bos restart, udebug
 //! running     proof from the running servers: bos -localauth with the new kvno, udebug
 //! policy      grace and interval: the role of each kvno (from plain values or the KDC's
 //!             max ticket life)
@@ -61,6 +62,7 @@ pub mod keys;
 pub(crate) mod keytabs;
 pub mod ops;
 pub(crate) mod policy;
+pub mod restarts;
 pub mod rotation;
 pub mod running;
 pub mod store;

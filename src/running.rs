@@ -37,6 +37,8 @@ pub struct Spec {
     pub cell: String,
     pub confdir: PathBuf,
     pub deadline: Duration,
+    /// How long a machine restarted before a removal may take to come back (`restarts`).
+    pub restart_wait: Duration,
     /// Off for the whole command (`--skip-running-proof`), with why.
     pub skipped: Option<String>,
     pub targets: Vec<Target>,
@@ -373,14 +375,16 @@ pub fn judge_udebug(text: &str) -> Result<String, String> {
     Err("no sync site".into())
 }
 
+/// What a real tool printed on the live cell (fixtures/livecell/), for the parsers' tests.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> String {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/livecell/");
+    std::fs::read_to_string(format!("{p}{name}")).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/livecell/");
-        std::fs::read_to_string(format!("{p}{name}")).unwrap()
-    }
 
     #[test]
     fn bos_is_judged_by_what_it_prints_from_the_live_cell() {
@@ -456,6 +460,7 @@ mod tests {
             cell: "example.org".into(),
             confdir: control.path().to_path_buf(),
             deadline: Duration::from_secs(1),
+            restart_wait: Duration::from_secs(1),
             skipped: None,
             targets: vec![],
         };

@@ -35,6 +35,15 @@ const MIN_RUN: usize = 10;
 /// own. The test fails when the scanner finds a short template that is not listed here.
 const STRUCTURAL: &[(&str, &str)] = &[
     (
+        "{service} at {addr}: {e}",
+        "restarts: which ubik service at which address, then udebug's judgement (each a \
+         template of its own); only inside `the restarts … stopped at …`",
+    ),
+    (
+        "{service} sync site {sync}: {e}",
+        "restarts: the same, at the sync site; the quorum judgements are templates of their own",
+    ),
+    (
         "{name} appeared",
         "Found::changes: which key file changed behind a command's back; only ever the start \
          of the refusal `… on the server while this command was replacing its key files`",

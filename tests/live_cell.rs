@@ -272,10 +272,12 @@ fn daemons_reading_another_conf_dir_stop_the_rotation_before_the_entry_moves() {
 /// (its own conf dir: the key it was given at the start).
 fn client_loop(c: &LiveCell) -> ClientLoop<'_> {
     let script = "n=0; f=0; while [ ! -e /tmp/stop ]; do \
-                  vos listvldb -localauth >/dev/null 2>&1 || f=$((f+1)); \
-                  pts examine system:administrators -localauth >/dev/null 2>&1 || f=$((f+1)); \
+                  vos listvldb -localauth >/dev/null 2>&1 || \
+                  { f=$((f+1)); echo \"$(date +%s) vos\" >> /tmp/failed; }; \
+                  pts examine system:administrators -localauth >/dev/null 2>&1 || \
+                  { f=$((f+1)); echo \"$(date +%s) pts\" >> /tmp/failed; }; \
                   n=$((n+2)); echo \"$n $f\" > /tmp/calls; sleep 0.2; done";
-    c.client.must("rm -f /tmp/stop /tmp/calls");
+    c.client.must("rm -f /tmp/stop /tmp/calls /tmp/failed");
     c.client
         .must(&format!("sh -c '{script}' >/dev/null 2>&1 &"));
     std::thread::sleep(std::time::Duration::from_secs(1));
@@ -293,6 +295,19 @@ impl ClientLoop<'_> {
         let t = self.m.must("cat /tmp/calls");
         let mut it = t.split_whitespace().map(|x| x.parse::<u64>().unwrap());
         (it.next().unwrap(), it.next().unwrap())
+    }
+
+    /// Stop it; (calls made, each failed call's time in Unix seconds and its command).
+    fn stop_with_times(self) -> (u64, Vec<(u64, String)>) {
+        let m = self.m;
+        let (total, _) = self.stop();
+        let failed = m.sh("cat /tmp/failed 2>/dev/null");
+        let failed = common::stdout(&failed)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(t, c)| (t.parse().unwrap(), c.to_string()))
+            .collect();
+        (total, failed)
     }
 }
 
@@ -535,4 +550,222 @@ fn record_refusals(c: &LiveCell, r: &mut Recorder) {
     ]);
     let out = bos_ok(&c.db1, &format!("status -server {db2}"));
     assert!(out.contains("currently running normally"), "{out}");
+}
+
+/// Rotate the whole cell once more and give the client machine the new keys (the loop's
+/// `-localauth` then uses the kvno that stays); wait out the 1 s grace. The new kvno.
+fn rotate_whole_cell(c: &LiveCell) -> i64 {
+    c.tidy();
+    // A new cell's volserver answers a little after the file server registers.
+    let t = std::time::Instant::now();
+    while !c
+        .client
+        .sh("vos partinfo -server 10.78.0.11 -localauth")
+        .status
+        .success()
+    {
+        assert!(
+            t.elapsed().as_secs() < 180,
+            "fs1's volserver never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    c.write_config(&c.cell_toml(&[], &[]));
+    let o = c.afskeys_live(&["rotate"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    c.copy_keys(&c.db1, &c.client);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(c.afskeys_live(&["--json", "status"]))).unwrap();
+    v["afs_entry"]["kvno"].as_i64().unwrap()
+}
+
+/// The kvnos a machine's KeyFileExt holds (`afskeys list` of that conf dir, from outside).
+fn held(m: &Machine) -> Vec<i64> {
+    let mut c = afskeys();
+    c.arg("--confdir").arg(m.confdir()).args(["--json", "list"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(pipe(c, b""))).unwrap();
+    let mut k: Vec<i64> = (v["keys"].as_array().unwrap().iter())
+        .map(|k| k["kvno"].as_i64().unwrap())
+        .collect();
+    k.dedup();
+    k
+}
+
+/// Proves issue 23's restarts on the real cell: `prune --dry-run` shows the restart plan and
+/// changes nothing; `prune` restarts db2, db3, then the ptserver's sync site, then fs1, one at
+/// a time, each waited for until its instances ran again and (a database server) both
+/// quorums counted its vote, and only then removes the old kvnos; meanwhile a client machine
+/// calls `vos listvldb` and `pts examine` with `-localauth` in a loop, and no call fails
+/// outside a restart's window; afterwards both quorums are settled and the VLDB still lists
+/// fs1.
+#[test]
+fn prune_restarts_every_server_keeping_quorum_before_the_old_key_goes() {
+    if !have_all() {
+        return;
+    }
+    let _g = lock();
+    let c = shared();
+    let kvno = rotate_whole_cell(c);
+    let sync = c.quorum()[0].agreed().map(str::to_string);
+    let before = std::fs::read(c.db1.confdir().join("KeyFileExt")).unwrap();
+    let plan = c.afskeys_live(&["prune", "--dry-run"]);
+    let text = stdout(&plan);
+    eprintln!("prune --dry-run:\n{text}{}", stderr(&plan));
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(
+        text.contains("would first restart, one at a time, each waited for:\n"),
+        "{text}"
+    );
+    for host in ["10.78.0.2", "10.78.0.3", "localhost", "10.78.0.11"] {
+        let line = format!("  bos restart -server {host} -all -localauth\n");
+        assert!(text.contains(&line), "{line}: {text}");
+    }
+    assert!(
+        text.trim_end()
+            .ends_with("bos restart -server 10.78.0.11 -all -localauth"),
+        "the file server goes last: {text}"
+    );
+    assert_eq!(
+        std::fs::read(c.db1.confdir().join("KeyFileExt")).unwrap(),
+        before
+    );
+
+    let calls = client_loop(c);
+    let o = c.afskeys_live(&["--json", "prune"]);
+    let (total, failed) = calls.stop_with_times();
+    eprintln!("prune: {}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let r = &v["restarts"];
+    assert_eq!(r["run"], true, "{v}");
+    let done = r["done"].as_array().unwrap();
+    let names: Vec<&str> = done.iter().map(|d| d["server"].as_str().unwrap()).collect();
+    eprintln!("restarted in order {names:?}; sync site was {sync:?}");
+    assert_eq!(names.len(), 4, "{v}");
+    assert_eq!(names[3], "fs1", "{v}");
+    let sync_name = match sync.as_deref() {
+        Some("10.78.0.1") => "control",
+        Some("10.78.0.2") => "db2",
+        Some("10.78.0.3") => "db3",
+        other => panic!("sync site {other:?}"),
+    };
+    assert_eq!(
+        names[2], sync_name,
+        "the sync site goes last of the database servers"
+    );
+    let mut windows = Vec::new();
+    for d in done {
+        let secs = d["seconds"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("not restarted: {d}"));
+        let at = chrono::DateTime::parse_from_rfc3339(d["at"].as_str().unwrap()).unwrap();
+        let at = at.timestamp() as u64;
+        eprintln!("  {}: {secs:.1} s from {at}", d["server"]);
+        windows.push((at, at + secs.ceil() as u64 + 1));
+    }
+    // Every old kvno is gone from every machine, and only after the restarts.
+    for m in c.servers() {
+        assert_eq!(held(m), vec![kvno], "{}", m.name);
+    }
+    let outside: Vec<&(u64, String)> = (failed.iter())
+        .filter(|(t, _)| !windows.iter().any(|(a, b)| a <= t && t <= b))
+        .collect();
+    eprintln!(
+        "client calls {total}, failed {} (all within a restart's window: {})",
+        failed.len(),
+        outside.is_empty()
+    );
+    assert!(total >= 20, "the client loop made {total} calls");
+    assert!(
+        outside.is_empty(),
+        "calls failed outside the restarts: {outside:?}"
+    );
+    c.wait_quorum(std::time::Duration::from_secs(5));
+    assert!(c.vldb_addrs().contains(&c.fs1.ip), "fs1 left the VLDB");
+    // A second prune has nothing to remove and restarts nothing.
+    let again = ok(c.afskeys_live(&["prune"]));
+    assert_eq!(again, "nothing to prune: no key's grace has ended\n");
+}
+
+/// Proves the hazard the restarts prevent, as the issue observed it: after the old kvno is
+/// removed with no restart (`prune --no-restart`, which prints the restarts before removing),
+/// the quorum still holds; then one database server that is not the sync site is restarted,
+/// and it never rejoins: for a minute the sync site never counts a vote of it (its peers
+/// cannot open its new tickets' replies with the removed kvno: RXKADUNKNOWNKEY, 19270408).
+/// Restarting the other database servers and the file server, one at a time, heals the cell.
+#[test]
+fn a_database_server_restarted_after_the_removal_stays_out_of_the_quorum() {
+    if !have_all() {
+        return;
+    }
+    let _g = lock();
+    let c = shared();
+    rotate_whole_cell(c);
+    let o = c.afskeys_live(&["prune", "--no-restart"]);
+    let err = stderr(&o);
+    eprintln!("prune --no-restart: {}{err}", stdout(&o));
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("(afskeys does not run them: --no-restart)"),
+        "{err}"
+    );
+    assert!(
+        c.quorum().iter().all(|s| s.settled()),
+        "quorum lost at the removal itself"
+    );
+    let sync = c.quorum()[0].agreed().unwrap().to_string();
+    let victim = (c.dbs().into_iter()).find(|m| m.ip != sync).unwrap();
+    eprintln!(
+        "restarting {} ({}); sync site {sync}",
+        victim.name, victim.ip
+    );
+    c.restart(victim);
+    let t = std::time::Instant::now();
+    let mut seen = String::new();
+    while t.elapsed() < std::time::Duration::from_secs(60) {
+        let o = c.client.sh(&format!("udebug {sync} 7002"));
+        let since = t.elapsed().as_secs();
+        match afskeys::restarts::quorum(&stdout(&o), Some(&victim.ip), since) {
+            Ok(()) => panic!(
+                "{} rejoined the quorum {since} s after its restart:\n{}",
+                victim.name,
+                stdout(&o)
+            ),
+            Err(e) => seen = e,
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+    let sync_m = c.dbs().into_iter().find(|m| m.ip == sync).unwrap();
+    let log = stdout(&sync_m.sh("cat /var/log/openafs/PtLog /var/log/openafs/VLLog 2>&1"));
+    let distant: Vec<&str> = log.lines().filter(|l| l.contains("19270408")).collect();
+    eprintln!(
+        "after 60 s: {seen}; sync site's log lines naming 19270408: {}\n{}",
+        distant.len(),
+        distant
+            .iter()
+            .rev()
+            .take(2)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Heal: every other database server, then the file server, each restarted.
+    let t = std::time::Instant::now();
+    for m in c.dbs().into_iter().filter(|m| m.ip != victim.ip) {
+        c.restart(m);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    c.restart(&c.fs1);
+    let took = c.wait_quorum(std::time::Duration::from_secs(300));
+    eprintln!(
+        "healed: quorum back {:.0} s after the other restarts",
+        t.elapsed().as_secs_f64()
+    );
+    let _ = took;
+    let t = std::time::Instant::now();
+    while !c.vldb_addrs().contains(&c.fs1.ip) {
+        assert!(t.elapsed().as_secs() < 120, "fs1 never registered again");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
 }

@@ -213,6 +213,11 @@ pub struct PruneArgs {
     /// and wait until each has fetched, instead of refusing
     #[arg(long)]
     pub restart_upclients: bool,
+    /// Do not restart the servers' OpenAFS processes before removing a kvno that a newer one
+    /// replaced (for sites that restart them by other means): the restarts are printed
+    /// before the removal instead
+    #[arg(long, env = "AFSKEYS_NO_RESTART", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_restart: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -319,6 +324,11 @@ pub struct RemoveArgs {
     /// Why the emergency removal is needed (recorded in the audit log)
     #[arg(long, requires = "emergency", value_parser = reason)]
     pub reason: Option<String>,
+    /// Do not restart the servers' OpenAFS processes before removing a kvno that a newer one
+    /// replaced (for sites that restart them by other means): the restarts are printed
+    /// before the removal instead
+    #[arg(long, env = "AFSKEYS_NO_RESTART", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_restart: bool,
 }
 
 #[derive(Debug, Args)]

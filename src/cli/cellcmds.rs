@@ -267,6 +267,7 @@ pub fn prune(cli: &Cli, paths: &CellPaths, a: &PruneArgs) -> Result<String, Fail
         ops::prune::PruneOptions {
             dry_run: a.dry_run,
             restart_upclients: a.restart_upclients,
+            restarts: render::restarts_wanted(a.no_restart),
             warn: &mut warnings(),
         },
     )
@@ -277,13 +278,16 @@ pub fn prune(cli: &Cli, paths: &CellPaths, a: &PruneArgs) -> Result<String, Fail
     if r.removed.is_empty() {
         return Ok("nothing to prune: no key's grace has ended\n".into());
     }
-    render::after_removal(&r.after_removal);
+    render::restarts_done(&r.restarts);
     let verb = if a.dry_run { "would remove" } else { "removed" };
     let mut out: String = r
         .removed
         .iter()
         .map(|k| format!("{verb} {}\n", k.id))
         .collect();
+    if a.dry_run {
+        out.push_str(&render::restart_plan(&r.restarts));
+    }
     out.push_str(&pushed_to(&r.pushed_to));
     Ok(out)
 }

@@ -129,12 +129,13 @@ pub fn remove(cli: &Cli, paths: &CellPaths, a: &RemoveArgs) -> Result<String, Fa
         reason: a.reason.clone(),
         server: cli.server.clone(),
         upclient: upclient_action(cli),
+        restarts: render::restarts_wanted(a.no_restart),
     };
     let done = ops::edit::remove(paths, &o, &mut warnings()).map_err(whole_list(cli))?;
     if cli.json {
         return Ok(json_line(&done));
     }
-    render::after_removal(&done.after_removal);
+    render::restarts_done(&done.restarts);
     let removed: &[KeyView] = done.removed.as_deref().unwrap_or_default();
     let mut out: String = removed
         .iter()

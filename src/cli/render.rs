@@ -149,14 +149,48 @@ impl ListView {
     }
 }
 
-/// `prune` and `remove`: what the operator must do next, on stderr (stdout stays the list).
-pub fn after_removal(a: &Option<crate::ops::prune::AfterRemoval>) {
-    if let Some(a) = a {
-        eprintln!("afskeys: next: {}", super::clean(&a.note));
-        for c in &a.restart {
-            eprintln!("  {}", super::clean(c));
-        }
+/// `--no-restart`, as the use case takes it.
+pub fn restarts_wanted(no_restart: bool) -> crate::ops::restart::Restarts {
+    match no_restart {
+        true => crate::ops::restart::Restarts::Print,
+        false => crate::ops::restart::Restarts::Run,
     }
+}
+
+/// `prune` and `remove`: the restarts afskeys made before the removal, on stderr (stdout
+/// stays the list). Restarts left to the operator were printed before the removal.
+pub fn restarts_done(r: &Option<crate::ops::restart::RestartReport>) {
+    let Some(r) = r.as_ref().filter(|r| r.run && !r.done.is_empty()) else {
+        return;
+    };
+    let each: Vec<String> = r
+        .done
+        .iter()
+        .map(|d| match (&d.seconds, &d.skipped) {
+            (Some(s), _) => format!("{} ({s:.0} s)", d.server),
+            (None, Some(why)) => format!("{} (not restarted: {why})", d.server),
+            (None, None) => d.server.clone(),
+        })
+        .collect();
+    let kvnos: Vec<String> = r.for_kvnos.iter().map(|k| k.to_string()).collect();
+    eprintln!(
+        "afskeys: restarted before kvno {} went, one at a time with quorum back after each: {}",
+        kvnos.join(", "),
+        super::clean(&each.join(", "))
+    );
+}
+
+/// `prune --dry-run`: the restarts the removal would run first (or leave to the operator).
+pub fn restart_plan(r: &Option<crate::ops::restart::RestartReport>) -> String {
+    let Some(r) = r else { return String::new() };
+    let mut out = match &r.why_not {
+        None => "would first restart, one at a time, each waited for:\n".to_string(),
+        Some(why) => format!("would not restart ({why}); restart first, unless already done:\n"),
+    };
+    for p in &r.plan {
+        out.push_str(&format!("  {}\n", super::clean(&p.command)));
+    }
+    out
 }
 
 /// The machines the cell names, one line each (name, addresses, state, where found), then

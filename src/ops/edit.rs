@@ -175,10 +175,11 @@ pub fn remove_keys(
     cell: &Cell,
     target: &Target,
     sels: &[Selector],
-    if_cksum: Option<&[u32]>,
-    emergency: Option<&str>,
+    how: &Removal,
     now: DateTime<Utc>,
-) -> Result<(Vec<Key>, EditReport, Vec<String>), Error> {
+    warn: Warn,
+) -> Result<Removed, Error> {
+    let (if_cksum, emergency) = (how.if_cksum, how.emergency);
     preflight(cell)?;
     let _lock = cell.state.lock(true)?;
     let entry = cell.authdb.get()?;
@@ -205,6 +206,8 @@ pub fn remove_keys(
             refusals.join("; ")
         )));
     }
+    let since = entry.as_ref().map(|e| e.changed);
+    let restarts = restarts_before(cell, target, sels, since, how.restarts, warn)?;
     let (removed, report) = target.edit(cell, |set, place| {
         let mut all = Vec::new();
         for s in sels {
@@ -227,8 +230,47 @@ pub fn remove_keys(
         ),
     };
     audit(cell, &command, &detail)?;
-    Ok((removed, report, refusals))
+    Ok((removed, report, refusals, restarts))
 }
+
+/// The restarts a removal of `sels` from `target` needs, made while both keys are still
+/// present (see [`super::restart`]).
+fn restarts_before(
+    cell: &Cell,
+    target: &Target,
+    sels: &[Selector],
+    since: Option<DateTime<Utc>>,
+    how: super::restart::Restarts,
+    warn: Warn,
+) -> Result<Option<super::restart::RestartReport>, Error> {
+    let held = target_kvnos(cell, target);
+    let removing: Vec<i32> = (sels.iter().map(|s| s.kvno))
+        .filter(|k| held.contains(k))
+        .collect();
+    let left: Vec<i32> = held.into_iter().filter(|k| !removing.contains(k)).collect();
+    let only = match target {
+        Target::Server(s) => Some(s.name()),
+        Target::Control => None,
+    };
+    super::restart::before_removal(cell, None, &removing, &left, only, since, false, how, warn)
+}
+
+/// How `remove_keys` removes.
+pub struct Removal<'a> {
+    /// `--if-cksum`: the checksums the keys must still have.
+    pub if_cksum: Option<&'a [u32]>,
+    /// `--emergency --reason R`: overrides the refusals, logged.
+    pub emergency: Option<&'a str>,
+    pub restarts: super::restart::Restarts,
+}
+
+/// What `remove_keys` did: the keys removed, the edit, the refusals overridden, the restarts.
+pub type Removed = (
+    Vec<Key>,
+    EditReport,
+    Vec<String>,
+    Option<super::restart::RestartReport>,
+);
 
 /// An afs key (rxkad, rxkad_krb5) at a kvno no rotation could go above is refused: the next
 /// rotation needs a higher kvno, and a KDC keeps kvnos in 16 bits. rxgk keys number their
@@ -398,9 +440,10 @@ pub struct EditDone {
     pub backups: Vec<String>,
     /// The other servers the change was copied to.
     pub pushed_to: Vec<String>,
-    /// `remove`: what the operator must do next (see [`super::prune::AfterRemoval`]).
+    /// `remove`: the restarts made (or left to the operator) before the removal, when a
+    /// removed kvno was below a kvno still held (see [`super::restart`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub after_removal: Option<super::prune::AfterRemoval>,
+    pub restarts: Option<super::restart::RestartReport>,
 }
 
 /// The keys an `add` stores, made before the cell is opened.
@@ -482,18 +525,18 @@ pub fn add(paths: &CellPaths, o: AddOptions, warn: Warn) -> Result<EditDone, Err
         written: shown(&report.written),
         backups: shown(&report.backups),
         pushed_to,
-        after_removal: None,
+        restarts: None,
     })
 }
 
-/// The kvnos `target` (another server) holds now (none when unreadable).
-fn target_kvnos(target: &Target) -> Vec<i32> {
+/// The kvnos `target` holds now (none when unreadable).
+fn target_kvnos(cell: &Cell, target: &Target) -> Vec<i32> {
     match target {
         Target::Server(s) => s
             .read_keys()
             .map(|k| k.iter().map(|k| k.kvno()).collect())
             .unwrap_or_default(),
-        Target::Control => Vec::new(),
+        Target::Control => super::prune::control_kvnos(cell),
     }
 }
 
@@ -509,6 +552,8 @@ pub struct RemoveOptions {
     pub server: Option<String>,
     /// What to do with that server's upclientetc, when the Update Server feeds it.
     pub upclient: UpclientAction,
+    /// Run the restarts the removal needs (or only print them, `--no-restart`).
+    pub restarts: super::restart::Restarts,
 }
 
 /// `remove`: the keys at each kvno, where asked, then copied to the other servers.
@@ -525,29 +570,23 @@ pub fn remove(paths: &CellPaths, o: &RemoveOptions, warn: Warn) -> Result<EditDo
     let cell = paths.open()?;
     let target = Target::named(&cell, o.server.as_deref(), warn)?;
     let paused = super::upclient::before_edit(&cell, &target, o.upclient, warn)?;
-    let done = remove_keys(
-        &cell,
-        &target,
-        &sels,
-        o.if_cksum.as_deref(),
-        o.reason.as_deref(),
-        Utc::now(),
-    );
+    let how = Removal {
+        if_cksum: o.if_cksum.as_deref(),
+        emergency: o.reason.as_deref(),
+        restarts: o.restarts,
+    };
+    let done = remove_keys(&cell, &target, &sels, &how, Utc::now(), warn);
     super::upclient::after_edit(&cell, &target, paused, done.is_ok(), warn)?;
-    let (removed, report, overridden) = done?;
+    let (removed, report, overridden, restarts) = done?;
     report.warnings.iter().for_each(|w| warn(w));
     for why in &overridden {
         warn(&format!("EMERGENCY removal (logged): {why}"));
     }
     let pushed_to = sync_after_edit(&cell, &target)?;
-    let left = match &target {
-        Target::Control => super::prune::control_kvnos(&cell),
-        _ => target_kvnos(&target),
-    };
     Ok(EditDone {
         added: None,
         replaced: None,
-        after_removal: super::prune::after_removal(&cell, &removed, &left),
+        restarts,
         removed: Some(KeyView::all(&removed)),
         written: shown(&report.written),
         backups: shown(&report.backups),

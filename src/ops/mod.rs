@@ -9,6 +9,7 @@ pub mod keytab;
 pub mod list;
 pub mod prune;
 pub mod push;
+pub mod restart;
 pub mod rotate;
 pub mod servers;
 pub mod status;
