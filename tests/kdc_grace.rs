@@ -106,11 +106,13 @@ fn the_kdc_max_ticket_life_plus_skew_is_the_grace() {
     }
     let o = afskeys_at(Some("+607m"), &["remove", "--kvno", "1"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // What to do next: restart the server processes started before kvno 2 arrived.
+    // The restarts kvno 1's removal needs, printed before it (this conf dir is not one bos
+    // reads, so afskeys cannot run them).
     let err = stderr(&o);
     assert!(
         err.contains(
-            "kvno 1 removed: restart the OpenAFS server processes that started before kvno 2"
+            "before kvno 1 goes, the OpenAFS server processes that started before kvno 2 was \
+             on every server must be restarted"
         ),
         "{err}"
     );
