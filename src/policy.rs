@@ -432,6 +432,7 @@ mod tests {
             enctypes: vec![18, 17],
             max_ticket_life: Some(std::time::Duration::from_secs(max_hours * 3600)),
             keys_read: false,
+            kvnos: vec![kvno],
         });
         e
     }

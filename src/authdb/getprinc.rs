@@ -74,6 +74,7 @@ impl PrincipalInfo {
                     .filter(|s| *s > 0)
                     .map(std::time::Duration::from_secs),
                 keys_read,
+                kvnos: self.kvnos_held(),
             }),
         }
     }

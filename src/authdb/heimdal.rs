@@ -38,7 +38,7 @@ use super::heimdal_get::parse_get;
 use super::mit_remote::{self, broken, RemoteKdc};
 use super::private::PrivateDir;
 use super::ticket::{TicketClient, TicketProof};
-use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial};
+use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial, Purge};
 use crate::crypto;
 use crate::keys::{Enctype, Key, KeyType};
 use chrono::{DateTime, Utc};
@@ -415,6 +415,19 @@ impl AuthDb for HeimdalAuthDb {
             self.current_keys(&info)?
         };
         Ok(Some(info.entry(keys, !self.is_remote())))
+    }
+
+    fn purge_below(&self, keep_from: i32) -> Result<Purge, AuthDbError> {
+        let _ = keep_from;
+        Ok(Purge::Cannot(
+            "Heimdal 7.8's kadmin cannot drop some kvnos of a principal and keep the others \
+             (it has no purgekeys or prune; `cpw` without --keepold would drop the current \
+             key's predecessors too). With `prune-key-history = true` in the [kadmin] section \
+             of the krb5.conf its kadmin and kadmind read, each rotation's `cpw --keepold` \
+             drops the kvnos set more than the principal's maximum ticket life before the \
+             newest one that old"
+                .into(),
+        ))
     }
 
     fn key_material(&self) -> KeyMaterial {

@@ -36,7 +36,7 @@ pub use super::getprinc::{KeyData, PrincipalInfo};
 pub use super::mit_remote::RemoteKdc;
 use super::private::PrivateDir;
 use super::ticket::TicketProof;
-use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial};
+use super::{verify_entry, AfsEntry, AuthDb, AuthDbError, KeyMaterial, Purge};
 use crate::crypto;
 use crate::keys::{Enctype, Key, KeyType};
 use chrono::{DateTime, Utc};
@@ -506,6 +506,10 @@ impl AuthDb for KadminAuthDb {
         self.ticket_proof(servers).map(Some)
     }
 
+    fn purge_below(&self, keep_from: i32) -> Result<Purge, AuthDbError> {
+        self.purge_keys(keep_from)
+    }
+
     fn key_material(&self) -> KeyMaterial {
         KeyMaterial::Passphrase {
             principal: self.principal.clone(),
@@ -579,6 +583,32 @@ impl AuthDb for KadminAuthDb {
             other => other,
         })?;
         Ok(back)
+    }
+}
+
+impl KadminAuthDb {
+    /// `purgekeys -keepkvno N P`, then `getprinc` to see what the KDC holds now.
+    fn purge_keys(&self, keep_from: i32) -> Result<Purge, AuthDbError> {
+        let p = checked_principal(&self.principal)?;
+        let Some(cur) = self.principal_info()? else {
+            return Err(AuthDbError::Backend(format!("{p}: no such principal")));
+        };
+        if keep_from > cur.kvno {
+            return Err(AuthDbError::Refused(format!(
+                "{p}: purging below kvno {keep_from} would take the current kvno {}",
+                cur.kvno
+            )));
+        }
+        let q = format!("purgekeys -keepkvno {keep_from} {p}");
+        let ran = self.run(&q, None)?;
+        let back = self
+            .principal_info()?
+            .ok_or_else(|| AuthDbError::Mismatch(format!("{p}: missing after `{q}`")))?;
+        let held = back.kvnos_held();
+        if held.iter().any(|k| *k < keep_from) {
+            return Err(self.failed(&q, &ran, None));
+        }
+        Ok(Purge::Done(held))
     }
 }
 

@@ -48,6 +48,18 @@ pub struct KdcFacts {
     /// over kadmind, which never hands out key bytes: `keys` are then empty after `get`, and
     /// after `set` the keys given, confirmed by a ticket ([`ticket`]).
     pub keys_read: bool,
+    /// Every kvno the KDC holds keys of for the principal, highest first (the current one
+    /// and the older ones `cpw -keepold` kept).
+    pub kvnos: Vec<i32>,
+}
+
+/// What a purge of old kvnos from the KDC did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// Purged; the kvnos the KDC holds now, highest first.
+    Done(Vec<i32>),
+    /// This KDC cannot drop some kvnos and keep the others, and why (what it keeps).
+    Cannot(String),
 }
 
 impl AfsEntry {
@@ -215,6 +227,18 @@ pub trait AuthDb: Send + Sync {
         Ok(None)
     }
 
+    /// Drop every key of the afs principal below kvno `keep_from` from the KDC, keeping
+    /// `keep_from` and above (never the current kvno: `keep_from` must not exceed it). Read
+    /// back: the KDC must no longer hold any of them. A backend with no KDC has nothing to
+    /// purge.
+    fn purge_below(&self, keep_from: i32) -> Result<Purge, AuthDbError> {
+        let _ = keep_from;
+        Ok(Purge::Cannot(format!(
+            "{} keeps no old keys",
+            self.describe()
+        )))
+    }
+
     /// Create the afs entry from keys already on every server (adopting a cell's existing
     /// key). Only backends that take raw keys can; a KDC holds its own entry.
     fn init(&self, kvno: i32, keys: &[Key], now: DateTime<Utc>) -> Result<AfsEntry, AuthDbError> {
@@ -317,6 +341,7 @@ mod tests {
             enctypes: vec![18, 17],
             max_ticket_life: None,
             keys_read: false,
+            kvnos: vec![3],
         });
         assert!(e.held_by(&set));
         e.kdc.as_mut().unwrap().enctypes.push(16);

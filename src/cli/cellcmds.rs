@@ -19,6 +19,10 @@ fn entry_text(e: &EntryView) -> String {
     for k in &e.keys {
         let _ = writeln!(out, "  {} cksum {}", k.id, render::cksum(k.cksum));
     }
+    if let Some(v) = e.kdc_kvnos.as_ref().filter(|v| v.len() > 1) {
+        let v: Vec<String> = v.iter().map(|k| k.to_string()).collect();
+        let _ = writeln!(out, "  the KDC holds kvno {}", v.join(", "));
+    }
     out
 }
 
@@ -276,7 +280,9 @@ pub fn prune(cli: &Cli, paths: &CellPaths, a: &PruneArgs) -> Result<String, Fail
         return Ok(json_line(&r));
     }
     if r.removed.is_empty() {
-        return Ok("nothing to prune: no key's grace has ended\n".into());
+        let mut out = String::from("nothing to prune: no key's grace has ended\n");
+        out.push_str(&render::kdc_purge(&r.kdc, a.dry_run));
+        return Ok(out);
     }
     render::restarts_done(&r.restarts);
     let verb = if a.dry_run { "would remove" } else { "removed" };
@@ -289,6 +295,7 @@ pub fn prune(cli: &Cli, paths: &CellPaths, a: &PruneArgs) -> Result<String, Fail
         out.push_str(&render::restart_plan(&r.restarts));
     }
     out.push_str(&pushed_to(&r.pushed_to));
+    out.push_str(&render::kdc_purge(&r.kdc, a.dry_run));
     Ok(out)
 }
 

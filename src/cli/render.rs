@@ -180,6 +180,32 @@ pub fn restarts_done(r: &Option<crate::ops::restart::RestartReport>) {
     );
 }
 
+/// `prune`: the KDC's old keys purged (or to be, in a dry run); where the KDC cannot, the
+/// warning said so already.
+pub fn kdc_purge(p: &Option<crate::ops::purge::KdcPurge>, dry_run: bool) -> String {
+    let Some(p) = p else { return String::new() };
+    let list = |v: &[i32]| {
+        v.iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (dry_run, p.purged, &p.why_not) {
+        (true, _, None) => format!("would purge kvno {} from the KDC\n", list(&p.kvnos)),
+        (false, true, _) => format!(
+            "purged kvno {} from the KDC (it holds kvno {} now)\n",
+            list(&p.kvnos),
+            list(&p.kdc_holds)
+        ),
+        (_, _, Some(why)) if dry_run => format!(
+            "would not purge kvno {} from the KDC: {}\n",
+            list(&p.kvnos),
+            super::clean(why)
+        ),
+        _ => String::new(),
+    }
+}
+
 /// `prune --dry-run`: the restarts the removal would run first (or leave to the operator).
 pub fn restart_plan(r: &Option<crate::ops::restart::RestartReport>) -> String {
     let Some(r) = r else { return String::new() };

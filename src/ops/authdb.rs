@@ -20,6 +20,9 @@ pub struct EntryView {
     pub kvno: i32,
     /// When it last changed (RFC 3339).
     pub changed: String,
+    /// A KDC backend: every kvno the KDC holds keys of for the principal, highest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kdc_kvnos: Option<Vec<i32>>,
     pub keys: Vec<KeyView>,
 }
 
@@ -29,6 +32,7 @@ impl EntryView {
             principal: e.principal.clone(),
             kvno: e.kvno,
             changed: fmt_time(e.changed),
+            kdc_kvnos: e.kdc.as_ref().map(|k| k.kvnos.clone()),
             keys: KeyView::all(&e.keys),
         }
     }

@@ -8,6 +8,7 @@ pub mod edit;
 pub mod keytab;
 pub mod list;
 pub mod prune;
+pub mod purge;
 pub mod push;
 pub mod restart;
 pub mod rotate;

@@ -25,6 +25,9 @@ pub struct PruneReport {
     /// removed kvno was below a kvno still held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restarts: Option<RestartReport>,
+    /// The KDC's old keys no server holds any more: purged last (or, in a dry run, to be).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kdc: Option<super::purge::KdcPurge>,
 }
 
 /// How `prune` runs.
@@ -127,11 +130,19 @@ pub fn prune_keys(cell: &Cell, now: DateTime<Utc>, o: &mut PruneOptions) -> Resu
 pub fn prune(paths: &CellPaths, mut o: PruneOptions) -> Result<PruneReport, Error> {
     let cell = paths.open()?;
     let dry_run = o.dry_run;
-    let p = prune_keys(&cell, Utc::now(), &mut o)?;
+    let now = Utc::now();
+    let p = prune_keys(&cell, now, &mut o)?;
     let pushed_to = if dry_run || p.keys.is_empty() {
         vec![]
     } else {
         sync_after_edit(&cell, &Target::Control)?
+    };
+    // Last, once every server has lost them: the KDC's old keys (also what an earlier
+    // prune cut short left).
+    let kdc = {
+        let _lock = cell.state.lock(true)?;
+        let leaving: Vec<i32> = p.keys.iter().map(|k| k.kvno()).collect();
+        super::purge::old_kdc_keys(&cell, &leaving, dry_run, now, o.warn)?
     };
     Ok(PruneReport {
         dry_run,
@@ -139,6 +150,7 @@ pub fn prune(paths: &CellPaths, mut o: PruneOptions) -> Result<PruneReport, Erro
         pushed_to,
         restarted: p.upclients,
         restarts: p.restarts,
+        kdc,
     })
 }
 

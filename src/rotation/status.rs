@@ -251,6 +251,9 @@ pub fn judge(s: &Status) -> Verdict {
         judge_current_key(s, e, &mut p);
     }
     judge_removable(s, &mut p);
+    if let Some(e) = entry {
+        judge_kdc_keys(s, e, &mut p);
+    }
     judge_rotation(s, &mut p);
     judge_proof(s, &mut p);
     judge_clock(s, &mut p);
@@ -414,6 +417,34 @@ fn judge_current_key(s: &Status, e: &AfsEntry, p: &mut Vec<(Level, String)>) {
             format!(
                 "the afs entry uses a single-DES key (kvno {}): rotate to rxkad_krb5",
                 e.kvno
+            ),
+        ));
+    }
+}
+
+/// Old keys the KDC still holds that no server holds (WARNING): `prune` purges them.
+fn judge_kdc_keys(s: &Status, e: &AfsEntry, p: &mut Vec<(Level, String)>) {
+    let Some(kdc) = &e.kdc else { return };
+    let mut held: Vec<i32> = s.keys.iter().map(|(k, _)| k.kvno()).collect();
+    for srv in &s.servers {
+        match &srv.keys {
+            Ok(v) => held.extend(v.iter().map(|(id, _)| id.kvno)),
+            Err(_) => return, // not known: say nothing rather than guess
+        }
+    }
+    held.push(e.kvno);
+    let oldest = held.iter().copied().min().unwrap_or(e.kvno);
+    let mut old: Vec<String> = (kdc.kvnos.iter().rev())
+        .filter(|k| **k < oldest)
+        .map(|k| k.to_string())
+        .collect();
+    old.dedup();
+    if !old.is_empty() {
+        p.push((
+            Level::Warning,
+            format!(
+                "the KDC still holds kvno {}, which no server holds (run `afskeys prune`)",
+                old.join(", ")
             ),
         ));
     }
