@@ -36,6 +36,8 @@ pub struct Machine {
     pub host: String,
     /// A database server: its address in the CellServDB (where udebug asks).
     pub db: Option<String>,
+    /// A file server the VLDB lists: back once its volserver answers too.
+    pub fs: bool,
 }
 
 /// The tools and bounds.
@@ -47,6 +49,8 @@ pub struct Spec {
     pub deadline: Duration,
     /// How long one machine may take to come back (quorum included).
     pub wait: Duration,
+    /// How `vos` asks a file server's volserver (the running-server proof's own way).
+    pub vos: running::Spec,
 }
 
 /// One restart in the plan, in order.
@@ -123,6 +127,11 @@ pub fn plan(ordered: &[Machine]) -> Vec<Planned> {
                 Some(a) => format!(
                     "every instance started again; ptserver and vlserver quorum with {a} \
                      voting yes (udebug {a} 7002, 7003)"
+                ),
+                None if m.fs => format!(
+                    "every instance started again and running; its volserver answers (vos \
+                     partinfo -server {})",
+                    m.host
                 ),
                 None => "every instance started again and running".into(),
             },
@@ -280,14 +289,11 @@ fn wait_back(spec: &Spec, m: &Machine, before: &[Instance], t: Instant) -> Resul
             (None, Err(e)) => seen = format!("bos: {e}"),
             (Some(_), _) => {}
         }
-        if let (Some(up), Some(addr)) = (up_at, &m.db) {
-            let since = up.elapsed().as_secs() + 1;
-            match quorum_all(spec, addr, since) {
+        if let Some(up) = up_at {
+            match back(spec, m, up) {
                 Ok(()) => return Ok(()),
                 Err(e) => seen = e,
             }
-        } else if up_at.is_some() {
-            return Ok(());
         }
         std::thread::sleep(POLL);
     }
@@ -295,6 +301,18 @@ fn wait_back(spec: &Spec, m: &Machine, before: &[Instance], t: Instant) -> Resul
         "not back within {} s of its restart: {seen}; nothing was removed",
         spec.wait.as_secs()
     ))
+}
+
+/// Once its processes run again (since `up`): a database server's quorum whole with it, a
+/// file server's volserver answering.
+fn back(spec: &Spec, m: &Machine, up: Instant) -> Result<(), String> {
+    if let Some(addr) = &m.db {
+        quorum_all(spec, addr, up.elapsed().as_secs() + 1)?;
+    }
+    if m.fs {
+        running::volserver_answers(&spec.vos, &m.host).map_err(|e| format!("volserver: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Every instance of `before` started again (its count of starts went up) and is running.
@@ -446,6 +464,7 @@ mod tests {
             name: "db2".into(),
             host: "10.78.0.2".into(),
             db: Some("10.78.0.2".into()),
+            fs: false,
         }];
         let p = plan(&m);
         assert_eq!(

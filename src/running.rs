@@ -264,6 +264,11 @@ fn ask_ubik(
     ]
 }
 
+/// Does a file server's volserver answer (`vos partinfo`, asked once)? For the restarts.
+pub fn volserver_answers(spec: &Spec, host: &str) -> Result<(), String> {
+    volserver(spec, host, 0)
+}
+
 /// A file server's volserver: `vos partinfo -server HOST -localauth`.
 fn volserver(spec: &Spec, host: &str, tries: u32) -> Result<(), String> {
     let config = spec.confdir.to_string_lossy().into_owned();

@@ -35,6 +35,11 @@ const MIN_RUN: usize = 10;
 /// own. The test fails when the scanner finds a short template that is not listed here.
 const STRUCTURAL: &[(&str, &str)] = &[
     (
+        "volserver: {e}",
+        "restarts: a file server's volserver not answering yet, then vos's own words; only \
+         inside `the restarts … stopped at …`",
+    ),
+    (
         "{service} at {addr}: {e}",
         "restarts: which ubik service at which address, then udebug's judgement (each a \
          template of its own); only inside `the restarts … stopped at …`",

@@ -554,9 +554,9 @@ fn record_refusals(c: &LiveCell, r: &mut Recorder) {
 
 /// Rotate the whole cell once more and give the client machine the new keys (the loop's
 /// `-localauth` then uses the kvno that stays); wait out the 1 s grace. The new kvno.
-fn rotate_whole_cell(c: &LiveCell) -> i64 {
-    c.tidy();
-    // A new cell's volserver answers a little after the file server registers.
+/// Wait until fs1's volserver answers: it does a little after the file server starts (or
+/// registers, in a new cell).
+fn volserver_answers(c: &LiveCell) {
     let t = std::time::Instant::now();
     while !c
         .client
@@ -570,6 +570,15 @@ fn rotate_whole_cell(c: &LiveCell) -> i64 {
         );
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
+    eprintln!(
+        "fs1's volserver answered after {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+fn rotate_whole_cell(c: &LiveCell) -> i64 {
+    c.tidy();
+    volserver_answers(c);
     c.write_config(&c.cell_toml(&[], &[]));
     let o = c.afskeys_live(&["rotate"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
@@ -683,6 +692,11 @@ fn prune_restarts_every_server_keeping_quorum_before_the_old_key_goes() {
     );
     c.wait_quorum(std::time::Duration::from_secs(5));
     assert!(c.vldb_addrs().contains(&c.fs1.ip), "fs1 left the VLDB");
+    let answered = c.client.sh("vos partinfo -server 10.78.0.11 -localauth");
+    assert!(
+        answered.status.success(),
+        "afskeys called fs1 back before its volserver answered"
+    );
     // A second prune has nothing to remove and restarts nothing.
     let again = ok(c.afskeys_live(&["prune"]));
     assert_eq!(again, "nothing to prune: no key's grace has ended\n");
@@ -758,6 +772,7 @@ fn a_database_server_restarted_after_the_removal_stays_out_of_the_quorum() {
     }
     c.restart(&c.fs1);
     let took = c.wait_quorum(std::time::Duration::from_secs(300));
+    volserver_answers(c);
     eprintln!(
         "healed: quorum back {:.0} s after the other restarts",
         t.elapsed().as_secs_f64()

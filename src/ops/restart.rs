@@ -79,6 +79,7 @@ pub fn before_removal(
         udebug: cell.running.udebug.clone(),
         deadline: cell.running.deadline,
         wait: cell.running.restart_wait,
+        vos: cell.running.clone(),
     };
     let (ordered, why_not) = match (how, machines(cell, inv, only)) {
         (Restarts::Print, Ok(m) | Err((m, _))) => (
@@ -185,6 +186,7 @@ fn machines(
             name: t.name.clone(),
             host,
             db: t.db.clone(),
+            fs: t.fs,
         });
     }
     if let Some(why) = bos_here {

@@ -236,6 +236,7 @@ impl LiveCell {
         let t = Instant::now();
         cell.start_fileserver();
         cell.startup.fs_restarted = cell.wait_fileserver();
+        cell.wait_volserver();
         cell.startup.fileserver = t.elapsed();
         eprintln!("the live cell is up: {:?}", cell.startup);
         cell
@@ -508,6 +509,19 @@ impl LiveCell {
             std::thread::sleep(Duration::from_secs(1));
         }
         restarted
+    }
+
+    /// Wait until fs1's volserver answers (`vos partinfo -localauth` from the client): it
+    /// does some seconds after the file server registers.
+    fn wait_volserver(&self) {
+        let start = Instant::now();
+        let ask = format!("vos partinfo -server {} -localauth", self.fs1.ip);
+        while !self.client.sh(&ask).status.success() {
+            if start.elapsed() > Duration::from_secs(180) {
+                panic!("fs1's volserver never answered\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     /// Restart every instance of a server (`bos restart -all`, asked on that server).
