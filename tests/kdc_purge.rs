@@ -5,8 +5,8 @@
 //! `remove --kvno 1` takes kvno 1 off every server but leaves it in the KDC (as a prune cut
 //! short after the servers would), which `check` warns about; `prune --dry-run` says what it
 //! would purge; `prune` removes kvno 2 from the servers and purges 1 and 2 from the KDC (MIT:
-//! the KDC then holds kvno 3 alone), logged; Heimdal 7.8 cannot, and `prune` says so, naming
-//! the kvnos its KDC keeps.
+//! the KDC then holds kvno 3 alone), logged; Heimdal 7.8 cannot (through `kadmin -l` and
+//! through kadmind alike), and `prune` says so, naming the kvnos its KDC keeps.
 
 mod common;
 mod heimdal;
@@ -148,15 +148,22 @@ fn mit_through_kadmind_purges_what_no_server_holds() {
     );
 }
 
-#[test]
-fn heimdal_cannot_purge_and_prune_says_which_kvnos_it_keeps() {
-    let Some(realm) = heimdal::Realm::serve("PURGE.HEIMDAL") else {
+/// Heimdal, through `kadmin -l` or (`remote`) its kadmind.
+fn heimdal_cannot_purge(name: &str, remote: bool) {
+    use afskeys::authdb::heimdal::DEFAULT_KEYS;
+    let Some(mut realm) = heimdal::Realm::serve_with(name, Some(DEFAULT_KEYS)) else {
         return;
+    };
+    let server = if remote {
+        realm.start_kadmind();
+        format!("server = \"{}\"\n", realm.kadmind_addr())
+    } else {
+        String::new()
     };
     let principal = format!("afs/{CELL}@{}", realm.name());
     let toml = format!(
         "[authdb]\nbackend = \"heimdal\"\nprincipal = \"{principal}\"\nkadmin = \"{}\"\n\
-         admin_principal = \"{}\"\nadmin_keytab = \"{}\"\n\n\
+         admin_principal = \"{}\"\nadmin_keytab = \"{}\"\n{server}\n\
          [[servers]]\nname = \"fs1\"\nconfdir = \"@FS1@\"\n",
         realm.kadmin_path().display(),
         realm.admin_principal(),
@@ -179,6 +186,20 @@ fn heimdal_cannot_purge_and_prune_says_which_kvnos_it_keeps() {
         "{kdc}"
     );
     assert_eq!(kvnos(), vec![3, 2, 1]);
+    if remote {
+        let log = realm.kadmind_log();
+        assert!(log.contains(&format!("CHPASS {principal}")), "{log}");
+    }
+}
+
+#[test]
+fn heimdal_cannot_purge_and_prune_says_which_kvnos_it_keeps() {
+    heimdal_cannot_purge("PURGE.HEIMDAL", false);
+}
+
+#[test]
+fn heimdal_through_kadmind_cannot_purge_either() {
+    heimdal_cannot_purge("PURGE.HKADMIND", true);
 }
 
 /// The kvnos MIT's KDC holds for `principal` (getprinc's key lines), highest first.
