@@ -8,7 +8,8 @@
 //! peers (RXKADUNKNOWNKEY) and stays out of the quorum.
 //!
 //! The sequence, each machine through its bosserver with `-localauth` (the control machine's
-//! newest key):
+//! newest key), once every database server is in both quorums (one already out refuses the
+//! sequence before any restart: restarting another could leave no quorum):
 //! - **Database servers, one at a time**, the sync site last (one election instead of two):
 //!   `bos restart HOST -all`; then wait until bos shows every instance started again (its
 //!   `proc starts` count went up: no clock is compared) and, for ptserver (7002) and vlserver
@@ -147,6 +148,7 @@ pub fn run(
     since: chrono::DateTime<chrono::Utc>,
     said: &dyn Fn(&str),
 ) -> Result<Vec<Restarted>, Stopped> {
+    quorum_whole(spec, ordered)?;
     let mut done = Vec::new();
     for m in ordered {
         let stop = |seen: String, done: &Vec<Restarted>| Stopped {
@@ -187,6 +189,29 @@ pub fn run(
         });
     }
     Ok(done)
+}
+
+/// How old a database server's last vote may be for it to count as in the quorum (the sync
+/// site asks every server for its vote every few seconds).
+const VOTE_AGE: u64 = 60;
+
+/// Before any restart: every database server in both quorums. Restarting one while another
+/// is already out could leave a service with no quorum at all (seen on the live cell).
+fn quorum_whole(spec: &Spec, ordered: &[Machine]) -> Result<(), Stopped> {
+    for m in ordered {
+        if let Some(addr) = &m.db {
+            quorum_all(spec, addr, VOTE_AGE).map_err(|e| Stopped {
+                server: m.name.clone(),
+                seen: format!(
+                    "out of the quorum before any restart ({e}); restarting another database \
+                     server now could leave no quorum: bring it back first; nothing was \
+                     removed"
+                ),
+                done: vec![],
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// One bosserver instance as `bos status -long` shows it.

@@ -268,15 +268,18 @@ fn daemons_reading_another_conf_dir_stop_the_rotation_before_the_entry_moves() {
     }
 }
 
-/// A client machine calling `vos listvldb -localauth` and `pts examine -localauth` in a loop
-/// (its own conf dir: the key it was given at the start).
+/// A client machine calling `vos listvldb -localauth`, `pts examine -localauth` and `udebug`
+/// (db1's vlserver, which must name a sync site) in a loop (its own conf dir: the key it was
+/// given at the start, or the one `rotate_whole_cell` copied).
 fn client_loop(c: &LiveCell) -> ClientLoop<'_> {
     let script = "n=0; f=0; while [ ! -e /tmp/stop ]; do \
                   vos listvldb -localauth >/dev/null 2>&1 || \
                   { f=$((f+1)); echo \"$(date +%s) vos\" >> /tmp/failed; }; \
                   pts examine system:administrators -localauth >/dev/null 2>&1 || \
                   { f=$((f+1)); echo \"$(date +%s) pts\" >> /tmp/failed; }; \
-                  n=$((n+2)); echo \"$n $f\" > /tmp/calls; sleep 0.2; done";
+                  udebug 10.78.0.1 7003 2>&1 | grep -qE 'I am sync site|Sync host [1-9]' || \
+                  { f=$((f+1)); echo \"$(date +%s) udebug\" >> /tmp/failed; }; \
+                  n=$((n+3)); echo \"$n $f\" > /tmp/calls; sleep 0.2; done";
     c.client.must("rm -f /tmp/stop /tmp/calls /tmp/failed");
     c.client
         .must(&format!("sh -c '{script}' >/dev/null 2>&1 &"));
@@ -554,6 +557,34 @@ fn record_refusals(c: &LiveCell, r: &mut Recorder) {
 
 /// Rotate the whole cell once more and give the client machine the new keys (the loop's
 /// `-localauth` then uses the kvno that stays); wait out the 1 s grace. The new kvno.
+/// Wait until the sync site of both ubik services counts a fresh yes vote of every other
+/// database server (what `prune`'s restarts require before they start): a restarted ubik
+/// server names the sync site some time before its vote counts.
+fn wait_votes(c: &LiveCell) {
+    let t = std::time::Instant::now();
+    loop {
+        let q = c.quorum();
+        let counted = q.iter().all(|svc| {
+            let Some(sync) = svc.agreed() else {
+                return false;
+            };
+            let text = stdout(&c.client.sh(&format!("udebug {sync} {}", svc.port)));
+            (c.dbs().iter())
+                .filter(|m| m.ip != sync)
+                .all(|m| afskeys::restarts::quorum(&text, Some(&m.ip), 60).is_ok())
+        });
+        if counted {
+            eprintln!(
+                "every vote counted after {:.0} s",
+                t.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        assert!(t.elapsed().as_secs() < 300, "votes never counted: {q:?}");
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+}
+
 /// Wait until fs1's volserver answers: it does a little after the file server starts (or
 /// registers, in a new cell).
 fn volserver_answers(c: &LiveCell) {
@@ -578,6 +609,7 @@ fn volserver_answers(c: &LiveCell) {
 
 fn rotate_whole_cell(c: &LiveCell) -> i64 {
     c.tidy();
+    wait_votes(c);
     volserver_answers(c);
     c.write_config(&c.cell_toml(&[], &[]));
     let o = c.afskeys_live(&["rotate"]);
@@ -772,6 +804,7 @@ fn a_database_server_restarted_after_the_removal_stays_out_of_the_quorum() {
     }
     c.restart(&c.fs1);
     let took = c.wait_quorum(std::time::Duration::from_secs(300));
+    wait_votes(c);
     volserver_answers(c);
     eprintln!(
         "healed: quorum back {:.0} s after the other restarts",
@@ -782,5 +815,77 @@ fn a_database_server_restarted_after_the_removal_stays_out_of_the_quorum() {
     while !c.vldb_addrs().contains(&c.fs1.ip) {
         assert!(t.elapsed().as_secs() < 120, "fs1 never registered again");
         std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
+/// Proves a database server already out of the quorum stops the restarts before any, with
+/// nothing removed, on the real cell. (Found here: with db3's ptserver down, restarting db2
+/// left the ptserver with no quorum at all: the sync site lost its status.) db3's ptserver
+/// instance is made to run a program that exits at once (`bos delete`, then `bos create -cmd
+/// /bin/false`); once the sync site no longer counts db3, `prune` exits 1 naming db3, no
+/// machine was restarted (db2's process starts are as they were) and every key file is byte
+/// for byte the same. With db3's ptserver put back and the quorum whole, `prune` finishes.
+#[test]
+fn a_database_server_out_of_the_quorum_stops_the_removal_before_any_restart() {
+    if !have_all() {
+        return;
+    }
+    let _g = lock();
+    let c = shared();
+    let kvno = rotate_whole_cell(c);
+    let ptserver = |cmd: &str| {
+        bos_ok(&c.db3, "stop -server localhost -instance ptserver -wait");
+        bos_ok(&c.db3, "delete -server localhost -instance ptserver");
+        bos_ok(
+            &c.db3,
+            &format!("create -server localhost -instance ptserver -type simple -cmd {cmd}"),
+        );
+    };
+    ptserver("/bin/false");
+    let sync = c.quorum()[0].agreed().unwrap_or("10.78.0.1").to_string();
+    let t = std::time::Instant::now();
+    loop {
+        let o = c.client.sh(&format!("udebug {sync} 7002"));
+        if afskeys::restarts::quorum(&stdout(&o), Some(&c.db3.ip), 60).is_err() {
+            break;
+        }
+        assert!(
+            t.elapsed().as_secs() < 180,
+            "the sync site still counts db3"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+    let files = || -> Vec<Vec<u8>> {
+        (c.servers().iter())
+            .flat_map(|m| ["KeyFile", "KeyFileExt"].map(|f| m.confdir().join(f)))
+            .map(|p| std::fs::read(p).unwrap())
+            .collect()
+    };
+    let starts = || bos_ok(&c.db2, "status -server localhost -long");
+    let (before, db2_before) = (files(), starts());
+    c.write_config(&c.cell_toml(&[], &[]));
+    let o = c.afskeys_live(&["prune"]);
+    let (after, db2_after) = (files(), starts());
+    // The cell is healed before anything is judged: the tests after this one share it.
+    ptserver("/usr/lib/openafs/ptserver");
+    c.wait_quorum(std::time::Duration::from_secs(300));
+    wait_votes(c);
+    let err = stderr(&o);
+    eprintln!(
+        "prune with db3's ptserver down: exit {:?}\n{err}",
+        o.status.code()
+    );
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("stopped at db3: out of the quorum before any restart (ptserver ")
+            && err.contains("; nothing was removed; restarted before it: none"),
+        "{err}"
+    );
+    assert_eq!(after, before, "a key file changed");
+    assert_eq!(db2_after, db2_before, "db2 was restarted");
+    let o = c.afskeys_live(&["prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for m in c.servers() {
+        assert_eq!(held(m), vec![kvno], "{}", m.name);
     }
 }

@@ -18,18 +18,16 @@ struct Cell {
 
 impl Cell {
     fn new() -> Cell {
-        let control = confdir(CELL);
-        let servers: Vec<_> = (0..3).map(|_| confdir(CELL)).collect();
-        let mut toml = String::from("token_lifetime = \"25h\"\nrotation_interval = \"30d\"\n");
-        for (i, s) in servers.iter().enumerate() {
-            toml.push_str(&format!(
-                "[[servers]]\nname = \"fs{}\"\nconfdir = \"{}\"\n",
-                i + 1,
-                s.path().display()
-            ));
+        let mut v = dir_cell(
+            CELL,
+            3,
+            "token_lifetime = \"25h\"\nrotation_interval = \"30d\"\n",
+        );
+        let control = v.remove(0);
+        Cell {
+            control,
+            servers: v,
         }
-        fs::write(control.path().join("afskeys.toml"), toml).unwrap();
-        Cell { control, servers }
     }
 
     fn dir(&self) -> &Path {

@@ -18,20 +18,8 @@ const CELL: &str = "cas.example.com";
 
 /// A control machine and two directory servers, rotated once (kvno 1 everywhere).
 fn cell() -> Vec<tempfile::TempDir> {
-    let control = confdir(CELL);
-    let servers: Vec<_> = (0..2).map(|_| confdir(CELL)).collect();
-    let mut toml = String::from("token_lifetime = \"25h\"\n");
-    for (i, s) in servers.iter().enumerate() {
-        toml.push_str(&format!(
-            "[[servers]]\nname = \"fs{}\"\nconfdir = \"{}\"\n",
-            i + 1,
-            s.path().display()
-        ));
-    }
-    fs::write(control.path().join("afskeys.toml"), toml).unwrap();
-    ok(run(control.path(), &["rotate"], b""));
-    let mut v = vec![control];
-    v.extend(servers);
+    let v = dir_cell(CELL, 2, "token_lifetime = \"25h\"\n");
+    ok(run(v[0].path(), &["rotate"], b""));
     v
 }
 

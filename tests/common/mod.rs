@@ -102,6 +102,26 @@ pub fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A control machine and `n` directory servers fs1…fsN of `cell`, with afskeys.toml
+/// (`head` first, then a `[[servers]]` entry each): control first, then the servers.
+#[allow(dead_code)]
+pub fn dir_cell(cell: &str, n: usize, head: &str) -> Vec<tempfile::TempDir> {
+    let control = confdir(cell);
+    let servers: Vec<_> = (0..n).map(|_| confdir(cell)).collect();
+    let mut toml = String::from(head);
+    for (i, s) in servers.iter().enumerate() {
+        toml.push_str(&format!(
+            "[[servers]]\nname = \"fs{}\"\nconfdir = \"{}\"\n",
+            i + 1,
+            s.path().display()
+        ));
+    }
+    fs::write(control.path().join("afskeys.toml"), toml).unwrap();
+    let mut v = vec![control];
+    v.extend(servers);
+    v
+}
+
 /// A conf dir of our own: ThisCell and CellServDB for `cell`, mode 0700.
 pub fn confdir(cell: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
