@@ -5,6 +5,7 @@ use super::edit::{audit, describe, preflight, sync_after_edit, Target};
 use super::restart::{before_removal, RestartReport, Restarts};
 use super::upclient::{removal_lockouts, restart_locked};
 use super::{CellPaths, KeyView, Warn};
+use crate::authdb::AfsEntry;
 use crate::cell::Cell;
 use crate::error::Error;
 use crate::keys::Key;
@@ -44,6 +45,8 @@ pub struct PruneOptions<'a> {
 
 /// What `prune_keys` removed (or would), and what it restarted first.
 pub struct Pruned {
+    /// The afs entry the prune judged by (a prune never changes it).
+    pub entry: AfsEntry,
     pub keys: Vec<Key>,
     pub upclients: Vec<String>,
     pub restarts: Option<RestartReport>,
@@ -108,6 +111,7 @@ pub fn prune_keys(cell: &Cell, now: DateTime<Utc>, o: &mut PruneOptions) -> Resu
         )?,
     };
     let pruned = |keys| Pruned {
+        entry: entry.clone(),
         keys,
         upclients: restarted.clone(),
         restarts: restarts.clone(),
@@ -142,7 +146,7 @@ pub fn prune(paths: &CellPaths, mut o: PruneOptions) -> Result<PruneReport, Erro
     let kdc = {
         let _lock = cell.state.lock(true)?;
         let leaving: Vec<i32> = p.keys.iter().map(|k| k.kvno()).collect();
-        super::purge::old_kdc_keys(&cell, &leaving, dry_run, now, o.warn)?
+        super::purge::old_kdc_keys(&cell, &p.entry, &leaving, dry_run, now, o.warn)?
     };
     Ok(PruneReport {
         dry_run,

@@ -7,6 +7,7 @@
 //! the others: `prune` says so, naming the kvnos the KDC keeps.
 
 use super::Warn;
+use crate::authdb::AfsEntry;
 use crate::cell::Cell;
 use crate::error::Error;
 use crate::policy::{role, Role};
@@ -28,63 +29,58 @@ pub struct KdcPurge {
 }
 
 /// The KDC's kvnos that no server holds and whose grace is over: purged unless `dry_run`.
-/// `leaving`: kvnos this prune removes from the servers (a dry run counts them as gone).
-/// `None`: the backend has no KDC, or nothing to purge.
+/// `entry`: the afs entry as the prune read it (a prune never changes it). `leaving`: kvnos
+/// this prune removes from the servers (a dry run counts them as gone). `None`: the backend
+/// has no KDC, or nothing to purge. The other servers are read only when the control
+/// machine's own kvnos leave something to purge (they can only hold more).
 pub fn old_kdc_keys(
     cell: &Cell,
+    entry: &AfsEntry,
     leaving: &[i32],
     dry_run: bool,
     now: DateTime<Utc>,
     warn: Warn,
 ) -> Result<Option<KdcPurge>, Error> {
-    let Some(entry) = cell.authdb.get()? else {
+    let Some(kdc) = &entry.kdc else {
         return Ok(None);
     };
-    let Some(kdc) = entry.kdc.clone() else {
-        return Ok(None);
+    let below = |oldest: i32| -> Vec<i32> {
+        let mut v: Vec<i32> = kdc.kvnos.iter().copied().filter(|k| *k < oldest).collect();
+        v.sort_unstable();
+        v
     };
-    let in_use = match kvnos_in_use(cell) {
-        Ok(v) => v
-            .into_iter()
+    let oldest = |held: Vec<i32>| -> i32 {
+        (held.into_iter())
             .filter(|k| !leaving.contains(k))
-            .collect::<Vec<i32>>(),
+            .chain([entry.kvno])
+            .min()
+            .unwrap_or(entry.kvno)
+    };
+    let here = oldest(afs_kvnos(&cell.control.read()?.keys));
+    if below(here).is_empty() {
+        return Ok(None);
+    }
+    let oldest_in_use = match server_kvnos(cell) {
+        Ok(v) => oldest(v).min(here),
         Err(why) => {
-            let old: Vec<i32> = kdc
-                .kvnos
-                .iter()
-                .copied()
-                .filter(|k| *k < entry.kvno)
-                .collect();
-            return Ok((!old.is_empty()).then(|| KdcPurge {
-                kvnos: old,
+            return Ok(Some(KdcPurge {
+                kvnos: below(here),
                 purged: false,
                 kdc_holds: kdc.kvnos.clone(),
                 why_not: Some(why),
-            }));
+            }))
         }
     };
     let state = cell.state.load()?;
-    let oldest_in_use = in_use
-        .iter()
-        .copied()
-        .chain([entry.kvno])
-        .min()
-        .unwrap_or(entry.kvno);
     // Below the oldest kvno in use, and removable (grace over) by the policy.
     let not_done = kdc
         .kvnos
         .iter()
         .copied()
         .filter(|k| *k < oldest_in_use)
-        .find(|k| role(*k, Some(&entry), &state, &cell.policy, now) != Role::Removable);
+        .find(|k| role(*k, Some(entry), &state, &cell.policy, now) != Role::Removable);
     let keep_from = not_done.map_or(oldest_in_use, |k| k.min(oldest_in_use));
-    let mut old: Vec<i32> = kdc
-        .kvnos
-        .iter()
-        .copied()
-        .filter(|k| *k < keep_from)
-        .collect();
-    old.sort_unstable();
+    let old = below(keep_from);
     if old.is_empty() {
         return Ok(None);
     }
@@ -129,9 +125,18 @@ fn purge_now(cell: &Cell, mut p: KdcPurge, keep_from: i32, warn: Warn) -> Result
     Ok(p)
 }
 
-/// Every afs kvno the control machine and the other servers hold; `Err`: why that cannot
-/// be known (a server unreadable, or servers fed by the Update Server, not read here).
-fn kvnos_in_use(cell: &Cell) -> Result<Vec<i32>, String> {
+/// The afs kvnos of a key set (not rxgk's, not the kvno 999 password entry).
+fn afs_kvnos(set: &crate::keys::KeySet) -> Vec<i32> {
+    set.iter()
+        .filter(|k| k.key_type() != crate::keys::KeyType::Rxgk)
+        .map(|k| k.kvno())
+        .filter(|k| *k != crate::keys::BCRYPT_KVNO)
+        .collect()
+}
+
+/// Every afs kvno the other servers hold; `Err`: why that cannot be known (a server
+/// unreadable, or servers fed by the Update Server, not read here).
+fn server_kvnos(cell: &Cell) -> Result<Vec<i32>, String> {
     if cell.upserver.is_some() {
         return Err(
             "in an Update Server cell afskeys does not read the upclients' keys, \
@@ -139,21 +144,14 @@ fn kvnos_in_use(cell: &Cell) -> Result<Vec<i32>, String> {
                 .into(),
         );
     }
-    let afs = |set: &crate::keys::KeySet| -> Vec<i32> {
-        set.iter()
-            .filter(|k| k.key_type() != crate::keys::KeyType::Rxgk)
-            .map(|k| k.kvno())
-            .collect()
-    };
-    let mut v = afs(&cell.control.read().map_err(|e| e.to_string())?.keys);
     let servers = cell.other_servers();
+    let mut v = Vec::new();
     for (name, r) in crate::fleet::fanout::read_all(&servers, cell.parallel) {
         match r {
-            Ok(set) => v.extend(afs(&set)),
+            Ok(set) => v.extend(afs_kvnos(&set)),
             Err(e) => return Err(format!("{name} could not be read ({})", e.message)),
         }
     }
-    v.retain(|k| *k != crate::keys::BCRYPT_KVNO);
     Ok(v)
 }
 
