@@ -619,18 +619,6 @@ fn rotate_whole_cell(c: &LiveCell) -> i64 {
     v["afs_entry"]["kvno"].as_i64().unwrap()
 }
 
-/// The kvnos a machine's KeyFileExt holds (`afskeys list` of that conf dir, from outside).
-fn held(m: &Machine) -> Vec<i64> {
-    let mut c = afskeys();
-    c.arg("--confdir").arg(m.confdir()).args(["--json", "list"]);
-    let v: serde_json::Value = serde_json::from_str(&ok(pipe(c, b""))).unwrap();
-    let mut k: Vec<i64> = (v["keys"].as_array().unwrap().iter())
-        .map(|k| k["kvno"].as_i64().unwrap())
-        .collect();
-    k.dedup();
-    k
-}
-
 /// Proves issue 23's restarts on the real cell: `prune --dry-run` shows the restart plan and
 /// changes nothing; `prune` restarts db2, db3, then the ptserver's sync site, then fs1, one at
 /// a time, each waited for until its instances ran again and (a database server) both
@@ -705,7 +693,7 @@ fn prune_restarts_every_server_keeping_quorum_before_the_old_key_goes() {
     }
     // Every old kvno is gone from every machine, and only after the restarts.
     for m in c.servers() {
-        assert_eq!(held(m), vec![kvno], "{}", m.name);
+        assert_eq!(kvnos_of(&m.confdir()), vec![kvno], "{}", m.name);
     }
     let outside: Vec<&(u64, String)> = (failed.iter())
         .filter(|(t, _)| !windows.iter().any(|(a, b)| a <= t && t <= b))
@@ -884,6 +872,6 @@ fn a_database_server_out_of_the_quorum_stops_the_removal_before_any_restart() {
     let o = c.afskeys_live(&["prune"]);
     assert!(o.status.success(), "{}", stderr(&o));
     for m in c.servers() {
-        assert_eq!(held(m), vec![kvno], "{}", m.name);
+        assert_eq!(kvnos_of(&m.confdir()), vec![kvno], "{}", m.name);
     }
 }

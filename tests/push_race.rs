@@ -47,21 +47,6 @@ fn wait_for(p: &Path) {
     }
 }
 
-/// The kvnos a conf dir's KeyFileExt holds (`afskeys list --json`).
-fn kvnos(dir: &Path) -> Vec<i64> {
-    let mut c = afskeys();
-    c.arg("--confdir").arg(dir).args(["--json", "list"]);
-    let v: serde_json::Value = serde_json::from_str(&ok(pipe(c, b""))).unwrap();
-    let mut k: Vec<i64> = v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kvno"].as_i64().unwrap())
-        .collect();
-    k.dedup();
-    k
-}
-
 /// Pause `first` after its read, run a whole `rotate` meanwhile (it must wait for the cell
 /// lock: still running a second later), release the pause; then every server holds the afs
 /// entry's kvno.
@@ -89,10 +74,10 @@ fn race(first: &[&str], point: &str) {
         stdout(&rotate)
     );
     assert!(
-        kvnos(fs1).contains(&entry),
+        kvnos_of(fs1).contains(&entry),
         "fs1 holds {:?} while the afs entry is at {entry} (rotation ran during the pause: \
          {rotated_during_the_pause})",
-        kvnos(fs1)
+        kvnos_of(fs1)
     );
     assert!(
         !rotated_during_the_pause,

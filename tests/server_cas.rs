@@ -75,22 +75,6 @@ fn files(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-/// The kvnos a conf dir holds, in either file.
-fn kvnos(dir: &Path) -> Vec<i64> {
-    let mut c = afskeys();
-    c.arg("--confdir").arg(dir).args(["--json", "list"]);
-    let v: serde_json::Value = serde_json::from_str(&ok(pipe(c, b""))).unwrap();
-    let mut k: Vec<i64> = v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kvno"].as_i64().unwrap())
-        .collect();
-    k.sort();
-    k.dedup();
-    k
-}
-
 fn said(o: &Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
 }
@@ -122,7 +106,7 @@ fn a_server_changed_between_a_push_stage_and_its_commit_is_refused_and_named() {
         fs1_edited.unwrap(),
         "fs1's hand edit was overwritten"
     );
-    assert_eq!(kvnos(fs1), vec![1, 7]);
+    assert_eq!(kvnos_of(fs1), vec![1, 7]);
     assert_eq!(
         files(fs2),
         fs2_before,
@@ -130,7 +114,7 @@ fn a_server_changed_between_a_push_stage_and_its_commit_is_refused_and_named() {
     );
     // Once that change is done, a push goes through.
     ok(run(control, &["push"], b""));
-    assert_eq!(kvnos(fs1), vec![1, 5]);
+    assert_eq!(kvnos_of(fs1), vec![1, 5]);
     assert_eq!(files(fs2), files(control));
 }
 
@@ -152,14 +136,14 @@ fn a_rotation_refuses_a_server_changed_after_its_read() {
         "fs1's hand edit was overwritten"
     );
     assert_eq!(
-        kvnos(fs2),
+        kvnos_of(fs2),
         vec![1],
         "fs2 got the new key although the push was refused"
     );
     // The rotation goes on from where it stopped, once that change is done.
     let o = run(control, &["rotate", "--resume"], b"");
     assert!(o.status.success(), "{}", said(&o));
-    assert!(kvnos(fs2).contains(&2) && kvnos(fs1).contains(&2));
+    assert!(kvnos_of(fs2).contains(&2) && kvnos_of(fs1).contains(&2));
 }
 
 #[test]
@@ -179,7 +163,7 @@ fn an_emergency_edit_refuses_a_server_changed_after_its_read() {
         said(&o)
     );
     assert_eq!(
-        kvnos(fs1),
+        kvnos_of(fs1),
         vec![1, 7],
         "the edit overwrote fs1's other change"
     );

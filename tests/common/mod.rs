@@ -122,6 +122,21 @@ pub fn dir_cell(cell: &str, n: usize, head: &str) -> Vec<tempfile::TempDir> {
     v
 }
 
+/// The kvnos a conf dir's KeyFile and KeyFileExt hold (`afskeys list --json`), ascending,
+/// each once.
+#[allow(dead_code)]
+pub fn kvnos_of(dir: &Path) -> Vec<i64> {
+    let mut c = afskeys();
+    c.arg("--confdir").arg(dir).args(["--json", "list"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(pipe(c, b""))).unwrap();
+    let mut k: Vec<i64> = (v["keys"].as_array().unwrap().iter())
+        .map(|k| k["kvno"].as_i64().unwrap())
+        .collect();
+    k.sort_unstable();
+    k.dedup();
+    k
+}
+
 /// A conf dir of our own: ThisCell and CellServDB for `cell`, mode 0700.
 pub fn confdir(cell: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
